@@ -1,0 +1,117 @@
+"""Configuration: defaults < TOML file < FOOTFALL_* environment < explicit overrides.
+
+The TOML file is found via ``--config``, ``FOOTFALL_CONFIG`` or ``./footfall.toml``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = "footfall.toml"
+
+
+def _split_csv(value: Any) -> Any:
+    """Let list settings be given as ``a,b,c`` in the environment, not only as JSON."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class SiteSeed(BaseModel):
+    """A site declared in the config file; created or updated at start-up."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    name: str = ""
+    allowed_origins: list[str] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set."""
+
+    model_config = SettingsConfigDict(env_prefix="FOOTFALL_", extra="forbid", validate_default=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    database: str = "footfall.duckdb"
+    """A DuckDB file path (embedded default) or a ``postgresql://`` URL."""
+
+    default_site: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    """Origins the default site accepts; ``*`` accepts any (development only)."""
+    allow_missing_origin: bool = True
+    """Accept tracking calls that carry neither Origin nor Referer (server-side senders)."""
+    sites: list[SiteSeed] = Field(default_factory=list)
+
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Peers (IPs or CIDRs) whose X-Forwarded-For header is believed."""
+    rate_limit_per_minute: int = Field(default=120, ge=0)
+    """Requests per client IP per sliding minute on public endpoints; 0 turns it off."""
+
+    max_batch_events: int = Field(default=500, ge=1, le=10_000)
+    max_batch_bytes: int = Field(default=5_000_000, ge=50_000)
+    commit_max_events: int = Field(default=5_000, ge=1)
+    """Most events written in one group-commit transaction."""
+    commit_linger_ms: float = Field(default=0.0, ge=0, le=100)
+    """How long the writer waits for more requests to join a transaction."""
+    commit_queue_events: int = Field(default=100_000, ge=1)
+    """Pending events before ingest answers 503 (back-pressure instead of unbounded memory)."""
+
+    log_level: str = "info"
+    metrics_token: str | None = None
+    """If set, /metrics requires ``Authorization: Bearer <token>``."""
+    bench_noop: bool = False
+    """Expose POST /bench/noop, a no-op endpoint on the same stack, for benchmarks."""
+
+    @field_validator("allowed_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _lists_from_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("FOOTFALL_CONFIG") or DEFAULT_CONFIG_FILE
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if Path(path).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        elif os.environ.get("FOOTFALL_CONFIG"):
+            raise FileNotFoundError(f"config file not found: {path}")
+        return tuple(sources)
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Build settings; ``config_file`` wins over ``FOOTFALL_CONFIG``."""
+    if config_file is not None:
+        os.environ["FOOTFALL_CONFIG"] = config_file
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**clean)

@@ -1,0 +1,48 @@
+"""The public API's error vocabulary: every rejection has a status, a code and a message."""
+
+from __future__ import annotations
+
+import msgspec
+
+MALFORMED = "ANALYTICS_001"
+TOO_LARGE = "ANALYTICS_002"
+VALIDATION = "VALIDATION_ERROR"
+RATE_LIMITED = "RATE_LIMITED"
+ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+UNAUTHORIZED = "UNAUTHORIZED"
+NOT_FOUND = "NOT_FOUND"
+METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+
+class ApiError(Exception):
+    """A client-facing failure; raised anywhere, rendered once by the API layer."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def body(self) -> dict[str, object]:
+        error: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"success": False, "error": error}
+
+    def encode(self) -> bytes:
+        return msgspec.json.encode(self.body())
+
+
+def invalid(field: str, message: str) -> ApiError:
+    """A 422 naming the offending field, e.g. ``data.items[2].quantity``."""
+    return ApiError(422, VALIDATION, f"{field}: {message}", field)
+
+
+def malformed(message: str) -> ApiError:
+    return ApiError(400, MALFORMED, message)
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(400, TOO_LARGE, f"payload is larger than {limit} bytes")

@@ -1,0 +1,523 @@
+"""Event ingest: validation and normalisation of tracking calls, and the group-commit writer.
+
+Validation follows the tracking API's contract exactly (limits, codes, normalisations); the
+writer batches whatever requests are waiting into one transaction so an answered event is
+committed without paying one disk sync per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from prometheus_client import Counter, Histogram
+
+from footfall.errors import UNAVAILABLE, ApiError, invalid, malformed, too_large
+from footfall.store.base import EventRow, Store
+
+log = logging.getLogger("footfall.ingest")
+
+EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        "visitor",
+        "popup_displayed",
+        "popup_opened",
+        "bot_open",
+        "convo_started",
+        "message_sent",
+        "message_like",
+        "message_dislike",
+        "click_through",
+        "added_to_cart",
+        "go_to_cart",
+        "purchase",
+        "error",
+    }
+)
+EVENT_ALIASES: Mapping[str, str] = {"tracktrans": "purchase"}
+
+EUR_RATES: Mapping[str, float] = {
+    "EUR": 1.0,
+    "USD": 0.92,
+    "GBP": 1.17,
+    "CZK": 0.041,
+    "PLN": 0.23,
+    "RON": 0.20,
+    "HUF": 0.0026,
+    "UAH": 0.024,
+    "CHF": 1.05,
+    "DKK": 0.134,
+    "SEK": 0.088,
+    "NOK": 0.086,
+    "BGN": 0.51,
+    "HRK": 0.133,
+    "RSD": 0.0085,
+}
+
+MAX_PAYLOAD_BYTES = 50_000
+MAX_EVENT_CHARS = 50
+MAX_ID_CHARS = 512
+MAX_ITEMS = 50
+MAX_ITEM_ID_CHARS = 128
+MAX_CURRENCY_CHARS = 3
+MAX_URL_CHARS = 2_048
+MAX_USER_AGENT_CHARS = 1_024
+OPEN_WAYS = frozenset({"popup", "chat_button"})
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,128}")
+CLIENT_TIME_PAST_US = 7 * 24 * 3600 * 1_000_000
+CLIENT_TIME_FUTURE_US = 5 * 60 * 1_000_000
+
+# Keys of ``data`` that become columns; everything else stays in the properties blob.
+_COLUMN_KEYS = frozenset({"chatbot_id", "popup_version", "open_way", "orderNum", "items"})
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(slots=True, frozen=True)
+class RequestContext:
+    """What the HTTP layer knows about a tracking call, besides its body."""
+
+    site_id: str
+    now_us: int
+    user_agent: str | None = None
+    page_url: str | None = None
+    """Fallback page URL (the Referer) when the body names none."""
+
+
+def now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+def decode_json(raw: bytes | str, what: str = "body") -> Any:
+    """Decode JSON or raise ANALYTICS_001; size is checked by the caller on the raw bytes."""
+    try:
+        return _decoder.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise malformed(f"{what} is not valid JSON: {exc}") from None
+
+
+def check_size(raw: bytes | str, limit: int = MAX_PAYLOAD_BYTES) -> None:
+    size = len(raw.encode()) if isinstance(raw, str) else len(raw)
+    if size > limit:
+        raise too_large(limit)
+
+
+def parse_track_body(raw: bytes, ctx: RequestContext) -> EventRow:
+    """Bytes of one POSTed event to a row; raises ApiError with the documented code."""
+    check_size(raw)
+    return validate_event(decode_json(raw), ctx)
+
+
+def parse_legacy_query(params: Mapping[str, str], ctx: RequestContext) -> EventRow:
+    """The legacy GET form: ``e`` event, ``u`` token, ``d`` URL-encoded JSON data."""
+    body: dict[str, Any] = {}
+    if "e" in params:
+        body["event"] = params["e"]
+    if "u" in params:
+        body["token"] = params["u"]
+    raw_data = params.get("d")
+    if raw_data is not None and raw_data != "":
+        check_size(raw_data)
+        body["data"] = decode_json(raw_data, "d")
+    if "ab_test" in params:
+        flag = params["ab_test"].strip().lower()
+        if flag not in ("true", "false", "1", "0"):
+            raise invalid("ab_test", "must be true or false")
+        body["ab_test"] = flag in ("true", "1")
+    if "url" in params:
+        body["url"] = params["url"]
+    check_size(_encoder.encode(body))
+    return validate_event(body, ctx)
+
+
+def _string(value: Any, field: str, limit: int, coerce_numbers: bool = False) -> str:
+    """Identifiers may arrive as numbers from some integrations; they are kept as text."""
+    if isinstance(value, str):
+        text = value
+    elif coerce_numbers and isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        raise invalid(field, "must be a string")
+    if len(text) > limit:
+        raise invalid(field, f"at most {limit} characters")
+    return text
+
+
+def _number(value: Any, field: str) -> float:
+    """Prices arrive as numbers or, from some shops, numeric strings; both are accepted."""
+    if isinstance(value, bool):
+        raise invalid(field, "must be a number")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise invalid(field, "must be a number") from None
+    else:
+        raise invalid(field, "must be a number")
+    if not math.isfinite(number):
+        raise invalid(field, "must be a finite number")
+    return number
+
+
+def _currency(value: Any, field: str) -> str:
+    code = _string(value, field, MAX_CURRENCY_CHARS).strip().upper()
+    if not code:
+        raise invalid(field, "must not be empty")
+    return code
+
+
+def validate_token(value: Any, field: str = "token") -> str:
+    if value is None:
+        raise invalid(field, "required")
+    if not isinstance(value, str):
+        raise invalid(field, "must be a string")
+    if TOKEN_PATTERN.fullmatch(value) is None:
+        raise invalid(field, "must be 8-128 characters of A-Z, a-z, 0-9, '_' or '-'")
+    return value
+
+
+def ab_group(token: str, enabled: bool) -> str | None:
+    """The token's last character picks the group: 0 control, 1 test, else none."""
+    if not enabled:
+        return None
+    return {"0": "control", "1": "test"}.get(token[-1])
+
+
+@dataclass(slots=True)
+class _Items:
+    items: list[dict[str, Any]]
+    total_eur: float | None
+    unknown_currencies: list[str]
+
+
+def _items(raw: Any, default_currency: str) -> _Items:
+    if not isinstance(raw, list):
+        raise invalid("data.items", "must be an array")
+    if len(raw) > MAX_ITEMS:
+        raise invalid("data.items", f"at most {MAX_ITEMS} items")
+    items: list[dict[str, Any]] = []
+    total = 0.0
+    unknown: list[str] = []
+    for index, item in enumerate(raw):
+        where = f"data.items[{index}]"
+        if not isinstance(item, dict):
+            raise invalid(where, "must be an object")
+        out = {k: v for k, v in item.items() if k not in ("id", "item_id", "price", "value")}
+        item_id = item.get("item_id", item.get("id"))
+        key = "item_id" if "item_id" in item else "id"
+        out["item_id"] = (
+            None if item_id is None else _string(item_id, f"{where}.{key}", MAX_ITEM_ID_CHARS, True)
+        )
+        raw_value = item.get("value", item.get("price"))
+        key = "value" if "value" in item else "price"
+        value = None if raw_value is None else _number(raw_value, f"{where}.{key}")
+        out["value"] = value
+        quantity = item.get("quantity", 1)
+        if isinstance(quantity, float) and quantity.is_integer():
+            quantity = int(quantity)
+        if isinstance(quantity, bool) or not isinstance(quantity, int):
+            raise invalid(f"{where}.quantity", "must be an integer")
+        if quantity < 1:
+            raise invalid(f"{where}.quantity", "must be at least 1")
+        out["quantity"] = quantity
+        currency = (
+            _currency(item["currency"], f"{where}.currency")
+            if item.get("currency") is not None
+            else default_currency
+        )
+        out["currency"] = currency
+        rate = EUR_RATES.get(currency)
+        if rate is None:
+            unknown.append(currency)
+        elif value is not None:
+            total += value * quantity * rate
+        items.append(out)
+    return _Items(items, None if unknown else round(total, 6), unknown)
+
+
+def validate_event(body: Any, ctx: RequestContext) -> EventRow:
+    """A decoded event object to a row, applying every rule of the tracking API."""
+    if not isinstance(body, dict):
+        raise malformed("event payload must be a JSON object")
+
+    event = body.get("event")
+    if event is None:
+        raise invalid("event", "required")
+    if not isinstance(event, str):
+        raise invalid("event", "must be a string")
+    if len(event) > MAX_EVENT_CHARS:
+        raise invalid("event", f"at most {MAX_EVENT_CHARS} characters")
+    event = EVENT_ALIASES.get(event, event)
+    if event not in EVENT_TYPES:
+        raise invalid("event", f"unknown event type '{event}'")
+
+    token = validate_token(body.get("token"))
+
+    ab_test = body.get("ab_test", False)
+    if ab_test is None:
+        ab_test = False
+    if not isinstance(ab_test, bool):
+        raise invalid("ab_test", "must be true or false")
+    ephemeral = body.get("ephemeral", False)
+    if not isinstance(ephemeral, bool):
+        raise invalid("ephemeral", "must be true or false")
+
+    data = body.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise malformed("data must be a JSON object")
+
+    chatbot_id = data.get("chatbot_id")
+    if chatbot_id is not None:
+        chatbot_id = _string(chatbot_id, "data.chatbot_id", MAX_ID_CHARS, True)
+    popup_version = data.get("popup_version")
+    if popup_version is not None:
+        popup_version = _string(popup_version, "data.popup_version", MAX_ID_CHARS, True)
+    order_num = data.get("orderNum")
+    if order_num is not None:
+        order_num = _string(order_num, "data.orderNum", MAX_ID_CHARS, True)
+    open_way = data.get("open_way")
+    if open_way is not None and open_way not in OPEN_WAYS:
+        raise invalid("data.open_way", "must be 'popup' or 'chat_button'")
+
+    currency = "EUR"
+    if data.get("currency") is not None:
+        currency = _currency(data["currency"], "data.currency")
+
+    items_json: str | None = None
+    total: float | None = None
+    if data.get("items") is not None:
+        parsed = _items(data["items"], currency)
+        items_json = _encoder.encode(parsed.items).decode()
+        total = parsed.total_eur
+        if parsed.unknown_currencies:
+            log.warning(
+                "unknown currency, total_value_base left empty",
+                extra={"currencies": sorted(set(parsed.unknown_currencies)), "event": event},
+            )
+    elif data.get("value") is not None:
+        amount = _number(data["value"], "data.value")
+        rate = EUR_RATES.get(currency)
+        if rate is None:
+            log.warning(
+                "unknown currency, total_value_base left empty",
+                extra={"currencies": [currency], "event": event},
+            )
+        else:
+            total = round(amount * rate, 6)
+
+    url = body.get("url")
+    if url is not None and not isinstance(url, str):
+        raise invalid("url", "must be a string")
+    url = url or ctx.page_url
+    user_agent = ctx.user_agent
+
+    ts_us = ctx.now_us
+    client_ts = body.get("ts")
+    if client_ts is not None:
+        if isinstance(client_ts, bool) or not isinstance(client_ts, int | float):
+            raise invalid("ts", "must be milliseconds since the epoch")
+        candidate = int(client_ts * 1000)
+        # Queued events keep their own time; clocks far off are not trusted.
+        if ctx.now_us - CLIENT_TIME_PAST_US <= candidate <= ctx.now_us + CLIENT_TIME_FUTURE_US:
+            ts_us = min(candidate, ctx.now_us)
+
+    rest = {k: v for k, v in data.items() if k not in _COLUMN_KEYS}
+    return EventRow(
+        site_id=ctx.site_id,
+        ts_us=ts_us,
+        received_us=ctx.now_us,
+        event=event,
+        token=token,
+        ephemeral=ephemeral,
+        ab_group=ab_group(token, ab_test),
+        chatbot_id=chatbot_id,
+        popup_version=popup_version,
+        open_way=open_way,
+        order_num=order_num if event == "purchase" else None,
+        total_value_base=total,
+        items=items_json,
+        url=url[:MAX_URL_CHARS] if url else None,
+        user_agent=user_agent[:MAX_USER_AGENT_CHARS] if user_agent else None,
+        data=_encoder.encode(rest).decode() if rest else "{}",
+    )
+
+
+# --------------------------------------------------------------------------- group commit
+
+SWITCH_INTERVAL_S = float(__import__("os").environ.get("FF_SWITCH", "0.0005"))
+
+EVENTS_COMMITTED = Counter("footfall_events_committed_total", "Events durably written", ["event"])
+COMMIT_BATCH = Histogram(
+    "footfall_commit_batch_events",
+    "Events per group-commit transaction",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+)
+COMMIT_SECONDS = Histogram(
+    "footfall_commit_seconds",
+    "Time to write and commit one group",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+COMMIT_FAILURES = Counter("footfall_commit_failures_total", "Groups whose transaction failed")
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: list[EventRow]
+    future: asyncio.Future[list[bool]]
+
+
+class GroupCommitter:
+    """Writes the events of all waiting requests in one transaction, then answers them all.
+
+    Requests that arrive while a transaction is being committed form the next group, so
+    under load one disk sync serves many requests and with no load a request waits for
+    just its own commit. Nothing is acknowledged before its transaction committed.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        max_events: int = 5_000,
+        queue_limit: int = 100_000,
+        linger_seconds: float = 0.0,
+    ) -> None:
+        self._store = store
+        self._linger = linger_seconds
+        self._max_events = max_events
+        self._queue_limit = queue_limit
+        self._queue: deque[_Pending] = deque()
+        self._queued_events = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        # The writer thread needs the GIL briefly between its database calls; with the
+        # default 5 ms switch interval a busy event loop makes it wait that long each time.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="footfall-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def queued_events(self) -> int:
+        return self._queued_events
+
+    async def submit(self, rows: list[EventRow]) -> list[bool]:
+        """Resolve once ``rows`` are committed; raises 503 if the writer cannot take them."""
+        if not rows:
+            return []
+        loop = self._loop
+        if loop is None or self._closing:
+            raise ApiError(503, UNAVAILABLE, "server is shutting down; retry later")
+        future: asyncio.Future[list[bool]] = loop.create_future()
+        with self._cond:
+            if self._queued_events + len(rows) > self._queue_limit:
+                raise ApiError(503, UNAVAILABLE, "ingest queue is full; retry later")
+            self._queue.append(_Pending(rows, future))
+            self._queued_events += len(rows)
+            self._cond.notify()
+        return await future
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Commit everything already queued, then end the writer thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _take(self) -> list[_Pending] | None:
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            if self._linger and not self._closing and self._queued_events < self._max_events:
+                # A moment's wait lets more requests join: fewer, larger transactions.
+                deadline = time.monotonic() + self._linger
+                while self._queued_events < self._max_events and not self._closing:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            group = [self._queue.popleft()]
+            count = len(group[0].rows)
+            while self._queue and count + len(self._queue[0].rows) <= self._max_events:
+                item = self._queue.popleft()
+                group.append(item)
+                count += len(item.rows)
+            self._queued_events -= count
+            return group
+
+    def _run(self) -> None:
+        while (group := self._take()) is not None:
+            outcomes = self._write(group)
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(_settle, group, outcomes)
+            except RuntimeError:  # loop already closed: nobody is waiting any more
+                log.warning("event loop closed before answers were delivered")
+
+    def _write(self, group: list[_Pending]) -> list[list[bool] | BaseException]:
+        rows = [row for item in group for row in item.rows]
+        started = time.perf_counter()
+        try:
+            flags = self._store.insert_events(rows)
+        except Exception:
+            COMMIT_FAILURES.inc()
+            log.exception("group commit failed; retrying requests one by one")
+            return [self._write_alone(item) for item in group]
+        COMMIT_SECONDS.observe(time.perf_counter() - started)
+        COMMIT_BATCH.observe(len(rows))
+        _count(rows)
+        outcomes: list[list[bool] | BaseException] = []
+        offset = 0
+        for item in group:
+            outcomes.append(flags[offset : offset + len(item.rows)])
+            offset += len(item.rows)
+        return outcomes
+
+    def _write_alone(self, item: _Pending) -> list[bool] | BaseException:
+        """One request's rows in their own transaction, so one bad request fails alone."""
+        try:
+            flags = self._store.insert_events(item.rows)
+        except Exception as exc:
+            log.exception("request's events could not be stored")
+            return ApiError(503, UNAVAILABLE, f"events could not be stored: {type(exc).__name__}")
+        _count(item.rows)
+        return flags
+
+
+def _count(rows: list[EventRow]) -> None:
+    per_type: dict[str, int] = {}
+    for row in rows:
+        per_type[row.event] = per_type.get(row.event, 0) + 1
+    for name, n in per_type.items():
+        EVENTS_COMMITTED.labels(name).inc(n)
+
+
+def _settle(group: list[_Pending], outcomes: list[list[bool] | BaseException]) -> None:
+    for item, outcome in zip(group, outcomes, strict=True):
+        if item.future.done():  # the client went away; its events are stored all the same
+            continue
+        if isinstance(outcome, BaseException):
+            item.future.set_exception(outcome)
+        else:
+            item.future.set_result(outcome)

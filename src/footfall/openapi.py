@@ -1,0 +1,196 @@
+"""The OpenAPI document, generated from typed descriptions of the public API's bodies."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from footfall import __version__
+from footfall.ingest import (
+    EVENT_TYPES,
+    MAX_CURRENCY_CHARS,
+    MAX_ID_CHARS,
+    MAX_ITEM_ID_CHARS,
+    MAX_ITEMS,
+)
+
+if TYPE_CHECKING:
+    EventName = str
+else:  # the schema lists every accepted event name, from the one list ingest checks
+    EventName = Literal[tuple(sorted(EVENT_TYPES | {"tracktrans"}))]
+Token = Annotated[str, Meta(min_length=8, max_length=128, pattern="^[A-Za-z0-9_-]+$")]
+ShortId = Annotated[str, Meta(max_length=MAX_ID_CHARS)]
+
+
+class Item(msgspec.Struct, omit_defaults=True):
+    """A cart or purchase line; ``id`` and ``price`` are accepted as older spellings."""
+
+    item_id: Annotated[str, Meta(max_length=MAX_ITEM_ID_CHARS)] | None = None
+    id: Annotated[str, Meta(max_length=MAX_ITEM_ID_CHARS)] | None = None
+    value: float | None = None
+    price: float | None = None
+    quantity: Annotated[int, Meta(ge=1)] = 1
+    currency: Annotated[str, Meta(max_length=MAX_CURRENCY_CHARS)] | None = None
+
+
+class EventData(msgspec.Struct, omit_defaults=True):
+    """Event payload; fields not listed are kept as free-form properties."""
+
+    chatbot_id: ShortId | None = None
+    popup_version: ShortId | None = None
+    open_way: Literal["popup", "chat_button"] | None = None
+    items: Annotated[list[Item], Meta(max_length=MAX_ITEMS)] | None = None
+    orderNum: ShortId | None = None
+    currency: Annotated[str, Meta(max_length=MAX_CURRENCY_CHARS)] | None = None
+    value: float | None = None
+    text: str | None = None
+
+
+class TrackRequest(msgspec.Struct, omit_defaults=True):
+    """One event. At most 50,000 bytes JSON-encoded."""
+
+    event: EventName
+    token: Token
+    data: EventData | None = None
+    ab_test: bool = False
+    ephemeral: bool = False
+    site: str | None = None
+    url: str | None = None
+    ts: float | None = None
+
+
+class TrackResponse(msgspec.Struct):
+    success: bool
+    duplicate: bool = False
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(msgspec.Struct):
+    success: bool
+    error: ErrorDetail
+
+
+class BatchRequest(msgspec.Struct):
+    events: Annotated[list[TrackRequest], Meta(max_length=500)]
+    site: str | None = None
+
+
+class BatchResult(msgspec.Struct):
+    index: int
+    success: bool
+    status: int
+    duplicate: bool = False
+    error: ErrorDetail | None = None
+
+
+class BatchResponse(msgspec.Struct):
+    success: bool
+    accepted: int
+    rejected: int
+    results: list[BatchResult]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "ANALYTICS_001 malformed JSON or invalid payload; ANALYTICS_002 over 50,000 bytes",
+        403: "ORIGIN_NOT_ALLOWED: the Origin is not allowed for the site",
+        422: "VALIDATION_ERROR: a field breaks a rule; `field` names it",
+        429: "RATE_LIMITED: over the per-IP limit (120/min by default); see Retry-After",
+        503: "SERVICE_UNAVAILABLE: the store cannot take events right now; retry",
+    }
+    return {str(s): {"description": text[s], "content": _json("ErrorResponse")} for s in statuses}
+
+
+_SITE_PARAM = {
+    "name": "site",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Site id; defaults to the site owning the Origin, else the default site.",
+}
+
+
+def build_document() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        [TrackRequest, TrackResponse, ErrorResponse, BatchRequest, BatchResponse],
+        ref_template="#/components/schemas/{name}",
+    )
+    post_track = {
+        "summary": "Record one event",
+        "parameters": [_SITE_PARAM],
+        "requestBody": {"required": True, "content": _json("TrackRequest")},
+        "responses": {
+            "200": {"description": "Stored durably", "content": _json("TrackResponse")},
+            **_errors(400, 403, 422, 429, 503),
+        },
+    }
+    get_track = {
+        "summary": "Record one event (legacy GET form)",
+        "parameters": [
+            {"name": "e", "in": "query", "required": True, "schema": {"type": "string"}},
+            {"name": "u", "in": "query", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "d",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "URL-encoded JSON object: the event data",
+            },
+            {"name": "ab_test", "in": "query", "required": False, "schema": {"type": "boolean"}},
+            _SITE_PARAM,
+        ],
+        "responses": post_track["responses"],
+    }
+    paths: dict[str, Any] = {
+        "/api/analytics/track": {"post": post_track, "get": get_track},
+        "/api/events/track": {"post": post_track, "get": get_track},
+        "/api/save": {"post": post_track},
+        "/api/analytics/batch": {
+            "post": {
+                "summary": "Record up to 500 events; each gets its own result",
+                "parameters": [_SITE_PARAM],
+                "requestBody": {"required": True, "content": _json("BatchRequest")},
+                "responses": {
+                    "200": {"description": "Per-event results", "content": _json("BatchResponse")},
+                    **_errors(400, 403, 422, 429, 503),
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness and store health",
+                "responses": {"200": {"description": "Healthy"}, "503": {"description": "Not"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "Text exposition format"}},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Footfall",
+            "version": __version__,
+            "description": "Tracking, identity and analytics API of a Footfall server.",
+        },
+        "paths": paths,
+        "components": {"schemas": components},
+    }

@@ -1,0 +1,114 @@
+"""Per-client-IP sliding-window rate limiting, and finding the client IP behind proxies.
+
+A sliding log (the times of the last N accepted requests) is exact: no minute ever holds
+more than N accepted requests from one IP, unlike fixed windows or token buckets. IPs are
+held in memory only, never stored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+
+class SlidingWindowLimiter:
+    def __init__(
+        self,
+        limit: int,
+        window_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window_seconds
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+        self._next_sweep = clock() + window_seconds
+
+    def check(self, key: str) -> float:
+        """0.0 if allowed (and counted), else the seconds until the next request is allowed."""
+        if self.limit <= 0:
+            return 0.0
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        hits = self._hits.get(key)
+        if hits is None:
+            hits = deque(maxlen=self.limit)
+            self._hits[key] = hits
+        elif len(hits) == self.limit:
+            oldest = hits[0]
+            if now - oldest < self.window:
+                return max(self.window - (now - oldest), 0.001)
+        hits.append(now)
+        return 0.0
+
+    def _sweep(self, now: float) -> None:
+        """Forget IPs that have been quiet for a whole window, so memory tracks active IPs."""
+        horizon = now - self.window
+        stale = [key for key, hits in self._hits.items() if not hits or hits[-1] <= horizon]
+        for key in stale:
+            del self._hits[key]
+        self._next_sweep = now + self.window / 4
+
+    def __len__(self) -> int:
+        return len(self._hits)
+
+
+def _parse_ip(address: str) -> tuple[int, int] | None:
+    """(bits, integer value) of an IP literal, or None; far cheaper than ipaddress."""
+    try:
+        return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+    except OSError:
+        pass
+    try:
+        return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
+    except OSError:
+        return None
+
+
+class ClientAddress:
+    """The client IP: the peer, or, behind a trusted proxy, the right-most untrusted hop."""
+
+    def __init__(self, trusted_proxies: Iterable[str]) -> None:
+        networks = [ipaddress.ip_network(item, strict=False) for item in trusted_proxies]
+        self._trusted: tuple[tuple[int, int, int], ...] = tuple(
+            (n.max_prefixlen, int(n.network_address), int(n.netmask)) for n in networks
+        )
+
+        self._peers: dict[str, bool | None] = {}
+        """Peers are few (the proxies themselves), so their verdicts are remembered."""
+
+    def _classify(self, address: str) -> bool | None:
+        """True: a trusted proxy; False: any other valid IP; None: not an IP at all."""
+        parsed = _parse_ip(address)
+        if parsed is None:
+            return None
+        bits, value = parsed
+        for b, net, mask in self._trusted:  # noqa: SIM110 - a loop beats any() on this hot path
+            if b == bits and value & mask == net:
+                return True
+        return False
+
+    def _peer_trusted(self, peer: str) -> bool:
+        verdict = self._peers.get(peer)
+        if verdict is None:
+            verdict = bool(self._classify(peer))
+            if len(self._peers) < 4096:
+                self._peers[peer] = verdict
+        return verdict
+
+    def resolve(self, peer: str | None, forwarded_for: str | None) -> str:
+        peer = peer or "unknown"
+        if not self._trusted or not forwarded_for or not self._peer_trusted(peer):
+            return peer
+        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            kind = self._classify(hop)
+            if kind is None:
+                return peer  # a garbled header from a trusted proxy: fall back to the proxy
+            if not kind:
+                return hop
+        return hops[0] if hops else peer

@@ -1,0 +1,126 @@
+"""Sites (tenants): which site a call belongs to, which origins it accepts, its API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from footfall.errors import ORIGIN_NOT_ALLOWED, ApiError, invalid
+from footfall.store.base import Site, Store
+
+SITE_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+KEY_PREFIX = "ff"
+
+
+def normalise_origin(value: str) -> str | None:
+    """``HTTPS://Shop.com:443/`` and ``https://shop.com`` are the same origin."""
+    value = value.strip()
+    if value == "*":
+        return value
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[parts.scheme]:
+        return f"{parts.scheme}://{host}"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def validate_origin_pattern(value: str) -> str:
+    """Accept ``*``, an origin, or ``scheme://*.domain`` for every subdomain of a domain."""
+    if value.strip() == "*":
+        return "*"
+    wildcard = "://*." in value
+    normalised = normalise_origin(value.replace("://*.", "://wildcard.") if wildcard else value)
+    if normalised is None:
+        raise ValueError(f"not an origin (scheme://host[:port]): {value!r}")
+    return normalised.replace("://wildcard.", "://*.") if wildcard else normalised
+
+
+def _matches(pattern: str, origin: str) -> bool:
+    if pattern == "*" or pattern == origin:
+        return True
+    if "://*." in pattern:
+        scheme, rest = pattern.split("://*.", 1)
+        prefix = f"{scheme}://"
+        return origin.startswith(prefix) and origin[len(prefix) :].endswith("." + rest)
+    return False
+
+
+@dataclass(slots=True)
+class SiteRegistry:
+    """An in-memory view of the sites, consulted on every tracking call."""
+
+    sites: dict[str, Site]
+    default_site: str
+    allow_missing_origin: bool = True
+
+    @classmethod
+    def load(cls, store: Store, default_site: str, allow_missing_origin: bool) -> SiteRegistry:
+        return cls({s.id: s for s in store.list_sites()}, default_site, allow_missing_origin)
+
+    def allows(self, site: Site, origin: str | None) -> bool:
+        if origin is None:
+            return self.allow_missing_origin
+        return any(_matches(pattern, origin) for pattern in site.allowed_origins)
+
+    def resolve(self, explicit: str | None, origin: str | None) -> Site:
+        """The site a call is for, or 403/422: an explicit id wins, then the Origin's owner."""
+        if explicit:
+            site = self.sites.get(explicit)
+            if site is None:
+                raise invalid("site", f"unknown site '{explicit[:64]}'")
+        else:
+            site = self._owner(origin) or self.sites.get(self.default_site)
+            if site is None:
+                raise invalid("site", "no site given and no default site configured")
+        if not self.allows(site, origin):
+            raise ApiError(
+                403, ORIGIN_NOT_ALLOWED, f"origin {origin or '(none)'} is not allowed for site"
+            )
+        return site
+
+    def _owner(self, origin: str | None) -> Site | None:
+        if origin is None:
+            return None
+        for site in self.sites.values():
+            if any(p != "*" and _matches(p, origin) for p in site.allowed_origins):
+                return site
+        return None
+
+
+def hash_key(key: str) -> str:
+    """Keys carry 256 random bits, so a plain SHA-256 is as strong as a slow password hash."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key(store: Store, site_id: str, label: str = "") -> str:
+    """Create a key, store only its hash, and return the key (shown once)."""
+    key_id = secrets.token_hex(6)
+    key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+    store.add_api_key(key_id, site_id, hash_key(key), label)
+    return key
+
+
+def verify_api_key(store: Store, presented: str) -> str | None:
+    """The site id the key belongs to, or None; the hash comparison is constant-time."""
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    record = store.get_api_key(parts[1])
+    if record is None or record.revoked:
+        return None
+    if not hmac.compare_digest(record.key_hash, hash_key(presented)):
+        return None
+    return record.site_id

@@ -1,0 +1,16 @@
+"""Storage backends behind one interface; pick one with a path or URL."""
+
+from __future__ import annotations
+
+from footfall.store.base import ApiKey, EventRow, Site, Store
+
+__all__ = ["ApiKey", "EventRow", "Site", "Store", "open_store"]
+
+
+def open_store(database: str, *, read_only: bool = False) -> Store:
+    """``postgresql://...`` selects PostgreSQL; anything else is a DuckDB file path."""
+    if database.startswith(("postgresql://", "postgres://")):
+        raise NotImplementedError("the PostgreSQL store is not available yet")
+    from footfall.store.duckdb import DuckDBStore
+
+    return DuckDBStore(database, read_only=read_only)
