@@ -90,7 +90,16 @@ def main() -> int:
         "FOOTFALL_LOG_LEVEL": "warning",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "footfall", "serve", "--port", str(port), "--database", str(database)],
+        [
+            sys.executable,
+            "-m",
+            "footfall",
+            "serve",
+            "--port",
+            str(port),
+            "--database",
+            str(database),
+        ],
         env=env,
         cwd=workdir,
     )

@@ -1,0 +1,152 @@
+"""Real servers for the tests: ``footfall serve`` subprocesses on 127.0.0.1, DuckDB files."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+
+SHOP = "https://shop.test"
+OTHER = "https://other.test"
+
+CONFIG = f"""
+default_site = "default"
+allowed_origins = ["{SHOP}", "https://*.shop.test", "http://127.0.0.1"]
+trusted_proxies = ["127.0.0.1"]
+
+[[sites]]
+id = "other"
+name = "Other shop"
+allowed_origins = ["{OTHER}"]
+"""
+
+
+# uvicorn re-raises SIGTERM after its graceful shutdown, so supervisors see the signal.
+CLEAN_EXIT = (0, -signal.SIGTERM)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """One ``footfall serve`` process; stop it before reading its DuckDB file."""
+
+    def __init__(self, workdir: Path, config: str = CONFIG, **env: str) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.database = workdir / "footfall.duckdb"
+        self.config = workdir / "footfall.toml"
+        self.config.write_text(config)
+        self.log = workdir / "server.log"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FOOTFALL_")},
+            "FOOTFALL_CONFIG": str(self.config),
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "footfall",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--database",
+                    str(self.database),
+                ],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not become healthy:\n{self.log.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=60)
+        self.process = None
+        return code
+
+    def rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Query the stopped server's database file (DuckDB allows one writer process)."""
+        assert self.process is None, "stop the server first"
+        con = duckdb.connect(str(self.database), read_only=True)
+        try:
+            return con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
+
+    def client(self, ip: str | None = None, **kwargs: Any) -> httpx.Client:
+        """A client whose calls appear to come from ``ip`` (via the trusted loopback proxy)."""
+        headers = dict(kwargs.pop("headers", {}))
+        if ip is not None:
+            headers["x-forwarded-for"] = ip
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+
+_ips = (
+    f"10.{a}.{b}.{c}" for a, b, c in itertools.product(range(1, 250), range(250), range(1, 250))
+)
+
+
+@pytest.fixture
+def fresh_ip() -> str:
+    """Each test speaks from its own client IP, so the 120/min limit never couples tests."""
+    return next(_ips)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A shared server for tests that only look at HTTP answers."""
+    srv = Server(tmp_path_factory.mktemp("shared")).start()
+    yield srv
+    assert srv.stop() in CLEAN_EXIT
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own, for tests that inspect what was stored."""
+    srv = Server(tmp_path / "srv").start()
+    yield srv
+    if srv.process is not None:
+        srv.stop()
+
+
+@pytest.fixture
+def api(server: Server, fresh_ip: str) -> Iterator[httpx.Client]:
+    with server.client(fresh_ip) as client:
+        yield client

@@ -1,0 +1,143 @@
+"""The ``footfall`` command: sites with origins and hashed keys, migrations, a held database."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from conftest import Server
+from footfall.sites import verify_api_key
+from footfall.store import open_store
+
+
+def footfall(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "FOOTFALL_CONFIG": str(cwd / "none.toml")}
+    (cwd / "none.toml").write_text("")
+    return subprocess.run(
+        [sys.executable, "-m", "footfall", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_sites_add_stores_only_the_key_hash(tmp_path: Path) -> None:
+    db = str(tmp_path / "cli.duckdb")
+    out = footfall(
+        "sites",
+        "add",
+        "shop",
+        "--origin",
+        "https://shop.test",
+        "--origin",
+        "https://*.shop.test",
+        "--name",
+        "My shop",
+        "--database",
+        db,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    key = next(line.strip() for line in out.stdout.splitlines() if line.strip().startswith("ff_"))
+    assert len(key) > 40
+    raw = Path(db).read_bytes() + (
+        Path(db + ".wal").read_bytes() if Path(db + ".wal").exists() else b""
+    )
+    assert key.encode() not in raw
+    store = open_store(db)
+    try:
+        assert verify_api_key(store, key) == "shop"
+        assert verify_api_key(store, key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+        [record] = store.list_api_keys("shop")
+        assert record.key_hash == hashlib.sha256(key.encode()).hexdigest()
+        site = store.get_site("shop")
+        assert site is not None
+        assert site.allowed_origins == (
+            "https://shop.test",
+            "https://*.shop.test",
+        )
+    finally:
+        store.close()
+
+    listed = footfall("sites", "list", "--database", db, cwd=tmp_path)
+    assert "shop" in listed.stdout
+    assert "https://*.shop.test" in listed.stdout
+    revoked = footfall("sites", "revoke-key", record.key_id, "--database", db, cwd=tmp_path)
+    assert revoked.returncode == 0
+    store = open_store(db)
+    try:
+        assert verify_api_key(store, key) is None
+    finally:
+        store.close()
+    bad = footfall("sites", "add", "Bad Id!", "--database", db, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "site id" in bad.stderr
+    bad_origin = footfall(
+        "sites", "add", "x", "--origin", "shop.test", "--database", db, cwd=tmp_path
+    )
+    assert bad_origin.returncode == 2
+    assert "not an origin" in bad_origin.stderr
+
+
+def test_site_added_by_cli_is_enforced_by_server(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "srv", config='allowed_origins = ["https://main.test"]\n')
+    footfall(
+        "sites",
+        "add",
+        "blog",
+        "--origin",
+        "https://blog.test",
+        "--no-key",
+        "--database",
+        str(srv.database),
+        cwd=tmp_path,
+    )
+    srv.start()
+    try:
+        with srv.client() as api:
+            event = {"event": "visitor", "token": "cli-site-token"}
+            assert (
+                api.post(
+                    "/api/analytics/track", json=event, headers={"origin": "https://blog.test"}
+                ).status_code
+                == 200
+            )
+            assert (
+                api.post(
+                    "/api/analytics/track?site=blog",
+                    json=event,
+                    headers={"origin": "https://main.test"},
+                ).status_code
+                == 403
+            )
+            busy = footfall("sites", "list", "--database", str(srv.database), cwd=tmp_path)
+            assert busy.returncode == 1
+            assert "in use" in busy.stderr
+    finally:
+        srv.stop()
+    assert srv.rows("SELECT site_id FROM events") == [("blog",)]
+
+
+def test_migrate_is_idempotent(tmp_path: Path) -> None:
+    db = str(tmp_path / "m.duckdb")
+    first = footfall("migrate", "--database", db, cwd=tmp_path)
+    second = footfall("migrate", "--database", db, cwd=tmp_path)
+    assert "applied now: [1]" in first.stdout
+    assert "applied now: none" in second.stdout
+
+
+def test_serve_refuses_a_held_database(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "srv").start()
+    try:
+        second = footfall("serve", "--database", str(srv.database), "--port", "1", cwd=tmp_path)
+        assert second.returncode == 1
+        assert "in use" in second.stderr
+        assert httpx.get(srv.url + "/healthz").status_code == 200
+    finally:
+        srv.stop()

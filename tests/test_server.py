@@ -1,0 +1,141 @@
+"""Operations: health, metrics, OpenAPI, logs, durable acknowledgement and graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from conftest import CLEAN_EXIT, Server
+
+
+def test_healthz(api: httpx.Client) -> None:
+    health = api.get("/healthz").json()
+    assert health["status"] == "ok"
+    assert health["store"] == "duckdb"
+    assert health["schema_version"] >= 1
+
+
+def test_metrics_count_committed_events(api: httpx.Client) -> None:
+    def committed() -> float:
+        text = api.get("/metrics").text
+        lines = [
+            ln
+            for ln in text.splitlines()
+            if ln.startswith('footfall_events_committed_total{event="message_like"}')
+        ]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    before = committed()
+    for _ in range(3):
+        api.post("/api/analytics/track", json={"event": "message_like", "token": "metric-token"})
+    assert committed() == before + 3
+    text = api.get("/metrics").text
+    assert "footfall_commit_seconds_bucket" in text
+    assert 'footfall_http_responses_total{route="/api/analytics/track",status="200"}' in text
+
+
+def test_openapi_document_describes_every_public_route(api: httpx.Client) -> None:
+    document = api.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    paths = document["paths"]
+    for path in ("/api/analytics/track", "/api/events/track"):
+        assert {"post", "get"} <= set(paths[path])
+    assert "post" in paths["/api/save"]
+    assert "post" in paths["/api/analytics/batch"]
+    schema = document["components"]["schemas"]["TrackRequest"]
+    assert set(schema["required"]) == {"event", "token"}
+    assert "tracktrans" in schema["properties"]["event"]["enum"]
+    responses = paths["/api/analytics/track"]["post"]["responses"]
+    assert {"200", "400", "403", "422", "429"} <= set(responses)
+
+
+def test_docs_page_served_locally(api: httpx.Client) -> None:
+    page = api.get("/docs")
+    assert page.status_code == 200
+    assert "/openapi.json" in page.text
+    assert "cdn" not in page.text.lower()
+    asset = api.get("/docs/static/swagger-ui-bundle.js")
+    assert asset.status_code == 200
+    assert len(asset.content) > 100_000
+
+
+def test_acknowledged_events_survive_sigkill(fresh_server: Server) -> None:
+    """A 200 means committed: kill -9 right after the answers and every event is in the file."""
+
+    def send(i: int) -> int:
+        with fresh_server.client(f"10.1.{i // 200}.{i % 200 + 1}") as api:
+            return api.post(
+                "/api/analytics/track", json={"event": "visitor", "token": f"durable-{i:05d}"}
+            ).status_code
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        statuses = list(pool.map(send, range(600)))
+    assert statuses == [200] * 600
+    assert fresh_server.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert fresh_server.rows("SELECT count(DISTINCT token) FROM events") == [(600,)]
+
+
+def test_graceful_shutdown_flushes_in_flight_events(fresh_server: Server) -> None:
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def sender(worker: int) -> None:
+        with fresh_server.client(f"10.2.0.{worker + 1}") as api:
+            for n in range(100):
+                if stop.is_set():
+                    return
+                token = f"graceful-{worker:02d}-{n:03d}"
+                try:
+                    answer = api.post(
+                        "/api/analytics/track", json={"event": "visitor", "token": token}
+                    )
+                except httpx.TransportError:
+                    return
+                if answer.status_code == 200:
+                    with lock:
+                        acknowledged.append(token)
+
+    threads = [threading.Thread(target=sender, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    while len(acknowledged) < 200:
+        threading.Event().wait(0.01)
+    code = fresh_server.stop(signal.SIGTERM)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert code in CLEAN_EXIT
+    stored = {t for (t,) in fresh_server.rows("SELECT token FROM events")}
+    assert set(acknowledged) <= stored
+    assert len(acknowledged) >= 200
+    log = fresh_server.log.read_text()
+    assert "every acknowledged event is committed" in log
+
+
+def test_logs_are_json_without_emails_or_keys(fresh_server: Server) -> None:
+    with fresh_server.client("10.3.0.1") as api:
+        api.post(
+            "/api/analytics/track",
+            json={
+                "event": "purchase",
+                "token": "log-token-1",
+                "data": {
+                    "email": "jane.doe@example.com",
+                    "items": [{"item_id": "jane.doe@example.com", "value": 1, "currency": "XYZ"}],
+                },
+            },
+        )
+    fresh_server.stop()
+    text = fresh_server.log.read_text()
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    assert lines, text
+    records = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any("unknown currency" in r["message"] for r in records)
+    assert "jane.doe@example.com" not in text
+    assert "10.3.0.1" not in text, "client IPs are never written to logs"

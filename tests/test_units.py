@@ -1,0 +1,118 @@
+"""Pieces with no server around them: the rate window, proxy hops, origins, redaction, config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from footfall.config import load_settings
+from footfall.logs import redact
+from footfall.ratelimit import ClientAddress, SlidingWindowLimiter
+from footfall.sites import normalise_origin, validate_origin_pattern
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sliding_window_is_exact_at_the_limit() -> None:
+    clock = Clock()
+    limiter = SlidingWindowLimiter(120, 60.0, clock)
+    for _ in range(120):
+        assert limiter.check("a") == 0.0
+        clock.now += 0.25  # 120 requests spread over 30 s
+    assert limiter.check("a") > 0  # the 121st within the minute
+    assert limiter.check("b") == 0.0
+    clock.now = 1000.0 + 60.0  # the first request leaves the window
+    assert limiter.check("a") == 0.0
+    assert limiter.check("a") > 0  # the second one has not yet left it
+    clock.now += 0.25
+    assert limiter.check("a") == 0.0
+
+
+def test_refused_requests_do_not_extend_the_window() -> None:
+    clock = Clock()
+    limiter = SlidingWindowLimiter(2, 60.0, clock)
+    assert limiter.check("a") == limiter.check("a") == 0.0
+    for _ in range(10):
+        clock.now += 5
+        assert limiter.check("a") > 0
+    clock.now = 1000.0 + 60.0
+    assert limiter.check("a") == 0.0
+
+
+def test_quiet_ips_are_forgotten() -> None:
+    clock = Clock()
+    limiter = SlidingWindowLimiter(5, 60.0, clock)
+    for i in range(1000):
+        limiter.check(f"10.0.{i // 250}.{i % 250}")
+    assert len(limiter) == 1000
+    clock.now += 61
+    limiter.check("fresh")
+    assert len(limiter) == 1
+
+
+def test_zero_limit_disables() -> None:
+    limiter = SlidingWindowLimiter(0)
+    assert all(limiter.check("a") == 0.0 for _ in range(1000))
+
+
+@pytest.mark.parametrize(
+    ("peer", "header", "expected"),
+    [
+        ("127.0.0.1", "203.0.113.5", "203.0.113.5"),
+        ("127.0.0.1", "198.51.100.1, 203.0.113.5", "203.0.113.5"),
+        ("127.0.0.1", "203.0.113.5, 10.0.0.2", "203.0.113.5"),  # inner proxy skipped
+        ("127.0.0.1", "10.0.0.3, 10.0.0.2", "10.0.0.3"),
+        ("127.0.0.1", "not-an-ip", "127.0.0.1"),
+        ("127.0.0.1", None, "127.0.0.1"),
+        ("198.51.100.7", "203.0.113.5", "198.51.100.7"),  # untrusted peer: header ignored
+        ("::1", "2001:db8::5", "2001:db8::5"),
+    ],
+)
+def test_client_address(peer: str, header: str | None, expected: str) -> None:
+    resolver = ClientAddress(["127.0.0.1", "10.0.0.0/8", "::1"])
+    assert resolver.resolve(peer, header) == expected
+
+
+def test_origin_normalisation() -> None:
+    assert normalise_origin("HTTPS://Shop.Test:443/") == "https://shop.test"
+    assert normalise_origin("http://shop.test:8080") == "http://shop.test:8080"
+    assert normalise_origin("ftp://shop.test") is None
+    assert normalise_origin("https://") is None
+    assert validate_origin_pattern("https://*.Shop.test") == "https://*.shop.test"
+    with pytest.raises(ValueError, match="not an origin"):
+        validate_origin_pattern("shop.test")
+
+
+def test_redaction() -> None:
+    text = "mail Jane.Doe+x@Example.co.uk key ff_0123456789ab_SeCrEt-_x ok"
+    assert redact(text) == "mail [email] key ff_[redacted] ok"
+
+
+def test_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "footfall.toml"
+    config.write_text(
+        'port = 9001\nrate_limit_per_minute = 30\ntrusted_proxies = ["10.0.0.0/8"]\n'
+        '[[sites]]\nid = "shop"\nallowed_origins = ["https://shop.test"]\n'
+    )
+    for key in list(os.environ):
+        if key.startswith("FOOTFALL_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("FOOTFALL_RATE_LIMIT_PER_MINUTE", "60")
+    monkeypatch.setenv("FOOTFALL_ALLOWED_ORIGINS", "https://a.test, https://b.test")
+    settings = load_settings(str(config), port=None)
+    assert settings.port == 9001  # file
+    assert settings.rate_limit_per_minute == 60  # environment beats file
+    assert settings.allowed_origins == ["https://a.test", "https://b.test"]
+    assert settings.sites[0].id == "shop"
+    assert load_settings(str(config), port=7000).port == 7000  # explicit flag beats all
+    monkeypatch.setenv("FOOTFALL_TRUSTED_PROXIES", "not-a-network")
+    with pytest.raises(ValueError, match="not-a-network"):
+        load_settings(str(config))
