@@ -50,7 +50,7 @@ from footfall.ingest import (
 )
 from footfall.openapi import build_document
 from footfall.ratelimit import ClientAddress, SlidingWindowLimiter
-from footfall.sites import SiteRegistry, normalise_origin, validate_origin_pattern
+from footfall.sites import SiteRegistry, normalise_origin, seed_sites
 from footfall.store import Store, open_store
 from footfall.store.base import EventRow, Site
 
@@ -411,22 +411,6 @@ class _ResponseCounter:
 # --------------------------------------------------------------------------- factory
 
 
-def _seed_sites(store: Store, settings: Settings) -> None:
-    """Create the default site once; config-declared origins and sites win when given."""
-    explicit = "allowed_origins" in settings.model_fields_set
-    existing = store.get_site(settings.default_site)
-    origins = [validate_origin_pattern(o) for o in settings.allowed_origins]
-    if existing is None or explicit:
-        name = existing.name if existing else "Default site"
-        store.upsert_site(settings.default_site, name, origins)
-    for seed in settings.sites:
-        store.upsert_site(
-            seed.id,
-            seed.name or seed.id,
-            [validate_origin_pattern(o) for o in seed.allowed_origins],
-        )
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app; the store opens at start-up and is flushed and closed at shutdown."""
     if settings is None:
@@ -438,7 +422,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = open_store(settings.database)
         applied = store.migrate()
-        _seed_sites(store, settings)
+        seed_sites(store, settings)
         committer = GroupCommitter(store, settings.commit_max_events, settings.commit_queue_events)
         committer.start()
         app.state.services = public.services = Services(

@@ -12,7 +12,7 @@ from rich.table import Table
 from footfall import __version__
 from footfall.config import Settings, load_settings
 from footfall.logs import configure_logging
-from footfall.sites import SITE_ID_PATTERN, new_api_key, validate_origin_pattern
+from footfall.sites import SITE_ID_PATTERN, new_api_key, seed_sites, validate_origin_pattern
 from footfall.store import Store, open_store
 from footfall.store.base import StoreBusyError
 
@@ -48,6 +48,7 @@ def _store(settings: Settings) -> Store:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     store.migrate()
+    seed_sites(store, settings)
     return store
 
 
@@ -73,7 +74,8 @@ def serve(
     shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host  # noqa: S104
     err.print(
         f"Footfall {__version__} on [bold]http://{shown}:{settings.port}[/bold]  "
-        f"(store: {settings.database}, API docs: /docs)"
+        f"(store: {settings.database}, API docs: /docs)",
+        soft_wrap=True,
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from footfall.config import Settings
 from footfall.errors import ORIGIN_NOT_ALLOWED, ApiError, invalid
 from footfall.store.base import Site, Store
 
@@ -124,3 +125,16 @@ def verify_api_key(store: Store, presented: str) -> str | None:
     if not hmac.compare_digest(record.key_hash, hash_key(presented)):
         return None
     return record.site_id
+
+
+def seed_sites(store: Store, settings: Settings) -> None:
+    """Create the default site once; origins and sites written in the config win when given."""
+    explicit = "allowed_origins" in settings.model_fields_set
+    existing = store.get_site(settings.default_site)
+    if existing is None or explicit:
+        origins = [validate_origin_pattern(o) for o in settings.allowed_origins]
+        name = existing.name if existing else "Default site"
+        store.upsert_site(settings.default_site, name, origins)
+    for seed in settings.sites:
+        origins = [validate_origin_pattern(o) for o in seed.allowed_origins]
+        store.upsert_site(seed.id, seed.name or seed.id, origins)
