@@ -125,12 +125,39 @@ _SITE_PARAM = {
 }
 
 
+def to_openapi_30(schema: Any) -> Any:
+    """msgspec writes JSON Schema 2020-12; OpenAPI 3.0 tools want ``nullable`` instead.
+
+    3.0 is what the bundled Swagger UI renders and what most clients and fuzzers read.
+    """
+    if isinstance(schema, list):
+        return [to_openapi_30(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: to_openapi_30(value) for key, value in schema.items()}
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        del out["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            out.update(rest[0])
+        elif len(rest) == 1:
+            out["allOf"] = rest
+        else:
+            out["anyOf"] = rest
+        out["nullable"] = True
+    if out.get("required") == []:
+        del out["required"]
+    return out
+
+
 def build_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [TrackRequest, TrackResponse, ErrorResponse, BatchRequest, BatchResponse],
         ref_template="#/components/schemas/{name}",
     )
     post_track = {
+        "tags": ["tracking"],
         "summary": "Record one event",
         "parameters": [_SITE_PARAM],
         "requestBody": {"required": True, "content": _json("TrackRequest")},
@@ -140,6 +167,7 @@ def build_document() -> dict[str, Any]:
         },
     }
     get_track = {
+        "tags": ["tracking"],
         "summary": "Record one event (legacy GET form)",
         "parameters": [
             {"name": "e", "in": "query", "required": True, "schema": {"type": "string"}},
@@ -162,6 +190,7 @@ def build_document() -> dict[str, Any]:
         "/api/save": {"post": post_track},
         "/api/analytics/batch": {
             "post": {
+                "tags": ["tracking"],
                 "summary": "Record up to 500 events; each gets its own result",
                 "parameters": [_SITE_PARAM],
                 "requestBody": {"required": True, "content": _json("BatchRequest")},
@@ -173,24 +202,26 @@ def build_document() -> dict[str, Any]:
         },
         "/healthz": {
             "get": {
+                "tags": ["operations"],
                 "summary": "Liveness and store health",
                 "responses": {"200": {"description": "Healthy"}, "503": {"description": "Not"}},
             }
         },
         "/metrics": {
             "get": {
+                "tags": ["operations"],
                 "summary": "Prometheus metrics",
                 "responses": {"200": {"description": "Text exposition format"}},
             }
         },
     }
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.0.3",
         "info": {
             "title": "Footfall",
             "version": __version__,
             "description": "Tracking, identity and analytics API of a Footfall server.",
         },
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": to_openapi_30(components)},
     }
