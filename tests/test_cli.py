@@ -128,7 +128,7 @@ def test_migrate_is_idempotent(tmp_path: Path) -> None:
     db = str(tmp_path / "m.duckdb")
     first = footfall("migrate", "--database", db, cwd=tmp_path)
     second = footfall("migrate", "--database", db, cwd=tmp_path)
-    assert "applied now: [1]" in first.stdout
+    assert "applied now: [1, 2]" in first.stdout
     assert "applied now: none" in second.stdout
 
 

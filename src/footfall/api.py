@@ -37,6 +37,7 @@ from footfall.errors import (
     malformed,
     too_large,
 )
+from footfall.identity import IdentityGraph
 from footfall.ingest import (
     MAX_PAYLOAD_BYTES,
     GroupCommitter,
@@ -59,6 +60,7 @@ log = logging.getLogger("footfall.api")
 JSON = "application/json"
 _OK = b'{"success":true}'
 _OK_DUPLICATE = b'{"success":true,"duplicate":true}'
+_OK_ERASED = b'{"success":true,"erased":true}'
 _encoder = msgspec.json.Encoder()
 
 HTTP_RESPONSES = Counter(
@@ -69,8 +71,21 @@ RATE_LIMITED_IPS = Gauge("footfall_rate_limiter_tracked_ips", "Client IPs in the
 
 TRACK_PATHS = ("/api/analytics/track", "/api/events/track", "/api/save")
 BATCH_PATH = "/api/analytics/batch"
-PUBLIC_PATHS = frozenset((*TRACK_PATHS, BATCH_PATH, "/bench/noop"))
-_KNOWN_ROUTES = frozenset((*PUBLIC_PATHS, "/healthz", "/metrics", "/openapi.json", "/docs"))
+IDENTIFY_PATH = "/api/identify"
+PUBLIC_PATHS = frozenset((*TRACK_PATHS, BATCH_PATH, IDENTIFY_PATH, "/bench/noop"))
+_KNOWN_ROUTES = frozenset(
+    (
+        *PUBLIC_PATHS,
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/api/alias",
+        "/a",
+        "/e",
+        "/s",
+    )
+)
 
 
 @dataclass(slots=True)
@@ -83,6 +98,12 @@ class Services:
     committer: GroupCommitter
     limiter: SlidingWindowLimiter
     addresses: ClientAddress
+    identity: IdentityGraph
+    tombstones: set[tuple[str, str, str]]
+    """(tenant, kind, value) of erased identifiers whose late events are dropped."""
+
+    def erased(self, site: Site, row: EventRow) -> bool:
+        return bool(self.tombstones) and (site.scope, row.id_kind, row.token) in self.tombstones
 
 
 def _services(request: Request) -> Services:
@@ -207,7 +228,13 @@ class PublicApi:
         site = self.site_for(request, call)
         raw = await _read_body(request, call, MAX_PAYLOAD_BYTES)
         row = parse_track_body(raw, self.context(call, site))
-        flags = await self._svc().committer.submit([row])
+        return await self._commit(site, row, call)
+
+    async def _commit(self, site: Site, row: EventRow, call: Call) -> Response:
+        services = self._svc()
+        if services.erased(site, row):
+            return Response(_OK_ERASED, media_type=JSON, headers=_cors_headers(call.origin))
+        flags = await services.committer.submit([row])
         return _answer(flags, _cors_headers(call.origin))
 
     async def track_get(self, request: Request) -> Response:
@@ -215,8 +242,7 @@ class PublicApi:
         self.rate_limit(call)
         site = self.site_for(request, call)
         row = parse_legacy_query(request.query_params, self.context(call, site))
-        flags = await self._svc().committer.submit([row])
-        return _answer(flags, _cors_headers(call.origin))
+        return await self._commit(site, row, call)
 
     async def batch(self, request: Request) -> Response:
         """Up to N events; each is validated alone, valid ones are committed together."""
@@ -242,9 +268,13 @@ class PublicApi:
         for index, item in enumerate(events):
             try:
                 check_size(item)
-                rows.append(validate_event(decode_json(item), ctx))
-                slots.append(index)
+                row = validate_event(decode_json(item), ctx)
                 results.append({"index": index, "success": True, "status": 200})
+                if services.erased(site, row):
+                    results[-1]["erased"] = True
+                    continue
+                rows.append(row)
+                slots.append(index)
             except ApiError as error:
                 results.append(
                     {"index": index, "success": False, "status": error.status, **_detail(error)}
@@ -423,8 +453,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         store = open_store(settings.database)
         applied = store.migrate()
         seed_sites(store, settings)
-        committer = GroupCommitter(store, settings.commit_max_events, settings.commit_queue_events)
+        committer = GroupCommitter(
+            store,
+            settings.commit_max_events,
+            settings.commit_queue_events,
+            settings.commit_linger_ms / 1000,
+        )
         committer.start()
+        identity = IdentityGraph(
+            store, settings.identity_max_per_kind, settings.erase_tombstone_days
+        )
         app.state.services = public.services = Services(
             settings=settings,
             store=store,
@@ -432,6 +470,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             committer=committer,
             limiter=SlidingWindowLimiter(settings.rate_limit_per_minute),
             addresses=ClientAddress(settings.trusted_proxies),
+            identity=identity,
+            tombstones=identity.tombstones(),
         )
         log.info(
             "footfall started",
@@ -452,12 +492,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         *(Route(p, public.track_post, methods=["POST"]) for p in TRACK_PATHS),
         *(Route(p, public.track_get, methods=["GET"]) for p in TRACK_PATHS[:2]),
-        *(Route(p, public.preflight, methods=["OPTIONS"]) for p in (*TRACK_PATHS, BATCH_PATH)),
+        *(
+            Route(p, public.preflight, methods=["OPTIONS"])
+            for p in (*TRACK_PATHS, BATCH_PATH, IDENTIFY_PATH)
+        ),
         Route(BATCH_PATH, public.batch, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_document, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
+        *identity_routes(public),
     ]
     if settings.bench_noop:
         routes.append(Route("/bench/noop", public.noop, methods=["POST"]))
@@ -471,6 +515,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.openapi = msgspec.json.encode(build_document())
     app.add_middleware(_ResponseCounter)
     return app
+
+
+def identity_routes(public: PublicApi) -> list[Route]:
+    from footfall.identity_api import routes
+
+    return routes(public)
 
 
 def _mount_docs_assets(app: Starlette) -> None:

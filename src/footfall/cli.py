@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 sites_app = typer.Typer(help="Sites (tenants): origins and API keys.", no_args_is_help=True)
 app.add_typer(sites_app, name="sites")
+person_app = typer.Typer(help="Persons: show, explain, split, export, erase.", no_args_is_help=True)
+app.add_typer(person_app, name="person")
 
 console = Console()
 err = Console(stderr=True)
@@ -120,11 +122,15 @@ def version() -> None:
 def sites_list(config: ConfigOpt = None, database: DatabaseOpt = None) -> None:
     """List sites with their allowed origins and keys."""
     store = _store(_settings(config, database=database))
-    table = Table("site", "name", "allowed origins", "active keys")
+    table = Table("site", "name", "tenant", "allowed origins", "active keys")
     for site in store.list_sites():
         keys = [k.key_id for k in store.list_api_keys(site.id) if not k.revoked]
         table.add_row(
-            site.id, site.name, "\n".join(site.allowed_origins) or "(none)", ", ".join(keys)
+            site.id,
+            site.name,
+            site.scope,
+            "\n".join(site.allowed_origins) or "(none)",
+            ", ".join(keys),
         )
     store.close()
     console.print(table)
@@ -148,6 +154,10 @@ def sites_add(
         ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Share one identity graph with the other sites of this tenant."),
+    ] = None,
     key: Annotated[bool, typer.Option(help="Create an API key for the site.")] = True,
     config: ConfigOpt = None,
     database: DatabaseOpt = None,
@@ -159,7 +169,12 @@ def sites_add(
     origins = _origins(origin or [])
     store = _store(_settings(config, database=database))
     existing = store.get_site(site_id)
-    site = store.upsert_site(site_id, name or (existing.name if existing else site_id), origins)
+    site = store.upsert_site(
+        site_id,
+        name or (existing.name if existing else site_id),
+        origins,
+        tenant or (existing.tenant if existing else None),
+    )
     console.print(
         f"site [bold]{site.id}[/bold] {'updated' if existing else 'created'}; "
         f"origins: {', '.join(site.allowed_origins) or '(none: browsers are refused)'}"
@@ -185,7 +200,7 @@ def sites_set_origins(
     if site is None:
         err.print(f"[red]error:[/red] no site '{site_id}'")
         raise typer.Exit(1)
-    store.upsert_site(site.id, site.name, cleaned)
+    store.upsert_site(site.id, site.name, cleaned, site.tenant)
     store.close()
     console.print(f"site {site_id}: origins {', '.join(cleaned)}")
 
@@ -221,6 +236,302 @@ def sites_revoke_key(
         err.print(f"[red]error:[/red] no active key '{key_id}'")
         raise typer.Exit(1)
     console.print(f"key {key_id} revoked")
+
+
+# --------------------------------------------------------------------------- persons
+
+SiteOpt = Annotated[
+    str | None, typer.Option("--site", help="Site whose identity graph to use (default site).")
+]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="FOOTFALL_SERVER",
+        help="Talk to a running server (e.g. http://localhost:8000) instead of the file.",
+    ),
+]
+KeyOpt = Annotated[
+    str | None, typer.Option("--key", envvar="FOOTFALL_API_KEY", help="Site API key for --server.")
+]
+
+
+class _Remote:
+    """The same person operations through a running server's authenticated API."""
+
+    def __init__(self, server: str, key: str | None) -> None:
+        if not key:
+            err.print("[red]error:[/red] --server needs --key (or FOOTFALL_API_KEY)")
+            raise typer.Exit(2)
+        self.base = server.rstrip("/")
+        self.key = key
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        import json
+        import urllib.error
+        import urllib.request
+
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - the operator's own server URL
+            self.base + path,
+            data=data,
+            method=method,
+            headers={"authorization": f"Bearer {self.key}", "content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read())["error"]["message"]
+            except Exception:
+                message = str(exc)
+            err.print(f"[red]error:[/red] {message}")
+            raise typer.Exit(1) from None
+        except urllib.error.URLError as exc:
+            err.print(f"[red]error:[/red] cannot reach {self.base}: {exc.reason}")
+            raise typer.Exit(1) from None
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def _local(config: str | None, database: str | None, site: str | None) -> tuple[Any, str]:
+    from footfall.identity import IdentityGraph
+
+    settings = _settings(config, database=database)
+    store = _store(settings)
+    chosen = store.get_site(site or settings.default_site)
+    if chosen is None:
+        err.print(f"[red]error:[/red] no site '{site}'")
+        raise typer.Exit(1)
+    graph = IdentityGraph(store, settings.identity_max_per_kind, settings.erase_tombstone_days)
+    return graph, chosen.scope
+
+
+def _person_id(graph: Any, tenant: str, name: str) -> int:
+    node = graph.find(tenant, name)
+    if node is None:
+        err.print(f"[red]error:[/red] no person with identifier '{name}'")
+        raise typer.Exit(1)
+    return int(node.person_id)
+
+
+def _print_profile(profile: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    console.print(
+        f"[bold]person {profile['person_id']}[/bold]  events: {profile['events']}  "
+        f"first seen: {profile['first_seen'] or '-'}  last seen: {profile['last_seen'] or '-'}"
+    )
+    ids = Table(
+        "identifier", "events", "first seen", "last seen", "properties", title="identifiers"
+    )
+    for item in profile["identifiers"]:
+        ids.add_row(
+            f"{item['kind']}:{item['value']}",
+            str(item["events"]),
+            item["first_seen"] or "-",
+            item["last_seen"] or "-",
+            "yes" if item["has_properties"] else "",
+        )
+    console.print(ids)
+    console.print("customer ids: " + (", ".join(profile["customer_ids"]) or "(none yet)"))
+    if profile["metadata"]:
+        meta = Table("property", "value", title="metadata")
+        for key, value in sorted(profile["metadata"].items()):
+            meta.add_row(key, str(value))
+        console.print(meta)
+    if events:
+        journey = Table("time (UTC)", "site", "event", "identifier", "details", title="journey")
+        for event in events[-30:]:
+            details = event["data"].get("text") or event.get("chatbot_id") or ""
+            if event.get("total_value_base") is not None:
+                details = f"{event['total_value_base']:.2f} EUR {event.get('order_num') or ''}"
+            journey.add_row(
+                event["ts"][:19].replace("T", " "),
+                event["site_id"],
+                event["event"],
+                f"{event['identifier_kind']}:{event['identifier']}",
+                str(details)[:60],
+            )
+        console.print(journey)
+
+
+@person_app.command("show")
+def person_show(
+    name: Annotated[str, typer.Argument(help="Any identifier: token, email, client id, alias.")],
+    site: SiteOpt = None,
+    server: ServerOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """A person's identifiers, metadata and journey."""
+    if server:
+        remote = _Remote(server, key)
+        profile = remote.call("GET", f"/api/persons/{_quote(name)}")
+        events = remote.call("GET", f"/api/persons/{_quote(name)}/journey")["events"]
+    else:
+        graph, tenant = _local(config, database, site)
+        person = _person_id(graph, tenant, name)
+        profile = graph.profile(tenant, person)
+        events = graph.person_events(tenant, person)
+    _print_profile(profile, events)
+
+
+@person_app.command("explain")
+def person_explain(
+    a: str,
+    b: str,
+    site: SiteOpt = None,
+    server: ServerOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """The chain of links that makes A and B one person."""
+    if server:
+        from urllib.parse import urlencode
+
+        answer = _Remote(server, key).call(
+            "GET", "/api/identity/explain?" + urlencode({"a": a, "b": b})
+        )
+        chain = answer["chain"] if answer["same_person"] else None
+    else:
+        graph, tenant = _local(config, database, site)
+        steps = graph.explain(tenant, a, b)
+        chain = (
+            None
+            if steps is None
+            else [
+                {
+                    "a": str(s.a),
+                    "b": str(s.b),
+                    "source": s.source,
+                    "rule": s.rule,
+                    "actor": s.actor,
+                    "at": s.created_at.isoformat() + "Z",
+                }
+                for s in steps
+            ]
+        )
+    if chain is None:
+        console.print(f"{a} and {b} are [bold]not[/bold] the same person")
+        raise typer.Exit(1)
+    table = Table("#", "from", "to", "source", "rule", "by", "when (UTC)")
+    for i, step in enumerate(chain, 1):
+        table.add_row(
+            str(i),
+            step["a"],
+            step["b"],
+            step["source"],
+            step["rule"],
+            step["actor"],
+            step["at"][:19].replace("T", " "),
+        )
+    console.print(f"{a} and {b} are one person through {len(chain)} link(s):")
+    console.print(table)
+
+
+@person_app.command("split")
+def person_split(
+    a: str,
+    b: str,
+    site: SiteOpt = None,
+    server: ServerOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Remove the direct link between A and B and recompute the persons."""
+    if server:
+        answer = _Remote(server, key).call("POST", "/api/identity/split", {"a": a, "b": b})
+        first, second = answer["a_person"], answer["b_person"]
+    else:
+        from footfall.errors import ApiError
+
+        graph, tenant = _local(config, database, site)
+        try:
+            first, second = graph.split(tenant, a, b, "cli")
+        except ApiError as exc:
+            err.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+    if first == second:
+        console.print(f"link removed; {a} and {b} are still one person (another chain joins them)")
+    else:
+        console.print(f"link removed; {a} is person {first}, {b} is person {second}")
+
+
+@person_app.command("export")
+def person_export(
+    name: str,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File (default: stdout).")
+    ] = None,
+    site: SiteOpt = None,
+    server: ServerOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Everything stored about a person, as JSON."""
+    import json
+
+    if server:
+        document = _Remote(server, key).call("GET", f"/api/persons/{_quote(name)}/export")
+    else:
+        graph, tenant = _local(config, database, site)
+        document = graph.export(tenant, _person_id(graph, tenant, name))
+    text = json.dumps(document, indent=2, default=str)
+    if output:
+        from pathlib import Path
+
+        Path(output).write_text(text + "\n")
+        err.print(f"wrote {output} ({len(document['event_list'])} events)")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@person_app.command("erase")
+def person_erase(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    site: SiteOpt = None,
+    server: ServerOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Delete a person's identifiers, links, metadata and events (with a tombstone)."""
+    if not yes and not typer.confirm(f"Erase the person holding '{name}' and all their data?"):
+        raise typer.Exit(1)
+    if server:
+        counts = _Remote(server, key).call("DELETE", f"/api/persons/{_quote(name)}")["erased"]
+    else:
+        graph, tenant = _local(config, database, site)
+        counts = graph.erase(tenant, _person_id(graph, tenant, name), "cli")
+    console.print(f"erased {counts['identifiers']} identifiers and {counts['events']} events")
+
+
+@app.command("alias")
+def alias_command(
+    a: str,
+    b: str,
+    site: SiteOpt = None,
+    server: ServerOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Declare that A and B are the same person (symmetric, idempotent)."""
+    if server:
+        person = _Remote(server, key).call("POST", "/api/alias", {"a": a, "b": b})["person_id"]
+    else:
+        graph, tenant = _local(config, database, site)
+        person = graph.alias(tenant, a, b, "cli")
+    console.print(f"{a} and {b} are person {person}")
 
 
 def main() -> None:

@@ -40,6 +40,8 @@ class SiteSeed(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     name: str = ""
     allowed_origins: list[str] = Field(default_factory=list)
+    tenant: str | None = None
+    """Sites with the same tenant share one identity graph."""
 
 
 class Settings(BaseSettings):
@@ -72,6 +74,11 @@ class Settings(BaseSettings):
     """How long the writer waits for more requests to join a transaction."""
     commit_queue_events: int = Field(default=100_000, ge=1)
     """Pending events before ingest answers 503 (back-pressure instead of unbounded memory)."""
+
+    identity_max_per_kind: int = Field(default=100, ge=1)
+    """A person with more identifiers of one kind refuses further automatic merges."""
+    erase_tombstone_days: int = Field(default=30, ge=0)
+    """After an erase, events of the erased identifiers are dropped for this long."""
 
     log_level: str = "info"
     metrics_token: str | None = None

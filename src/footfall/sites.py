@@ -134,7 +134,8 @@ def seed_sites(store: Store, settings: Settings) -> None:
     if existing is None or explicit:
         origins = [validate_origin_pattern(o) for o in settings.allowed_origins]
         name = existing.name if existing else "Default site"
-        store.upsert_site(settings.default_site, name, origins)
+        tenant = existing.tenant if existing else None
+        store.upsert_site(settings.default_site, name, origins, tenant)
     for seed in settings.sites:
         origins = [validate_origin_pattern(o) for o in seed.allowed_origins]
-        store.upsert_site(seed.id, seed.name or seed.id, origins)
+        store.upsert_site(seed.id, seed.name or seed.id, origins, seed.tenant)

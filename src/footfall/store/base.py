@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(slots=True)
@@ -28,6 +30,9 @@ class EventRow:
     user_agent: str | None = None
     data: str = "{}"
     """JSON object with every other property the client sent."""
+    id_kind: str = "token"
+    """Which kind of identifier ``token`` holds: events from the vendor-compatible API
+    may name a person by email, client id or alias instead of an anonymous token."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,12 @@ class Site:
     id: str
     name: str
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    tenant: str = ""
+    """Sites of one tenant share one identity graph (e.g. docs site and help forum)."""
+
+    @property
+    def scope(self) -> str:
+        return self.tenant or self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,10 @@ class ApiKey:
     key_hash: str
     label: str
     revoked: bool
+
+
+class Transaction(Protocol):
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 @runtime_checkable
@@ -68,7 +83,9 @@ class Store(Protocol):
 
     def count_events(self, site_id: str | None = None) -> int: ...
 
-    def upsert_site(self, site_id: str, name: str, allowed_origins: list[str]) -> Site: ...
+    def upsert_site(
+        self, site_id: str, name: str, allowed_origins: list[str], tenant: str | None = None
+    ) -> Site: ...
 
     def get_site(self, site_id: str) -> Site | None: ...
 
@@ -81,6 +98,14 @@ class Store(Protocol):
     def list_api_keys(self, site_id: str) -> list[ApiKey]: ...
 
     def revoke_api_key(self, key_id: str) -> bool: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement with ``?`` placeholders; analytics and person views use it."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A read-write transaction; identity changes run in one, serialised."""
+        ...
 
     def ping(self) -> None:
         """Raise if the database cannot answer."""

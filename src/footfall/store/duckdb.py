@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from footfall.store.base import ApiKey, EventRow, Site, StoreBusyError
+from footfall.store.base import ApiKey, EventRow, Site, StoreBusyError, Transaction
 from footfall.store.migrations import MIGRATIONS, render
 
 _EVENT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -36,6 +38,7 @@ _EVENT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("url", pa.string()),
     ("user_agent", pa.string()),
     ("data", pa.string()),
+    ("id_kind", pa.string()),
 )
 _COLUMN_LIST = ", ".join(name for name, _ in _EVENT_COLUMNS)
 # Built from the constant column list above, never from input.
@@ -68,6 +71,7 @@ class DuckDBStore:
             raise
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._identity_lock = threading.Lock()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
@@ -102,7 +106,9 @@ class DuckDBStore:
             cur.execute("BEGIN")
             try:
                 for statement in migration.statements:
-                    cur.execute(render(statement, "JSON"))
+                    text = render(statement, "JSON", self.backend)
+                    if text is not None:
+                        cur.execute(text)
                 cur.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                     [migration.version, migration.name, _utcnow()],
@@ -179,22 +185,27 @@ class DuckDBStore:
 
     # ------------------------------------------------------------------ sites and keys
 
-    def upsert_site(self, site_id: str, name: str, allowed_origins: list[str]) -> Site:
+    def upsert_site(
+        self, site_id: str, name: str, allowed_origins: list[str], tenant: str | None = None
+    ) -> Site:
         cur = self._cursor()
         origins = json.dumps(allowed_origins)
         with self._write_lock:
             cur.execute(
-                "INSERT INTO sites VALUES (?, ?, ?, ?) ON CONFLICT (site_id) DO UPDATE SET "
-                "name = excluded.name, allowed_origins = excluded.allowed_origins",
-                [site_id, name, origins, _utcnow()],
+                "INSERT INTO sites (site_id, name, allowed_origins, created_at, tenant) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (site_id) DO UPDATE SET "
+                "name = excluded.name, allowed_origins = excluded.allowed_origins, "
+                "tenant = excluded.tenant",
+                [site_id, name, origins, _utcnow(), tenant],
             )
-        return Site(site_id, name, tuple(allowed_origins))
+        return Site(site_id, name, tuple(allowed_origins), tenant or site_id)
 
     def get_site(self, site_id: str) -> Site | None:
         row = (
             self._cursor()
             .execute(
-                "SELECT site_id, name, allowed_origins FROM sites WHERE site_id = ?", [site_id]
+                "SELECT site_id, name, allowed_origins, tenant FROM sites WHERE site_id = ?",
+                [site_id],
             )
             .fetchone()
         )
@@ -203,7 +214,7 @@ class DuckDBStore:
     def list_sites(self) -> list[Site]:
         rows = (
             self._cursor()
-            .execute("SELECT site_id, name, allowed_origins FROM sites ORDER BY site_id")
+            .execute("SELECT site_id, name, allowed_origins, tenant FROM sites ORDER BY site_id")
             .fetchall()
         )
         return [_site(row) for row in rows]
@@ -252,6 +263,25 @@ class DuckDBStore:
             )
         return row is not None
 
+    # ------------------------------------------------------------------ generic SQL
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One read (or autocommitted write) with ``?`` placeholders."""
+        return self._cursor().execute(sql, list(params)).fetchall()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A serialised read-write transaction for the identity graph (not the ingest path)."""
+        cur = self._cursor()
+        with self._identity_lock:
+            cur.execute("BEGIN")
+            try:
+                yield _DuckTransaction(cur)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
     # ------------------------------------------------------------------ lifecycle
 
     def ping(self) -> None:
@@ -264,8 +294,16 @@ class DuckDBStore:
         self._conn.close()
 
 
-def _site(row: tuple[str, str, str]) -> Site:
-    return Site(row[0], row[1], tuple(json.loads(row[2])))
+class _DuckTransaction:
+    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        self._cursor = cursor
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._cursor.execute(sql, list(params)).fetchall()
+
+
+def _site(row: tuple[str, str, str, str | None]) -> Site:
+    return Site(row[0], row[1], tuple(json.loads(row[2])), row[3] or row[0])
 
 
 def _arrow_batch(rows: list[EventRow], duplicates: list[bool]) -> pa.Table:
@@ -287,5 +325,6 @@ def _arrow_batch(rows: list[EventRow], duplicates: list[bool]) -> pa.Table:
         "url": [r.url for r in rows],
         "user_agent": [r.user_agent for r in rows],
         "data": [r.data for r in rows],
+        "id_kind": [r.id_kind for r in rows],
     }
     return pa.table({name: pa.array(columns[name], type=kind) for name, kind in _EVENT_COLUMNS})

@@ -1,8 +1,9 @@
 """Versioned schema migrations shared by every backend.
 
 Each migration is a list of statements written in the SQL both DuckDB and PostgreSQL speak;
-``{json}`` stands for the backend's JSON column type. A migration is applied once, in its
-own transaction, and recorded in ``schema_migrations``.
+``{json}`` stands for the backend's JSON column type; a statement given as a mapping has one
+text per backend. A migration is applied once, in its own transaction, and recorded in
+``schema_migrations``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple[str | dict[str, str], ...]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -68,5 +69,90 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def render(statement: str, json_type: str) -> str:
+# Events resolve to persons at query time: a token maps to the identity node whose validity
+# began last before the event (a token moved off a shared computer keeps its past person).
+# Events of identifiers without a node are each their own person.
+_EVENT_PERSONS_DUCKDB = """CREATE VIEW event_persons AS
+SELECT e.*, coalesce(s.tenant, s.site_id) AS tenant, n.node_id, n.person_id,
+       coalesce('p' || CAST(n.person_id AS VARCHAR), e.id_kind || ':' || e.token) AS person_key
+FROM events e
+JOIN sites s ON s.site_id = e.site_id
+ASOF LEFT JOIN identity_nodes n
+  ON n.tenant = coalesce(s.tenant, s.site_id) AND n.kind = e.id_kind AND n.value = e.token
+ AND e.ts >= n.valid_from"""
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        2,
+        "identity graph: tenants, identifier nodes, links, link log, properties, tombstones",
+        (
+            "ALTER TABLE sites ADD COLUMN tenant VARCHAR",
+            "ALTER TABLE events ADD COLUMN id_kind VARCHAR DEFAULT 'token'",
+            "CREATE SEQUENCE identity_node_seq START 1",
+            "CREATE SEQUENCE person_seq START 1",
+            "CREATE SEQUENCE link_seq START 1",
+            "CREATE SEQUENCE link_log_seq START 1",
+            """CREATE TABLE identity_nodes (
+                node_id BIGINT PRIMARY KEY,
+                tenant VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                value VARCHAR NOT NULL,
+                valid_from TIMESTAMP NOT NULL,
+                person_id BIGINT NOT NULL,
+                created_at TIMESTAMP NOT NULL
+            )""",
+            "CREATE INDEX identity_nodes_name ON identity_nodes (tenant, value)",
+            """CREATE TABLE links (
+                link_id BIGINT PRIMARY KEY,
+                tenant VARCHAR NOT NULL,
+                a_node BIGINT NOT NULL,
+                b_node BIGINT NOT NULL,
+                source VARCHAR NOT NULL,
+                rule VARCHAR NOT NULL,
+                actor VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                removed_at TIMESTAMP
+            )""",
+            """CREATE TABLE link_log (
+                seq BIGINT PRIMARY KEY,
+                tenant VARCHAR NOT NULL,
+                action VARCHAR NOT NULL,
+                a_kind VARCHAR,
+                a_value VARCHAR,
+                b_kind VARCHAR,
+                b_value VARCHAR,
+                source VARCHAR NOT NULL,
+                rule VARCHAR NOT NULL,
+                actor VARCHAR NOT NULL,
+                logged_at TIMESTAMP NOT NULL
+            )""",
+            """CREATE TABLE identity_properties (
+                node_id BIGINT NOT NULL,
+                key VARCHAR NOT NULL,
+                value {json},
+                set_at TIMESTAMP NOT NULL,
+                PRIMARY KEY (node_id, key)
+            )""",
+            """CREATE TABLE tombstones (
+                tenant VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                value VARCHAR NOT NULL,
+                erased_at TIMESTAMP NOT NULL,
+                until_at TIMESTAMP NOT NULL,
+                PRIMARY KEY (tenant, kind, value)
+            )""",
+            {"duckdb": _EVENT_PERSONS_DUCKDB},
+        ),
+    ),
+)
+
+
+def render(statement: str | dict[str, str], json_type: str, backend: str) -> str | None:
+    """The statement's text for ``backend``, or None where it has nothing to do there."""
+    if isinstance(statement, dict):
+        text = statement.get(backend)
+        if text is None:
+            return None
+        statement = text
     return statement.replace("{json}", json_type)
