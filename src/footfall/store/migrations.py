@@ -102,7 +102,8 @@ MIGRATIONS = (
                 person_id BIGINT NOT NULL,
                 created_at TIMESTAMP NOT NULL
             )""",
-            "CREATE INDEX identity_nodes_name ON identity_nodes (tenant, value)",
+            "CREATE INDEX identity_nodes_value ON identity_nodes (value)",
+            "CREATE INDEX identity_nodes_person ON identity_nodes (person_id)",
             """CREATE TABLE links (
                 link_id BIGINT PRIMARY KEY,
                 tenant VARCHAR NOT NULL,
@@ -114,6 +115,8 @@ MIGRATIONS = (
                 created_at TIMESTAMP NOT NULL,
                 removed_at TIMESTAMP
             )""",
+            "CREATE INDEX links_a ON links (a_node)",
+            "CREATE INDEX links_b ON links (b_node)",
             """CREATE TABLE link_log (
                 seq BIGINT PRIMARY KEY,
                 tenant VARCHAR NOT NULL,
