@@ -47,6 +47,10 @@ def test_openapi_document_describes_every_public_route(api: httpx.Client) -> Non
         assert {"post", "get"} <= set(paths[path])
     assert "post" in paths["/api/save"]
     assert "post" in paths["/api/analytics/batch"]
+    for path in ("/api/identify", "/api/alias", "/api/identity/split"):
+        assert "post" in paths[path], path
+    for path in ("/a", "/e", "/s", "/api/persons/{name}", "/api/identity/explain"):
+        assert "get" in paths[path], path
     schema = document["components"]["schemas"]["TrackRequest"]
     assert set(schema["required"]) == {"event", "token"}
     assert "tracktrans" in schema["properties"]["event"]["enum"]

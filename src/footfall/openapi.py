@@ -82,6 +82,28 @@ class BatchRequest(msgspec.Struct):
     site: str | None = None
 
 
+class User(msgspec.Struct, omit_defaults=True):
+    uniqueClientId: Annotated[str, Meta(max_length=255)] | None = None
+    email: Annotated[str, Meta(max_length=255)] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class IdentifyRequest(msgspec.Struct, omit_defaults=True):
+    """Link the browser's token with the user's own ids (public, origin-validated)."""
+
+    token: Token
+    user: User | None = None
+    ephemeral: bool = False
+    site: str | None = None
+
+
+class NamePair(msgspec.Struct):
+    """Two names of one person: bare (client id, token, email, alias) or ``kind:value``."""
+
+    a: Annotated[str, Meta(min_length=1, max_length=255)]
+    b: Annotated[str, Meta(min_length=1, max_length=255)]
+
+
 class BatchResult(msgspec.Struct):
     index: int
     success: bool
@@ -107,6 +129,8 @@ def _json(name: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
+        401: "UNAUTHORIZED: missing, unknown or revoked API key",
+        404: "NOT_FOUND: no person with that identifier",
         400: "ANALYTICS_001 malformed JSON or invalid payload; ANALYTICS_002 over 50,000 bytes",
         403: "ORIGIN_NOT_ALLOWED: the Origin is not allowed for the site",
         422: "VALIDATION_ERROR: a field breaks a rule; `field` names it",
@@ -151,9 +175,38 @@ def to_openapi_30(schema: Any) -> Any:
     return out
 
 
+_NAME_PARAM = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "Any identifier of the person (bare or kind:value)",
+}
+
+
+def _keyed(summary: str) -> dict[str, Any]:
+    return {
+        "tags": ["persons"],
+        "summary": summary,
+        "security": [{"apiKey": []}],
+        "responses": {
+            "200": {"description": "OK"},
+            **_errors(401, 404),
+        },
+    }
+
+
 def build_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [TrackRequest, TrackResponse, ErrorResponse, BatchRequest, BatchResponse],
+        [
+            TrackRequest,
+            TrackResponse,
+            ErrorResponse,
+            BatchRequest,
+            BatchResponse,
+            IdentifyRequest,
+            NamePair,
+        ],
         ref_template="#/components/schemas/{name}",
     )
     post_track = {
@@ -200,6 +253,88 @@ def build_document() -> dict[str, Any]:
                 },
             }
         },
+        "/api/identify": {
+            "post": {
+                "tags": ["identity"],
+                "summary": "Link a token with the user's client id and email",
+                "parameters": [_SITE_PARAM],
+                "requestBody": {"required": True, "content": _json("IdentifyRequest")},
+                "responses": {
+                    "200": {
+                        "description": "Linked (or refused by wrong-merge protection)",
+                        "content": _json("TrackResponse"),
+                    },
+                    **_errors(400, 403, 422, 429),
+                },
+            }
+        },
+        "/api/alias": {
+            "post": {
+                "tags": ["identity"],
+                "summary": "Declare two names one person (API key)",
+                "security": [{"apiKey": []}],
+                "requestBody": {"required": True, "content": _json("NamePair")},
+                "responses": {"200": {"description": "The person id"}, **_errors(400, 401, 422)},
+            }
+        },
+        **{
+            path: {
+                "get": {
+                    "tags": ["vendor-compatible"],
+                    "summary": summary,
+                    "parameters": [
+                        {
+                            "name": name,
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                        for name in names
+                    ],
+                    "responses": {
+                        "200": {"description": "1x1 GIF", "content": {"image/gif": {}}},
+                        **_errors(401, 422),
+                    },
+                }
+            }
+            for path, summary, names in (
+                ("/a", "Alias _p with _n", ("_k", "_p", "_n")),
+                (
+                    "/e",
+                    "Record event _n for person _p (extra parameters are properties)",
+                    ("_k", "_p", "_n"),
+                ),
+                ("/s", "Set properties (extra parameters) on person _p", ("_k", "_p")),
+            )
+        },
+        "/api/persons/{name}": {
+            "parameters": [_NAME_PARAM],
+            "get": _keyed("Person profile: identifiers, customer ids, metadata"),
+            "delete": _keyed("Erase the person (identifiers, links, events, metadata)"),
+        },
+        "/api/persons/{name}/journey": {
+            "parameters": [_NAME_PARAM],
+            "get": _keyed("The person's events across sites and identifiers"),
+        },
+        "/api/persons/{name}/export": {
+            "parameters": [_NAME_PARAM],
+            "get": _keyed("Everything stored about the person"),
+        },
+        "/api/identity/explain": {
+            "get": {
+                **_keyed("The chain of links joining a and b"),
+                "parameters": [
+                    {"name": n, "in": "query", "required": True, "schema": {"type": "string"}}
+                    for n in ("a", "b")
+                ],
+            }
+        },
+        "/api/identity/split": {
+            "post": {
+                **_keyed("Remove the direct link between a and b"),
+                "requestBody": {"required": True, "content": _json("NamePair")},
+            }
+        },
         "/healthz": {
             "get": {
                 "tags": ["operations"],
@@ -223,5 +358,8 @@ def build_document() -> dict[str, Any]:
             "description": "Tracking, identity and analytics API of a Footfall server.",
         },
         "paths": paths,
-        "components": {"schemas": to_openapi_30(components)},
+        "components": {
+            "schemas": to_openapi_30(components),
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
     }
