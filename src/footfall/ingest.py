@@ -359,7 +359,7 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
 
 # --------------------------------------------------------------------------- group commit
 
-SWITCH_INTERVAL_S = float(__import__("os").environ.get("FF_SWITCH", "0.0005"))
+SWITCH_INTERVAL_S = 0.0005
 
 EVENTS_COMMITTED = Counter("footfall_events_committed_total", "Events durably written", ["event"])
 COMMIT_BATCH = Histogram(
