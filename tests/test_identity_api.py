@@ -162,6 +162,13 @@ def test_official_vendor_client_records_sets_and_aliases(
     assert [e["event"] for e in journey["events"]] == ["Upgraded", "Signed Up", "Viewed Pricing"]
     assert journey["events"][0]["ts"].startswith("2023-11-14T22:13:20")
     assert sorted(profile["customer_ids"]) == ["alias:User 12345", "email:bob@bob.com"]
+    for bad in ("soon", "1e400", "nan"):
+        answer = httpx.get(
+            f"{srv.url}/e",
+            params={"_k": keys["forum"], "_p": "bob@bob.com", "_n": "Late", "_t": bad, "_d": "1"},
+        )
+        assert answer.status_code == 422, bad
+        assert answer.json()["error"]["field"] == "_t"
     assert denied.status_code == 401
     assert denied.json()["error"]["code"] == "UNAUTHORIZED"
 
@@ -193,6 +200,16 @@ def test_keys_are_required_and_scoped_to_their_tenant(acme: tuple[Server, dict[s
         ).json()
         assert explained == {"same_person": False, "chain": []}
         assert api.get("/api/persons/x-name-1", headers=auth(keys["forum"])).status_code == 200
+        huge = api.post(
+            "/api/alias", json={"a": "x" * 60_000, "b": "y"}, headers=auth(keys["forum"])
+        )
+        assert huge.status_code == 400
+        assert huge.json()["error"]["code"] == "ANALYTICS_002"
+        long_name = api.post(
+            "/api/alias", json={"a": "x" * 256, "b": "y-name-2"}, headers=auth(keys["forum"])
+        )
+        assert long_name.status_code == 422
+        assert long_name.json()["error"]["field"] == "a"
         missing = api.post("/api/alias", json={"a": "only-one"}, headers=auth(keys["forum"]))
         assert missing.status_code == 422
         assert missing.json()["error"]["field"] == "b"

@@ -402,21 +402,7 @@ def person_explain(
     else:
         graph, tenant = _local(config, database, site)
         steps = graph.explain(tenant, a, b)
-        chain = (
-            None
-            if steps is None
-            else [
-                {
-                    "a": str(s.a),
-                    "b": str(s.b),
-                    "source": s.source,
-                    "rule": s.rule,
-                    "actor": s.actor,
-                    "at": s.created_at.isoformat() + "Z",
-                }
-                for s in steps
-            ]
-        )
+        chain = None if steps is None else [step.to_dict() for step in steps]
     if chain is None:
         console.print(f"{a} and {b} are [bold]not[/bold] the same person")
         raise typer.Exit(1)

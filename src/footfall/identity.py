@@ -105,6 +105,16 @@ class LinkStep:
     actor: str
     created_at: datetime
 
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "a": str(self.a),
+            "b": str(self.b),
+            "source": self.source,
+            "rule": self.rule,
+            "actor": self.actor,
+            "at": self.created_at.isoformat() + "Z",
+        }
+
 
 @dataclass(slots=True)
 class IdentifyResult:

@@ -24,8 +24,8 @@ from footfall.api import (
     _read_body,
 )
 from footfall.errors import UNAUTHORIZED, ApiError, invalid, malformed
-from footfall.identity import MAX_NAME_CHARS, Identifier, LinkStep
-from footfall.ingest import MAX_PAYLOAD_BYTES, check_size, decode_json, now_us
+from footfall.identity import MAX_NAME_CHARS, Identifier
+from footfall.ingest import MAX_PAYLOAD_BYTES, decode_json, now_us
 from footfall.sites import hash_key, verify_api_key
 from footfall.store.base import EventRow, Site
 
@@ -128,9 +128,7 @@ class IdentityApi:
 
     async def alias(self, request: Request) -> Response:
         site = self.authenticated(request)
-        raw = await request.body()
-        check_size(raw)
-        body = decode_json(raw)
+        body = decode_json(await _read_body(request, Call.of(request), MAX_PAYLOAD_BYTES))
         if not isinstance(body, dict):
             raise malformed("alias payload must be a JSON object")
         a = _name(body.get("a"), "a")
@@ -177,8 +175,8 @@ class IdentityApi:
         ts = received
         if params.get("_d") == "1" and params.get("_t"):
             try:
-                ts = min(int(float(params["_t"]) * 1_000_000), received)
-            except ValueError:
+                ts = max(0, min(int(float(params["_t"]) * 1_000_000), received))
+            except (ValueError, OverflowError):
                 raise invalid("_t", "must be seconds since the epoch") from None
         row = EventRow(
             site_id=site.id,
@@ -240,11 +238,11 @@ class IdentityApi:
         steps = await self.run(self.svc().identity.explain, site.scope, a, b)
         if steps is None:
             return _json({"same_person": False, "chain": []})
-        return _json({"same_person": True, "chain": [_step(s) for s in steps]})
+        return _json({"same_person": True, "chain": [s.to_dict() for s in steps]})
 
     async def split(self, request: Request) -> Response:
         site = self.authenticated(request)
-        body = decode_json(await request.body())
+        body = decode_json(await _read_body(request, Call.of(request), MAX_PAYLOAD_BYTES))
         if not isinstance(body, dict):
             raise malformed("split payload must be a JSON object")
         a, b = _name(body.get("a"), "a"), _name(body.get("b"), "b")
@@ -254,17 +252,6 @@ class IdentityApi:
         return _json(
             {"success": True, "a_person": first, "b_person": second, "separated": first != second}
         )
-
-
-def _step(step: LinkStep) -> dict[str, Any]:
-    return {
-        "a": str(step.a),
-        "b": str(step.b),
-        "source": step.source,
-        "rule": step.rule,
-        "actor": step.actor,
-        "at": step.created_at.isoformat() + "Z",
-    }
 
 
 def _pixel() -> Response:
