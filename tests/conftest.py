@@ -110,6 +110,27 @@ class Server:
         finally:
             con.close()
 
+    def new_key(self, site: str) -> str:
+        """A fresh API key for ``site``, made with the CLI while the server is stopped."""
+        assert self.process is None, "stop the server first"
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "footfall",
+                "sites",
+                "new-key",
+                site,
+                "--database",
+                str(self.database),
+            ],
+            capture_output=True,
+            text=True,
+            env={**self.env, "COLUMNS": "200"},
+            check=True,
+        )
+        return out.stdout.strip()
+
     def client(self, ip: str | None = None, **kwargs: Any) -> httpx.Client:
         """A client whose calls appear to come from ``ip`` (via the trusted loopback proxy)."""
         headers = dict(kwargs.pop("headers", {}))

@@ -36,32 +36,12 @@ allowed_origins = ["https://rival.test"]
 """
 
 
-def new_key(server: Server, site: str) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "footfall",
-            "sites",
-            "new-key",
-            site,
-            "--database",
-            str(server.database),
-        ],
-        capture_output=True,
-        text=True,
-        env={**server.env, "COLUMNS": "200"},
-        check=True,
-    )
-    return out.stdout.strip()
-
-
 @pytest.fixture
 def acme(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
     srv = Server(tmp_path / "srv", config=CONFIG)
     srv.start()
     srv.stop()  # first start creates the sites; keys are made while the file is free
-    keys = {site: new_key(srv, site) for site in ("forum", "rival")}
+    keys = {site: srv.new_key(site) for site in ("forum", "rival")}
     srv.start()
     yield srv, keys
     if srv.process is not None:

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import Server
-from test_identity_api import new_key
 
 json_values = st.recursive(
     st.none()
@@ -87,7 +86,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, st
     srv = Server(tmp_path_factory.mktemp("keyed"))
     srv.start()
     srv.stop()
-    key = new_key(srv, "default")
+    key = srv.new_key("default")
     srv.start()
     yield srv, key
     srv.stop()
