@@ -106,11 +106,6 @@ class Services:
         return bool(self.tombstones) and (site.scope, row.id_kind, row.token) in self.tombstones
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 _WANTED_HEADERS = frozenset(
     {b"origin", b"referer", b"x-forwarded-for", b"content-length", b"user-agent"}
 )
@@ -198,7 +193,11 @@ def _answer(flags: list[bool], headers: dict[str, str]) -> Response:
 
 
 class PublicApi:
-    """The public, origin-validated endpoints; holds the services so handlers need no lookup."""
+    """The endpoints that use the running services (tracking, health, metrics).
+
+    It holds the services itself, so handlers need no lookup; they are set at start-up and
+    cleared at shutdown.
+    """
 
     def __init__(self) -> None:
         self.services: Services | None = None
@@ -316,6 +315,43 @@ class PublicApi:
         }
         return Response(status_code=204, headers=headers)
 
+    async def healthz(self, request: Request) -> Response:
+        services = self._svc()
+        try:
+            services.store.ping()
+        except Exception as exc:
+            log.error("health check failed", extra={"error": type(exc).__name__})
+            return Response(
+                _encoder.encode({"status": "unavailable", "store": services.store.backend}),
+                status_code=503,
+                media_type=JSON,
+            )
+        return Response(
+            _encoder.encode(
+                {
+                    "status": "ok",
+                    "version": __version__,
+                    "store": services.store.backend,
+                    "schema_version": services.store.schema_version(),
+                    "queued_events": services.committer.queued_events,
+                }
+            ),
+            media_type=JSON,
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        services = self._svc()
+        token = services.settings.metrics_token
+        if token is not None:
+            import hmac
+
+            presented = request.headers.get("authorization", "")
+            if not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
+                raise ApiError(401, UNAUTHORIZED, "metrics need the configured bearer token")
+        QUEUED_EVENTS.set(services.committer.queued_events)
+        RATE_LIMITED_IPS.set(len(services.limiter))
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
 
 class _BatchEnvelope(msgspec.Struct):
     events: list[msgspec.Raw]
@@ -324,45 +360,6 @@ class _BatchEnvelope(msgspec.Struct):
 
 def _detail(error: ApiError) -> dict[str, Any]:
     return {"error": error.body()["error"]}
-
-
-async def healthz(request: Request) -> Response:
-    services = _services(request)
-    try:
-        services.store.ping()
-    except Exception as exc:
-        log.error("health check failed", extra={"error": type(exc).__name__})
-        return Response(
-            _encoder.encode({"status": "unavailable", "store": services.store.backend}),
-            status_code=503,
-            media_type=JSON,
-        )
-    return Response(
-        _encoder.encode(
-            {
-                "status": "ok",
-                "version": __version__,
-                "store": services.store.backend,
-                "schema_version": services.store.schema_version(),
-                "queued_events": services.committer.queued_events,
-            }
-        ),
-        media_type=JSON,
-    )
-
-
-async def metrics(request: Request) -> Response:
-    services = _services(request)
-    token = services.settings.metrics_token
-    if token is not None:
-        import hmac
-
-        presented = request.headers.get("authorization", "")
-        if not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
-            raise ApiError(401, UNAUTHORIZED, "metrics need the configured bearer token")
-    QUEUED_EVENTS.set(services.committer.queued_events)
-    RATE_LIMITED_IPS.set(len(services.limiter))
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi_document(request: Request) -> Response:
@@ -463,7 +460,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         identity = IdentityGraph(
             store, settings.identity_max_per_kind, settings.erase_tombstone_days
         )
-        app.state.services = public.services = Services(
+        public.services = Services(
             settings=settings,
             store=store,
             sites=SiteRegistry.load(store, settings.default_site, settings.allow_missing_origin),
@@ -497,8 +494,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             for p in (*TRACK_PATHS, BATCH_PATH, IDENTIFY_PATH)
         ),
         Route(BATCH_PATH, public.batch, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", public.healthz, methods=["GET"]),
+        Route("/metrics", public.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_document, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
         *identity_routes(public),

@@ -25,7 +25,7 @@ from footfall.api import (
 )
 from footfall.errors import UNAUTHORIZED, ApiError, invalid, malformed
 from footfall.identity import MAX_NAME_CHARS, Identifier
-from footfall.ingest import MAX_PAYLOAD_BYTES, decode_json, now_us
+from footfall.ingest import MAX_PAYLOAD_BYTES, decode_json, flag, now_us
 from footfall.sites import hash_key, verify_api_key
 from footfall.store.base import EventRow, Site
 
@@ -93,9 +93,7 @@ class IdentityApi:
         metadata = user.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise invalid("user.metadata", "must be an object")
-        ephemeral = body.get("ephemeral", False)
-        if not isinstance(ephemeral, bool):
-            raise invalid("ephemeral", "must be true or false")
+        ephemeral = flag(body, "ephemeral")
         token = body.get("token")
         if token is None:
             raise invalid("token", "required")

@@ -189,6 +189,14 @@ def validate_token(value: Any, field: str = "token") -> str:
     return value
 
 
+def flag(body: Mapping[str, Any], field: str) -> bool:
+    """An optional JSON boolean, false when absent; anything but true/false is a 422."""
+    value = body.get(field, False)
+    if not isinstance(value, bool):
+        raise invalid(field, "must be true or false")
+    return value
+
+
 def ab_group(token: str, enabled: bool) -> str | None:
     """The token's last character picks the group: 0 control, 1 test, else none."""
     if not enabled:
@@ -271,9 +279,7 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
         ab_test = False
     if not isinstance(ab_test, bool):
         raise invalid("ab_test", "must be true or false")
-    ephemeral = body.get("ephemeral", False)
-    if not isinstance(ephemeral, bool):
-        raise invalid("ephemeral", "must be true or false")
+    ephemeral = flag(body, "ephemeral")
 
     data = body.get("data")
     if data is None:
