@@ -17,6 +17,8 @@ import duckdb
 import httpx
 import pytest
 
+from footfall.store import Store, open_store
+
 SHOP = "https://shop.test"
 OTHER = "https://other.test"
 
@@ -171,3 +173,13 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 def api(server: Server, fresh_ip: str) -> Iterator[httpx.Client]:
     with server.client(fresh_ip) as client:
         yield client
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh, migrated store with the default site; store-level and analytics tests use it."""
+    opened = open_store(str(tmp_path / "store.duckdb"))
+    opened.migrate()
+    opened.upsert_site("default", "Default site", ["*"])
+    yield opened
+    opened.close()

@@ -441,6 +441,13 @@ class GroupCommitter:
             self._cond.notify()
         return await future
 
+    async def settled(self) -> None:
+        """Return once every event acknowledged before this call is visible to queries.
+
+        Readers (analytics, person views, erase) await it for read-your-writes; here an
+        acknowledged event is already committed, so there is nothing to wait for.
+        """
+
     def stop(self, timeout: float = 30.0) -> None:
         """Commit everything already queued, then end the writer thread."""
         with self._cond:
