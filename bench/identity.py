@@ -49,7 +49,8 @@ def build(store: DuckDBStore, events: int, tokens: int, persons: int) -> None:
     )
     # Persons p < persons: tokens 2p and 2p+1 plus email p, linked token-email-token.
     store.query(
-        "INSERT INTO identity_nodes SELECT row_number() OVER (), 'default', kind, value, "
+        "INSERT INTO identity_nodes (node_id, tenant, kind, value, valid_from, person_id, "
+        "created_at) SELECT row_number() OVER (), 'default', kind, value, "
         "TIMESTAMP '1970-01-01', p + 1, now()::TIMESTAMP FROM ("
         " SELECT p, 'token' AS kind, 'tok' || lpad(CAST(2 * p AS VARCHAR), 8, '0') AS value "
         " FROM range(?) r(p) UNION ALL "

@@ -157,8 +157,16 @@ class IdentityGraph:
         node_id, person_id = tx.query("SELECT nextval('identity_node_seq'), nextval('person_seq')")[
             0
         ]
+        if valid_from != BEGINNING:
+            # The identifier's earlier node ends where this one begins.
+            tx.query(
+                "UPDATE identity_nodes SET valid_to = ? "
+                "WHERE tenant = ? AND kind = ? AND value = ? AND valid_to > ?",
+                [valid_from, tenant, ident.kind, ident.value, valid_from],
+            )
         tx.query(
-            "INSERT INTO identity_nodes VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO identity_nodes (node_id, tenant, kind, value, valid_from, person_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [node_id, tenant, ident.kind, ident.value, valid_from, person_id, utcnow()],
         )
         return Node(int(node_id), ident.kind, ident.value, int(person_id), valid_from)

@@ -151,6 +151,41 @@ MIGRATIONS = (
 )
 
 
+# Events resolve to persons with a plain equi-join (hash join) on the identifier and a
+# validity range: at 10M events it costs ~1.6x a bare COUNT(DISTINCT token), where the ASOF
+# join of migration 2 cost ~7x. A token moved off a shared computer closes its old node
+# (valid_to) and opens a new one, so its earlier events keep their earlier person.
+_EVENT_PERSONS = """CREATE VIEW event_persons AS
+SELECT e.*, coalesce(s.tenant, s.site_id) AS tenant, n.node_id, n.person_id,
+       coalesce('p' || CAST(n.person_id AS VARCHAR), e.id_kind || ':' || e.token) AS person_key
+FROM events e
+JOIN sites s ON s.site_id = e.site_id
+LEFT JOIN identity_nodes n
+  ON n.value = e.token AND n.kind = e.id_kind AND n.tenant = coalesce(s.tenant, s.site_id)
+ AND e.ts >= n.valid_from AND e.ts < n.valid_to"""
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        3,
+        "identity nodes get a validity end; events join their person with a hash join",
+        (
+            "DROP VIEW event_persons",
+            "ALTER TABLE identity_nodes ADD COLUMN valid_to TIMESTAMP "
+            "DEFAULT TIMESTAMP '9999-12-31 00:00:00'",
+            "UPDATE identity_nodes SET valid_to = TIMESTAMP '9999-12-31 00:00:00' "
+            "WHERE valid_to IS NULL",
+            """UPDATE identity_nodes SET valid_to = later.next_from
+            FROM (SELECT node_id, lead(valid_from) OVER (
+                      PARTITION BY tenant, kind, value ORDER BY valid_from) AS next_from
+                  FROM identity_nodes) AS later
+            WHERE later.node_id = identity_nodes.node_id AND later.next_from IS NOT NULL""",
+            _EVENT_PERSONS,
+        ),
+    ),
+)
+
+
 def render(statement: str | dict[str, str], json_type: str, backend: str) -> str | None:
     """The statement's text for ``backend``, or None where it has nothing to do there."""
     if isinstance(statement, dict):
