@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(slots=True)
@@ -79,6 +82,11 @@ class Store(Protocol):
         Returns, per row, whether it is a repeated purchase (same orderNum on the same site),
         which is stored but not counted as an order.
         """
+        ...
+
+    def load_arrow(self, table: str, data: pa.Table) -> None:
+        """Append ``data`` to ``table`` in one transaction: bulk loads (demo data, imports)
+        that bypass the per-event ingest path. Column names match the table's."""
         ...
 
     def count_events(self, site_id: str | None = None) -> int: ...

@@ -175,6 +175,22 @@ class DuckDBStore:
             )
         return duplicates
 
+    _LOADABLE = frozenset({"events", "identity_nodes", "links", "link_log", "orders"})
+
+    def load_arrow(self, table: str, data: pa.Table) -> None:
+        if table not in self._LOADABLE:
+            raise ValueError(f"bulk load into {table!r} is not supported")
+        columns = ", ".join(data.column_names)
+        with self._write_lock:
+            cur = self._cursor()
+            cur.register("_ff_load", data)
+            try:
+                # Table and column names come from the constant set above and the caller's
+                # own Arrow schema, never from request input.
+                cur.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ff_load")  # noqa: S608
+            finally:
+                cur.unregister("_ff_load")
+
     def count_events(self, site_id: str | None = None) -> int:
         cur = self._cursor()
         if site_id is None:

@@ -170,7 +170,7 @@ MIGRATIONS = (
         3,
         "identity nodes get a validity end; events join their person with a hash join",
         (
-            "DROP VIEW event_persons",
+            "DROP VIEW IF EXISTS event_persons",
             "ALTER TABLE identity_nodes ADD COLUMN valid_to TIMESTAMP "
             "DEFAULT TIMESTAMP '9999-12-31 00:00:00'",
             "UPDATE identity_nodes SET valid_to = TIMESTAMP '9999-12-31 00:00:00' "
