@@ -1,4 +1,5 @@
-"""Real servers for the tests: ``footfall serve`` subprocesses on 127.0.0.1, DuckDB files."""
+"""Real servers for the tests: ``footfall serve`` subprocesses on 127.0.0.1, DuckDB files,
+and a real PostgreSQL server (started on first use) for the store parametrisation."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from footfall.store import Store, open_store
+from pgserver import PostgresServer
 
 SHOP = "https://shop.test"
 OTHER = "https://other.test"
@@ -48,10 +50,14 @@ def free_port() -> int:
 class Server:
     """One ``footfall serve`` process; stop it before reading its DuckDB file."""
 
-    def __init__(self, workdir: Path, config: str = CONFIG, **env: str) -> None:
+    def __init__(
+        self, workdir: Path, config: str = CONFIG, *, database_url: str | None = None, **env: str
+    ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.database = workdir / "footfall.duckdb"
+        self.database_url = database_url
+        """A PostgreSQL URL instead of the DuckDB file (several servers may share it)."""
         self.config = workdir / "footfall.toml"
         self.config.write_text(config)
         self.log = workdir / "server.log"
@@ -77,7 +83,7 @@ class Server:
                     "--port",
                     str(self.port),
                     "--database",
-                    str(self.database),
+                    self.target,
                 ],
                 env=self.env,
                 cwd=self.workdir,
@@ -94,6 +100,11 @@ class Server:
             except httpx.TransportError:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not become healthy:\n{self.log.read_text()}")
+
+    @property
+    def target(self) -> str:
+        """What ``--database`` gets: the DuckDB file or the PostgreSQL URL."""
+        return self.database_url or str(self.database)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.process is not None
@@ -113,8 +124,8 @@ class Server:
             con.close()
 
     def new_key(self, site: str) -> str:
-        """A fresh API key for ``site``, made with the CLI while the server is stopped."""
-        assert self.process is None, "stop the server first"
+        """A fresh API key for ``site``, made with the CLI (DuckDB: while the server is stopped)."""
+        assert self.process is None or self.database_url, "stop the server first"
         out = subprocess.run(
             [
                 sys.executable,
@@ -124,7 +135,7 @@ class Server:
                 "new-key",
                 site,
                 "--database",
-                str(self.database),
+                self.target,
             ],
             capture_output=True,
             text=True,
@@ -175,11 +186,53 @@ def api(server: Server, fresh_ip: str) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A fresh, migrated store with the default site; store-level and analytics tests use it."""
-    opened = open_store(str(tmp_path / "store.duckdb"))
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server on 127.0.0.1 for the session, started on first use and removed
+    at the end (or the server ``FOOTFALL_TEST_POSTGRES_URL`` names, left running)."""
+    external = os.environ.get("FOOTFALL_TEST_POSTGRES_URL")
+    server = PostgresServer.use(external) if external else PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_databases = itertools.count()
+
+
+def _fresh_store(opened: Store) -> Store:
     opened.migrate()
     opened.upsert_site("default", "Default site", ["*"])
+    return opened
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres: PostgresServer) -> Iterator[str]:
+    """A migrated database with the default site; every test database is a copy of it."""
+    name = f"footfall_template_{os.getpid()}"
+    postgres.drop_database(name)
+    _fresh_store(open_store(postgres.create_database(name))).close()
+    yield name
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer, postgres_template: str) -> Iterator[str]:
+    """A database of the test's own, migrated, with the default site (a template copy)."""
+    name = f"footfall_test_{os.getpid()}_{next(_databases)}"
+    url = postgres.create_database(name, template=postgres_template)
+    yield url
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh, migrated store with the default site, once per backend: store-level and
+    analytics tests take it and run against DuckDB and against a real PostgreSQL server."""
+    if request.param == "duckdb":
+        opened = _fresh_store(open_store(str(tmp_path / "store.duckdb")))
+    else:
+        opened = open_store(request.getfixturevalue("postgres_url"))
     yield opened
     opened.close()

@@ -1,9 +1,9 @@
-"""The identity graph on a real DuckDB file: persons are the connected components of links."""
+"""The identity graph on each store (DuckDB file, PostgreSQL server): persons are the
+connected components of links."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+import itertools
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,25 +12,17 @@ from hypothesis import strategies as st
 from footfall.errors import ApiError
 from footfall.identity import Identifier, IdentityGraph
 from footfall.ingest import now_us
-from footfall.store.base import EventRow
-from footfall.store.duckdb import DuckDBStore
+from footfall.store.base import EventRow, Store
 
 TENANT = "default"
 NAMES = [f"person-name-{i}" for i in range(7)]
-
-
-def open_graph(path: Path, **kwargs: int) -> tuple[DuckDBStore, IdentityGraph]:
-    store = DuckDBStore(str(path))
-    store.migrate()
-    store.upsert_site("default", "Default", ["*"])
-    return store, IdentityGraph(store, **kwargs)
+# Property examples share the test's store; each gets an identity graph (tenant) of its own.
+_tenants = (f"example-{n}" for n in itertools.count())
 
 
 @pytest.fixture
-def graph(tmp_path: Path) -> Iterator[IdentityGraph]:
-    store, graph = open_graph(tmp_path / "graph.duckdb")
-    yield graph
-    store.close()
+def graph(store: Store) -> IdentityGraph:
+    return IdentityGraph(store)
 
 
 def reference_components(edges: set[frozenset[str]], names: list[str]) -> set[frozenset[str]]:
@@ -56,8 +48,10 @@ def reference_components(edges: set[frozenset[str]], names: list[str]) -> set[fr
     return out
 
 
-def graph_components(graph: IdentityGraph, names: list[str]) -> set[frozenset[str]]:
-    persons = graph.persons(TENANT)
+def graph_components(
+    graph: IdentityGraph, names: list[str], tenant: str = TENANT
+) -> set[frozenset[str]]:
+    persons = graph.persons(tenant)
     groups: dict[int, set[str]] = {}
     for name in names:
         person = persons.get(Identifier("token", name))
@@ -76,35 +70,34 @@ operation = st.tuples(
 )
 @given(st.lists(operation, min_size=1, max_size=25))
 def test_persons_equal_connected_components(
-    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, str, str]]
+    graph: IdentityGraph, ops: list[tuple[str, str, str]]
 ) -> None:
-    store, graph = open_graph(tmp_path_factory.mktemp("prop") / "g.duckdb")
+    tenant = next(_tenants)
     edges: set[frozenset[str]] = set()
-    try:
-        for op, a, b in ops:
-            if a == b:
-                continue
-            if op == "alias":
-                graph.alias(TENANT, a, b)
-                edges.add(frozenset((a, b)))
-            elif frozenset((a, b)) in edges:
-                graph.split(TENANT, a, b)
-                edges.discard(frozenset((a, b)))
-            else:
-                with pytest.raises(ApiError):
-                    graph.split(TENANT, a, b)
-        assert graph_components(graph, NAMES) == reference_components(edges, NAMES)
-    finally:
-        store.close()
+    for op, a, b in ops:
+        if a == b:
+            continue
+        if op == "alias":
+            graph.alias(tenant, a, b)
+            edges.add(frozenset((a, b)))
+        elif frozenset((a, b)) in edges:
+            graph.split(tenant, a, b)
+            edges.discard(frozenset((a, b)))
+        else:
+            with pytest.raises(ApiError):
+                graph.split(tenant, a, b)
+    assert graph_components(graph, NAMES, tenant) == reference_components(edges, NAMES)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), min_size=1, max_size=12),
     st.randoms(),
 )
 def test_alias_order_and_repetition_do_not_matter(
-    tmp_path_factory: pytest.TempPathFactory, pairs: list[tuple[str, str]], rnd: object
+    graph: IdentityGraph, pairs: list[tuple[str, str]], rnd: object
 ) -> None:
     import random
 
@@ -114,13 +107,10 @@ def test_alias_order_and_repetition_do_not_matter(
     rnd.shuffle(shuffled)
     results = []
     for sequence in (pairs, shuffled):
-        store, graph = open_graph(tmp_path_factory.mktemp("order") / "g.duckdb")
-        try:
-            for a, b in sequence:
-                graph.alias(TENANT, a, b)
-            results.append(graph_components(graph, NAMES))
-        finally:
-            store.close()
+        tenant = next(_tenants)
+        for a, b in sequence:
+            graph.alias(tenant, a, b)
+        results.append(graph_components(graph, NAMES, tenant))
     assert results[0] == results[1]
 
 
@@ -154,34 +144,31 @@ def test_identify_links_token_client_id_and_email(graph: IdentityGraph) -> None:
     assert graph.profile(TENANT, node.person_id)["metadata"] == {"first_name": "Jane"}
 
 
-def _visit(store: DuckDBStore, token: str, ts_us: int) -> None:
+def _visit(store: Store, token: str, ts_us: int) -> None:
     store.insert_events(
         [EventRow(site_id="default", ts_us=ts_us, received_us=ts_us, event="visitor", token=token)]
     )
 
 
-def test_shared_computer_moves_the_token_and_keeps_history(tmp_path: Path) -> None:
-    store, graph = open_graph(tmp_path / "g.duckdb")
-    try:
-        start = now_us() - 10_000_000
-        _visit(store, "kiosk-token-1", start)
-        first = graph.identify(TENANT, "kiosk-token-1", email="alice@example.com")
-        _visit(store, "kiosk-token-1", start + 1_000_000)
-        second = graph.identify(TENANT, "kiosk-token-1", email="bob@example.com")
-        assert second.moved_token
-        assert not second.merged
-        assert first.person_id != second.person_id
-        _visit(store, "kiosk-token-1", now_us() + 1_000)
-        assert first.person_id is not None
-        assert second.person_id is not None
-        alice = graph.profile(TENANT, first.person_id)
-        bob = graph.profile(TENANT, second.person_id)
-        assert (alice["events"], bob["events"]) == (2, 1)
-        assert graph.explain(TENANT, "email:alice@example.com", "email:bob@example.com") is None
-        rule = store.query("SELECT rule FROM links ORDER BY link_id DESC LIMIT 1")
-        assert rule == [("token-moved",)]
-    finally:
-        store.close()
+def test_shared_computer_moves_the_token_and_keeps_history(store: Store) -> None:
+    graph = IdentityGraph(store)
+    start = now_us() - 10_000_000
+    _visit(store, "kiosk-token-1", start)
+    first = graph.identify(TENANT, "kiosk-token-1", email="alice@example.com")
+    _visit(store, "kiosk-token-1", start + 1_000_000)
+    second = graph.identify(TENANT, "kiosk-token-1", email="bob@example.com")
+    assert second.moved_token
+    assert not second.merged
+    assert first.person_id != second.person_id
+    _visit(store, "kiosk-token-1", now_us() + 1_000)
+    assert first.person_id is not None
+    assert second.person_id is not None
+    alice = graph.profile(TENANT, first.person_id)
+    bob = graph.profile(TENANT, second.person_id)
+    assert (alice["events"], bob["events"]) == (2, 1)
+    assert graph.explain(TENANT, "email:alice@example.com", "email:bob@example.com") is None
+    rule = store.query("SELECT rule FROM links ORDER BY link_id DESC LIMIT 1")
+    assert rule == [("token-moved",)]
 
 
 def test_identify_never_merges_two_identified_people(graph: IdentityGraph) -> None:
@@ -204,39 +191,33 @@ def test_ephemeral_tokens_are_never_linked(graph: IdentityGraph) -> None:
     assert result.person_id is not None
 
 
-def test_identifier_cap_refuses_automatic_merges(tmp_path: Path) -> None:
-    store, graph = open_graph(tmp_path / "g.duckdb", max_per_kind=3)
-    try:
-        for i in range(3):
-            graph.identify(TENANT, f"shared-token-{i}", client_id="kiosk-user")
-        refused = graph.identify(TENANT, "shared-token-9", client_id="kiosk-user")
-        assert refused.refused == ["cap-token"]
-        assert graph.explain(TENANT, "shared-token-9", "kiosk-user") is None
-        assert store.query("SELECT rule FROM link_log WHERE action = 'refused'") == [("cap-token",)]
-        graph.alias(TENANT, "shared-token-9", "kiosk-user")  # explicit: merges anyway
-        assert graph.explain(TENANT, "shared-token-9", "kiosk-user") is not None
-    finally:
-        store.close()
+def test_identifier_cap_refuses_automatic_merges(store: Store) -> None:
+    graph = IdentityGraph(store, max_per_kind=3)
+    for i in range(3):
+        graph.identify(TENANT, f"shared-token-{i}", client_id="kiosk-user")
+    refused = graph.identify(TENANT, "shared-token-9", client_id="kiosk-user")
+    assert refused.refused == ["cap-token"]
+    assert graph.explain(TENANT, "shared-token-9", "kiosk-user") is None
+    assert store.query("SELECT rule FROM link_log WHERE action = 'refused'") == [("cap-token",)]
+    graph.alias(TENANT, "shared-token-9", "kiosk-user")  # explicit: merges anyway
+    assert graph.explain(TENANT, "shared-token-9", "kiosk-user") is not None
 
 
-def test_customer_ids_show_only_identifiers_with_events_or_properties(tmp_path: Path) -> None:
-    store, graph = open_graph(tmp_path / "g.duckdb")
-    try:
-        _visit(store, "visited-token", now_us())
-        graph.alias(TENANT, "visited-token", "never used alias")
-        graph.alias(TENANT, "visited-token", "email:with-props@example.com")
-        graph.set_properties(TENANT, "email:with-props@example.com", {"plan": "pro"})
-        node = graph.find(TENANT, "never used alias")
-        assert node is not None
-        assert node.kind == "alias"
-        profile = graph.profile(TENANT, node.person_id)
-        assert sorted(profile["customer_ids"]) == [
-            "email:with-props@example.com",
-            "token:visited-token",
-        ]
-        assert len(profile["identifiers"]) == 3
-    finally:
-        store.close()
+def test_customer_ids_show_only_identifiers_with_events_or_properties(store: Store) -> None:
+    graph = IdentityGraph(store)
+    _visit(store, "visited-token", now_us())
+    graph.alias(TENANT, "visited-token", "never used alias")
+    graph.alias(TENANT, "visited-token", "email:with-props@example.com")
+    graph.set_properties(TENANT, "email:with-props@example.com", {"plan": "pro"})
+    node = graph.find(TENANT, "never used alias")
+    assert node is not None
+    assert node.kind == "alias"
+    profile = graph.profile(TENANT, node.person_id)
+    assert sorted(profile["customer_ids"]) == [
+        "email:with-props@example.com",
+        "token:visited-token",
+    ]
+    assert len(profile["identifiers"]) == 3
 
 
 def test_tenants_do_not_share_identities(graph: IdentityGraph) -> None:

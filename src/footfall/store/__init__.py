@@ -10,7 +10,9 @@ __all__ = ["ApiKey", "EventRow", "Site", "Store", "open_store"]
 def open_store(database: str, *, read_only: bool = False) -> Store:
     """``postgresql://...`` selects PostgreSQL; anything else is a DuckDB file path."""
     if database.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("the PostgreSQL store is not available yet")
+        from footfall.store.postgres import PostgresStore
+
+        return PostgresStore(database, read_only=read_only)
     from footfall.store.duckdb import DuckDBStore
 
     return DuckDBStore(database, read_only=read_only)

@@ -111,8 +111,12 @@ class Store(Protocol):
         """One statement with ``?`` placeholders; analytics and person views use it."""
         ...
 
-    def transaction(self) -> AbstractContextManager[Transaction]:
-        """A read-write transaction; identity changes run in one, serialised."""
+    def transaction(self, scope: str | None = None) -> AbstractContextManager[Transaction]:
+        """A read-write transaction; identity changes run in one, serialised.
+
+        ``scope`` (a tenant) lets a store shared by several processes serialise only the
+        transactions of one identity graph; ``None`` serialises with every scope.
+        """
         ...
 
     def ping(self) -> None:
@@ -124,3 +128,7 @@ class Store(Protocol):
 
 class StoreBusyError(RuntimeError):
     """The database is held by another process (DuckDB allows one writer process)."""
+
+
+class StoreUnavailableError(RuntimeError):
+    """The database server cannot be reached (PostgreSQL down, wrong URL or credentials)."""

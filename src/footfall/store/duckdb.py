@@ -286,8 +286,10 @@ class DuckDBStore:
         return self._cursor().execute(sql, list(params)).fetchall()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """A serialised read-write transaction for the identity graph (not the ingest path)."""
+    def transaction(self, scope: str | None = None) -> Iterator[Transaction]:
+        """A serialised read-write transaction for the identity graph (not the ingest path).
+
+        One process holds the file, so one lock serialises every scope."""
         cur = self._cursor()
         with self._identity_lock:
             cur.execute("BEGIN")

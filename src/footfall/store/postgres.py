@@ -1,0 +1,471 @@
+"""The PostgreSQL store: several server processes (or hosts) on one database.
+
+Design, in short:
+
+- A connection pool per process; ``query`` runs in autocommit, ``insert_events`` and
+  ``transaction`` run in explicit transactions. Durability is PostgreSQL's: a returned
+  ``insert_events`` call has committed (with ``synchronous_commit`` on, the WAL is flushed).
+- Ingest: one transaction per group of waiting requests; the group's first purchases of each
+  orderNum go in with ``INSERT INTO orders ... ON CONFLICT DO NOTHING RETURNING``, so two
+  processes racing on one orderNum agree (the second waits for the first's commit on the
+  primary key, then sees a conflict). Events go in with COPY.
+- Identity: every identity transaction first takes a transaction-scoped advisory lock on its
+  tenant (and a shared lock on "all tenants"; an unscoped transaction takes that one
+  exclusively). Merges of one tenant are thus serialised across every process, exactly as the
+  DuckDB store serialises them inside its one process, and the check-then-create of identifier
+  nodes cannot race. Tenants do not wait for each other. Under READ COMMITTED each statement
+  after the lock sees everything the previous holder committed.
+- Migrations run under a session advisory lock, so processes starting together apply each
+  migration once; PostgreSQL's DDL is transactional, so a migration applies whole or not at all.
+- The code base writes ``?`` placeholders (DuckDB's); they become psycopg's ``%s`` outside
+  string literals, quoted names and comments. Results look like DuckDB's: naive UTC
+  datetimes, JSON as text, numerics as int or float.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.adapt import Buffer, Loader
+from psycopg.types.string import TextLoader
+from psycopg_pool import ConnectionPool
+
+from footfall.store.base import ApiKey, EventRow, Site, StoreUnavailableError, Transaction
+from footfall.store.migrations import MIGRATIONS, render
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# Advisory lock keys. The one-key (bigint) and two-key (int4, int4) forms are separate lock
+# spaces in PostgreSQL, so the tenant locks below cannot collide with these two.
+_MIGRATION_LOCK = 0x466F6F7446616C6C  # "FootFall"
+_IDENTITY_ALL = 0x466F6F7449640000
+_IDENTITY_CLASS = 0x46464944  # "FFID": first key of every per-tenant identity lock
+
+_EVENT_COLUMNS = (
+    "site_id",
+    "ts",
+    "received_at",
+    "event",
+    "token",
+    "ephemeral",
+    "ab_group",
+    "chatbot_id",
+    "popup_version",
+    "open_way",
+    "order_num",
+    "duplicate",
+    "total_value_base",
+    "items",
+    "url",
+    "user_agent",
+    "data",
+    "id_kind",
+)
+_COPY_EVENTS = f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
+_EPOCH = datetime(1970, 1, 1)
+_LOADABLE = frozenset({"events", "identity_nodes", "links", "link_log", "orders"})
+POOL_MAX = 10
+"""Connections per process: the writer, identity work on the thread pool, queries."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _timestamp(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+# --------------------------------------------------------------------------- placeholders
+
+# Things inside which a ``?`` is not a placeholder: string literals (plain, E'' with
+# backslash escapes, dollar-quoted), quoted identifiers, comments. A lone ``?`` or ``%`` is
+# what we rewrite.
+_LEXEME = re.compile(
+    r"""
+      (?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'   # E'...' string with backslash escapes
+    | '(?:[^']|'')*'                        # '...' string
+    | "(?:[^"]|"")*"                        # "quoted identifier"
+    | --[^\n]*                              # line comment
+    | /\*.*?\*/                             # block comment
+    | \$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)\$   # dollar-quoted string
+    | \?                                    # a placeholder
+    | %                                     # psycopg's escape character
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _rewrite(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if text == "?":
+        return "%s"
+    # psycopg reads % everywhere (it does not parse SQL), so literals need %% too.
+    return text.replace("%", "%%")
+
+
+@functools.lru_cache(maxsize=4096)
+def translate(sql: str) -> str:
+    """DuckDB-style ``?`` placeholders to psycopg's ``%s``; literal ``%`` doubled."""
+    return _LEXEME.sub(_rewrite, sql)
+
+
+# --------------------------------------------------------------------------- values
+
+_NUL_ESCAPE = "\\u0000"
+
+
+def _scrub(value: Any) -> Any:
+    """PostgreSQL text and JSONB cannot hold NUL characters, which DuckDB takes: replace them
+    with U+FFFD so such input is stored (slightly altered) instead of failing with a 5xx."""
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if _NUL_ESCAPE in value:
+        value = _scrub_json(value)
+    return value
+
+
+def _scrub_json(text: str) -> str:
+    """JSON text whose decoded strings hold NULs is re-encoded without them; other text
+    (which merely contains a backslash-u0000 sequence) is left as it is."""
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text
+
+    def clean(node: Any) -> Any:
+        if isinstance(node, str):
+            return node.replace("\x00", "\ufffd")
+        if isinstance(node, list):
+            return [clean(item) for item in node]
+        if isinstance(node, dict):
+            return {clean(key): clean(item) for key, item in node.items()}
+        return node
+
+    cleaned = clean(decoded)
+    return text if cleaned == decoded else json.dumps(cleaned, ensure_ascii=False)
+
+
+def _params(params: Sequence[Any]) -> list[Any]:
+    return [_scrub(p) for p in params]
+
+
+class _NumericLoader(Loader):
+    """NUMERIC (sum of integers, avg, round) as int or float, the types DuckDB returns."""
+
+    def load(self, data: Buffer) -> int | float:
+        text = bytes(data)
+        if b"." in text or b"e" in text or b"E" in text or b"N" in text or b"I" in text:
+            return float(text)
+        return int(text)
+
+
+def _configure(conn: psycopg.Connection[Any], read_only: bool) -> None:
+    # JSON columns come back as text (callers json.loads them, as with DuckDB).
+    conn.adapters.register_loader("json", TextLoader)
+    conn.adapters.register_loader("jsonb", TextLoader)
+    conn.adapters.register_loader("numeric", _NumericLoader)
+    conn.execute("SET TimeZone TO 'UTC'")
+    if read_only:
+        conn.execute("SET default_transaction_read_only TO on")
+
+
+def _fetch(cur: psycopg.Cursor[Any]) -> list[tuple[Any, ...]]:
+    """Rows, or like DuckDB ``[(rowcount,)]`` for a write and ``[]`` for DDL."""
+    if cur.description is None:
+        return [(cur.rowcount,)] if cur.rowcount >= 0 else []
+    return cur.fetchall()
+
+
+def scope_key(scope: str) -> int:
+    """A tenant's advisory lock key (int4); a collision only makes two tenants wait."""
+    return int.from_bytes(hashlib.blake2b(scope.encode(), digest_size=4).digest(), signed=True)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class PostgresStore:
+    """Store on a PostgreSQL database shared by any number of Footfall processes."""
+
+    backend = "postgresql"
+
+    def __init__(self, url: str, *, read_only: bool = False, pool_max: int = POOL_MAX) -> None:
+        self.url = url
+        self.read_only = read_only
+        try:
+            # A direct first connection fails fast with libpq's own message.
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(
+                f"cannot connect to PostgreSQL at {redact(url)}: {str(exc).strip()}"
+            ) from None
+        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_max,
+            kwargs={"autocommit": True},
+            configure=functools.partial(_configure, read_only=read_only),
+            open=False,
+            name="footfall",
+        )
+        self._pool.open(wait=True, timeout=30)
+
+    # ------------------------------------------------------------------ schema
+
+    def schema_version(self) -> int:
+        with self._pool.connection() as conn:
+            return self._version(conn)
+
+    @staticmethod
+    def _version(conn: psycopg.Connection[Any]) -> int:
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        if not exists or not exists[0]:
+            return 0
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations; concurrent callers queue on an advisory lock."""
+        applied: list[int] = []
+        with self._pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", [_MIGRATION_LOCK])
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                    "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+                )
+                current = self._version(conn)
+                for migration in MIGRATIONS:
+                    if migration.version <= current:
+                        continue
+                    with conn.transaction():
+                        for statement in migration.statements:
+                            text = render(statement, "JSONB", self.backend)
+                            if text is not None:
+                                conn.execute(text)  # no parameters: sent as written
+                        conn.execute(
+                            "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                            [migration.version, migration.name, _utcnow()],
+                        )
+                    applied.append(migration.version)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", [_MIGRATION_LOCK])
+        return applied
+
+    # ------------------------------------------------------------------ events
+
+    def insert_events(self, rows: list[EventRow]) -> list[bool]:
+        if not rows:
+            return []
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            duplicates = self._mark_repeated_orders(cur, rows)
+            with cur.copy(_COPY_EVENTS) as copy:
+                for row, duplicate in zip(rows, duplicates, strict=True):
+                    copy.write_row(
+                        (
+                            _scrub(row.site_id),
+                            _timestamp(row.ts_us),
+                            _timestamp(row.received_us),
+                            _scrub(row.event),
+                            _scrub(row.token),
+                            row.ephemeral,
+                            _scrub(row.ab_group),
+                            _scrub(row.chatbot_id),
+                            _scrub(row.popup_version),
+                            _scrub(row.open_way),
+                            _scrub(row.order_num),
+                            duplicate,
+                            row.total_value_base,
+                            _scrub(row.items),
+                            _scrub(row.url),
+                            _scrub(row.user_agent),
+                            _scrub(row.data),
+                            _scrub(row.id_kind),
+                        )
+                    )
+        return duplicates
+
+    @staticmethod
+    def _mark_repeated_orders(cur: psycopg.Cursor[Any], rows: list[EventRow]) -> list[bool]:
+        """First purchase of an orderNum on a site counts; later ones (here or in any other
+        process, committed before or racing with this group) are flagged."""
+        duplicates = [False] * len(rows)
+        first: dict[tuple[str, str], int] = {}
+        for i, row in enumerate(rows):
+            if row.event != "purchase" or row.order_num is None:
+                continue
+            key = (_scrub(row.site_id), _scrub(row.order_num))
+            if key in first:
+                duplicates[i] = True
+            else:
+                first[key] = i
+        if not first:
+            return duplicates
+        # Sorted keys: two groups taking the same orders lock them in the same order.
+        keys = sorted(first)
+        cur.execute(
+            "INSERT INTO orders (site_id, order_num, first_seen) "
+            "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::timestamp[]) "
+            "ON CONFLICT (site_id, order_num) DO NOTHING RETURNING site_id, order_num",
+            [
+                [site for site, _ in keys],
+                [order for _, order in keys],
+                [_timestamp(rows[first[key]].ts_us) for key in keys],
+            ],
+        )
+        fresh = {(site, order) for site, order in cur.fetchall()}
+        for key, i in first.items():
+            if key not in fresh:
+                duplicates[i] = True
+        return duplicates
+
+    def load_arrow(self, table: str, data: pa.Table) -> None:
+        import pyarrow as pa
+
+        if table not in _LOADABLE:
+            raise ValueError(f"bulk load into {table!r} is not supported")
+        # Zoned timestamps become naive UTC, the way every TIMESTAMP column holds time.
+        for index, column in enumerate(data.schema):
+            if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+                data = data.set_column(
+                    index, column.name, data.column(index).cast(pa.timestamp(column.type.unit))
+                )
+        statement = pgsql.SQL("COPY {} ({}) FROM STDIN").format(
+            pgsql.Identifier(table),
+            pgsql.SQL(", ").join(pgsql.Identifier(name) for name in data.column_names),
+        )
+        with (
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+            cur.copy(statement) as copy,
+        ):
+            for batch in data.to_batches(max_chunksize=50_000):
+                columns = [column.to_pylist() for column in batch.columns]
+                for values in zip(*columns, strict=True):
+                    copy.write_row([_scrub(v) for v in values])
+
+    def count_events(self, site_id: str | None = None) -> int:
+        if site_id is None:
+            rows = self.query("SELECT count(*) FROM events")
+        else:
+            rows = self.query("SELECT count(*) FROM events WHERE site_id = ?", [site_id])
+        return int(rows[0][0]) if rows else 0
+
+    # ------------------------------------------------------------------ sites and keys
+
+    def upsert_site(
+        self, site_id: str, name: str, allowed_origins: list[str], tenant: str | None = None
+    ) -> Site:
+        self.query(
+            "INSERT INTO sites (site_id, name, allowed_origins, created_at, tenant) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (site_id) DO UPDATE SET "
+            "name = excluded.name, allowed_origins = excluded.allowed_origins, "
+            "tenant = excluded.tenant",
+            [site_id, name, json.dumps(allowed_origins), _utcnow(), tenant],
+        )
+        return Site(site_id, name, tuple(allowed_origins), tenant or site_id)
+
+    def get_site(self, site_id: str) -> Site | None:
+        rows = self.query(
+            "SELECT site_id, name, allowed_origins, tenant FROM sites WHERE site_id = ?",
+            [site_id],
+        )
+        return _site(rows[0]) if rows else None
+
+    def list_sites(self) -> list[Site]:
+        rows = self.query(
+            "SELECT site_id, name, allowed_origins, tenant FROM sites ORDER BY site_id"
+        )
+        return [_site(row) for row in rows]
+
+    def add_api_key(self, key_id: str, site_id: str, key_hash: str, label: str) -> None:
+        self.query(
+            "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
+            [key_id, site_id, key_hash, label, _utcnow()],
+        )
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        rows = self.query(
+            "SELECT key_id, site_id, key_hash, label, revoked_at IS NOT NULL "
+            "FROM api_keys WHERE key_id = ?",
+            [key_id],
+        )
+        return ApiKey(*rows[0]) if rows else None
+
+    def list_api_keys(self, site_id: str) -> list[ApiKey]:
+        rows = self.query(
+            "SELECT key_id, site_id, key_hash, label, revoked_at IS NOT NULL "
+            "FROM api_keys WHERE site_id = ? ORDER BY created_at",
+            [site_id],
+        )
+        return [ApiKey(*row) for row in rows]
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        rows = self.query(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL "
+            "RETURNING key_id",
+            [_utcnow(), key_id],
+        )
+        return bool(rows)
+
+    # ------------------------------------------------------------------ generic SQL
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement with ``?`` placeholders, in autocommit."""
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            cur.execute(translate(sql), _params(params))
+            return _fetch(cur)
+
+    @contextlib.contextmanager
+    def transaction(self, scope: str | None = None) -> Iterator[Transaction]:
+        """A read-write transaction serialised with every other one of ``scope`` (a tenant)
+        in every process; ``None`` serialises with all of them."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            if scope is None:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", [_IDENTITY_ALL])
+            else:
+                cur.execute(
+                    "SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s, %s)",
+                    [_IDENTITY_ALL, _IDENTITY_CLASS, scope_key(scope)],
+                )
+            yield _PgTransaction(cur)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def ping(self) -> None:
+        self.query("SELECT 1")
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class _PgTransaction:
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._cursor = cursor
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cursor.execute(translate(sql), _params(params))
+        return _fetch(self._cursor)
+
+
+def _site(row: tuple[Any, ...]) -> Site:
+    return Site(row[0], row[1], tuple(json.loads(row[2])), row[3] or row[0])
