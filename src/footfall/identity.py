@@ -316,7 +316,7 @@ class IdentityGraph:
     ) -> IdentifyResult:
         """Link a browser's token with the user's own ids, unless that would merge strangers."""
         result = IdentifyResult(person_id=None)
-        with self.store.transaction() as tx:
+        with self.store.transaction(tenant) as tx:
             explicit = [
                 self._ensure(tx, tenant, normalise(kind, value, f"user.{name}"))
                 for kind, name, value in (
@@ -376,7 +376,7 @@ class IdentityGraph:
 
     def alias(self, tenant: str, a: str, b: str, actor: str = "alias-api") -> int:
         """An explicit instruction: the two names are one person (symmetric, idempotent)."""
-        with self.store.transaction() as tx:
+        with self.store.transaction(tenant) as tx:
             first = self._by_name(tx, tenant, a, create=True)
             second = self._by_name(tx, tenant, b, create=True)
             assert first is not None
@@ -384,7 +384,7 @@ class IdentityGraph:
             return self._link(tx, tenant, first, second, "alias", "explicit", actor)
 
     def set_properties(self, tenant: str, name: str, properties: Mapping[str, Any]) -> int:
-        with self.store.transaction() as tx:
+        with self.store.transaction(tenant) as tx:
             node = self._by_name(tx, tenant, name, create=True)
             assert node is not None
             self._set_properties(tx, node.node_id, properties)
@@ -402,18 +402,18 @@ class IdentityGraph:
 
     def node_for_event(self, tenant: str, name: str) -> Identifier:
         """Which identifier a vendor-API event names; creates it so the event has a person."""
-        with self.store.transaction() as tx:
+        with self.store.transaction(tenant) as tx:
             node = self._by_name(tx, tenant, name, create=True)
             assert node is not None
             return node.identifier
 
     def find(self, tenant: str, name: str) -> Node | None:
-        with self.store.transaction() as tx:
+        with self.store.transaction(tenant) as tx:
             return self._by_name(tx, tenant, name, create=False)
 
     def members(self, person_id: int) -> list[Node]:
-        with self.store.transaction() as tx:
-            return self._members(tx, person_id)
+        # One statement: consistent by itself, so no transaction (and no lock) is needed.
+        return self._members(self.store, person_id)
 
     def persons(self, tenant: str) -> dict[Identifier, int]:
         """Every identifier's current person (a token's latest node)."""
@@ -426,7 +426,7 @@ class IdentityGraph:
 
     def explain(self, tenant: str, a: str, b: str) -> list[LinkStep] | None:
         """The chain of links that makes ``a`` and ``b`` one person, or None if they are not."""
-        with self.store.transaction() as tx:
+        with self.store.transaction(tenant) as tx:
             first = self._by_name(tx, tenant, a, create=False)
             second = self._by_name(tx, tenant, b, create=False)
             if first is None or second is None or first.person_id != second.person_id:
@@ -479,7 +479,7 @@ class IdentityGraph:
 
     def split(self, tenant: str, a: str, b: str, actor: str = "split") -> tuple[int, int]:
         """Remove the direct link between ``a`` and ``b`` and recompute; returns both persons."""
-        with self.store.transaction() as tx:
+        with self.store.transaction(tenant) as tx:
             first = self._by_name(tx, tenant, a, create=False)
             second = self._by_name(tx, tenant, b, create=False)
             if first is None or second is None:
@@ -625,7 +625,7 @@ class IdentityGraph:
         """Everything stored about a person, for a data-access request."""
         profile = self.profile(tenant, person_id)
         nodes = self.members(person_id)
-        with self.store.transaction() as tx:
+        with self.store.transaction(tenant) as tx:
             links = self._active_links(tx, [n.node_id for n in nodes])
         by_id = {n.node_id: n for n in nodes}
         values = sorted({n.value for n in nodes})
@@ -676,7 +676,7 @@ class IdentityGraph:
         marks = ", ".join("?" * len(ids))
         values = sorted({n.value for n in nodes})
         vmarks = ", ".join("?" * len(values))
-        with self.store.transaction() as tx:
+        with self.store.transaction(tenant) as tx:
             doomed = [
                 r[0]
                 for r in tx.query(
