@@ -98,7 +98,7 @@ _LEXEME = re.compile(
     | "(?:[^"]|"")*"                        # "quoted identifier"
     | --[^\n]*                              # line comment
     | /\*.*?\*/                             # block comment
-    | \$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)\$   # dollar-quoted string
+    | \$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$   # dollar-quoted string
     | \?                                    # a placeholder
     | %                                     # psycopg's escape character
     """,
