@@ -438,6 +438,36 @@ class _ResponseCounter:
 # --------------------------------------------------------------------------- factory
 
 
+async def _refresh_shared_state(public: PublicApi, every: float) -> None:
+    """Re-read erase tombstones and sites every ``every`` seconds.
+
+    Other processes on a shared (PostgreSQL) database erase persons and add sites; this bounds
+    how long this process keeps accepting late events of a person erased elsewhere.
+    """
+    while True:
+        await asyncio.sleep(every)
+        services = public.services
+        if services is None:
+            return
+        tombstones, sites = services.tombstones, services.sites
+        try:
+            fresh_tombstones = await asyncio.to_thread(services.identity.tombstones)
+            fresh_sites = await asyncio.to_thread(
+                SiteRegistry.load,
+                services.store,
+                services.settings.default_site,
+                services.settings.allow_missing_origin,
+            )
+        except Exception as exc:
+            log.warning("refreshing tombstones and sites failed", extra={"error": repr(exc)})
+            continue
+        # An erase in this process may have replaced the set meanwhile: that one is newer.
+        if services.tombstones is tombstones:
+            services.tombstones = fresh_tombstones
+        if services.sites is sites:
+            services.sites = fresh_sites
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app; the store opens at start-up and is flushed and closed at shutdown."""
     if settings is None:
@@ -478,9 +508,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "schema_version": store.schema_version(),
             },
         )
+        refresher = asyncio.create_task(
+            _refresh_shared_state(public, settings.cache_refresh_seconds)
+        )
         try:
             yield
         finally:
+            refresher.cancel()
             public.services = None  # late requests get 503, not a closed store
             await asyncio.to_thread(committer.stop)
             store.close()

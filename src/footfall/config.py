@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     """A person with more identifiers of one kind refuses further automatic merges."""
     erase_tombstone_days: int = Field(default=30, ge=0)
     """After an erase, events of the erased identifiers are dropped for this long."""
+    cache_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
+    """How often a server re-reads tombstones and sites that other processes sharing its
+    (PostgreSQL) database wrote: an erase elsewhere stops late events here within this time."""
 
     log_level: str = "info"
     metrics_token: str | None = None
