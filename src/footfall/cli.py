@@ -13,8 +13,8 @@ from footfall import __version__
 from footfall.config import Settings, load_settings
 from footfall.logs import configure_logging
 from footfall.sites import SITE_ID_PATTERN, new_api_key, seed_sites, validate_origin_pattern
-from footfall.store import Store, open_store
-from footfall.store.base import StoreBusyError
+from footfall.store import Store, open_store, redact
+from footfall.store.base import StoreBusyError, StoreUnavailableError
 
 app = typer.Typer(
     help="Footfall: tracking, identity resolution and analytics.", no_args_is_help=True
@@ -46,7 +46,7 @@ def _settings(config: str | None, **overrides: object) -> Settings:
 def _store(settings: Settings) -> Store:
     try:
         store = open_store(settings.database)
-    except StoreBusyError as exc:
+    except (StoreBusyError, StoreUnavailableError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     store.migrate()
@@ -70,13 +70,13 @@ def serve(
     configure_logging(settings.log_level)
     try:
         open_store(settings.database).close()  # fail fast, with a clear message, on a held file
-    except StoreBusyError as exc:
+    except (StoreBusyError, StoreUnavailableError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host  # noqa: S104
     err.print(
         f"Footfall {__version__} on [bold]http://{shown}:{settings.port}[/bold]  "
-        f"(store: {settings.database}, API docs: /docs)",
+        f"(store: {redact(settings.database)}, API docs: /docs)",
         soft_wrap=True,
     )
     server = uvicorn.Server(
@@ -103,7 +103,7 @@ def migrate(config: ConfigOpt = None, database: DatabaseOpt = None) -> None:
     settings = _settings(config, database=database)
     try:
         store = open_store(settings.database)
-    except StoreBusyError as exc:
+    except (StoreBusyError, StoreUnavailableError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     applied = store.migrate()

@@ -185,6 +185,26 @@ MIGRATIONS = (
     ),
 )
 
+# The DuckDB store acknowledges events once they are synced to its ingest journal and loads
+# them in batches; the position loaded so far is committed with each batch's rows, so after
+# a crash replay resumes exactly there (nothing lost, nothing loaded twice). PostgreSQL
+# commits directly and leaves the row at 0.
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        4,
+        "ingest journal: the journal position loaded into the database",
+        (
+            """CREATE TABLE ingest_journal (
+                id INTEGER PRIMARY KEY,
+                loaded_lsn BIGINT NOT NULL,
+                loaded_at TIMESTAMP
+            )""",
+            "INSERT INTO ingest_journal VALUES (1, 0, NULL)",
+        ),
+    ),
+)
+
 
 def render(statement: str | dict[str, str], json_type: str, backend: str) -> str | None:
     """The statement's text for ``backend``, or None where it has nothing to do there."""
