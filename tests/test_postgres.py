@@ -4,7 +4,10 @@ database at once, placeholder translation, connection errors."""
 from __future__ import annotations
 
 import functools
+import os
 import random
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,10 +16,10 @@ import pytest
 
 from footfall.identity import Identifier, IdentityGraph
 from footfall.ingest import now_us
-from footfall.store import open_store
+from footfall.store import open_store, redact
 from footfall.store.base import EventRow, StoreUnavailableError
 from footfall.store.migrations import MIGRATIONS
-from footfall.store.postgres import PostgresStore, redact, translate
+from footfall.store.postgres import PostgresStore, translate
 from pgserver import PostgresServer
 
 CLIENTS = 4
@@ -168,3 +171,33 @@ def test_concurrent_merges_from_several_clients_stay_one_graph(postgres_url: str
     finally:
         for store in stores:
             store.close()
+
+
+def test_cli_on_postgresql(empty_url: str) -> None:
+    """``footfall migrate`` and ``sites`` work on a URL; a dead server is one clear line."""
+    from conftest import free_port
+
+    def footfall(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "footfall", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "200", "FOOTFALL_CONFIG": ""},
+        )
+
+    migrated = footfall("migrate", "--database", empty_url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"schema version {MIGRATIONS[-1].version}" in migrated.stdout
+    added = footfall(
+        "sites", "add", "shop", "--origin", "https://shop.test", "--database", empty_url
+    )
+    assert added.returncode == 0, added.stderr
+    listed = footfall("sites", "list", "--database", empty_url)
+    assert "https://shop.test" in listed.stdout
+    dead = f"postgresql://footfall:s3cret-pw@127.0.0.1:{free_port()}/footfall"
+    failed = footfall("migrate", "--database", dead)
+    assert failed.returncode == 1
+    assert "cannot connect to PostgreSQL" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert "s3cret-pw" not in failed.stderr

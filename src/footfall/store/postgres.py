@@ -39,6 +39,7 @@ from psycopg.adapt import Buffer, Loader
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool
 
+from footfall.store import redact
 from footfall.store.base import ApiKey, EventRow, Site, StoreUnavailableError, Transaction
 from footfall.store.migrations import MIGRATIONS, render
 
@@ -192,11 +193,6 @@ def _fetch(cur: psycopg.Cursor[Any]) -> list[tuple[Any, ...]]:
 def scope_key(scope: str) -> int:
     """A tenant's advisory lock key (int4); a collision only makes two tenants wait."""
     return int.from_bytes(hashlib.blake2b(scope.encode(), digest_size=4).digest(), signed=True)
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
 # --------------------------------------------------------------------------- the store
