@@ -17,13 +17,15 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
-from footfall.analytics import unique_people
+from footfall.analytics import Filters, people_count
 from footfall.identity import IdentityGraph
 from footfall.store.duckdb import DuckDBStore
 
 BENCH = Path(__file__).resolve().parent
+EVERYTHING = Filters(None, datetime(1970, 1, 1), datetime(2100, 1, 1))
 
 
 def timed(fn: object, repeat: int = 5) -> tuple[float, object]:
@@ -108,8 +110,8 @@ def main() -> int:
         )
     )
 
-    baseline_s, baseline = timed(lambda: unique_people(store, resolve_identities=False))
-    resolved_s, resolved = timed(lambda: unique_people(store))
+    baseline_s, baseline = timed(lambda: people_count(store, EVERYTHING, resolve_identities=False))
+    resolved_s, resolved = timed(lambda: people_count(store, EVERYTHING))
     assert baseline == tokens_seen, (baseline, tokens_seen)
     assert resolved == expected, (resolved, expected)
 
@@ -122,7 +124,7 @@ def main() -> int:
     for a, b in pairs:
         graph.alias("default", a, b)
     merge_s = time.perf_counter() - started
-    after_s, after = timed(lambda: unique_people(store), repeat=3)
+    after_s, after = timed(lambda: people_count(store, EVERYTHING), repeat=3)
     assert after == resolved - sum(  # each merge of two seen tokens removes one person
         1
         for a, b in pairs

@@ -1,0 +1,203 @@
+"""Reports as readable terminal tables: the same JSON the API returns, drawn with rich."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _eur(value: float | None) -> str:
+    return "-" if value is None else f"€{value:,.2f}"
+
+
+def _int(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _bar(value: float, top: float, width: int = 24) -> str:
+    return "█" * max(0, round(width * value / top)) if top else ""
+
+
+def _overview(r: dict[str, Any]) -> RenderableType:
+    head = Table.grid(padding=(0, 3))
+    head.add_row(
+        *(Text(label, style="dim") for label in ("people", "conversations", "messages")),
+        *(Text(label, style="dim") for label in ("orders", "revenue", "conversion")),
+    )
+    head.add_row(
+        Text(_int(r["people"]), style="bold"),
+        Text(_int(r["conversations"]), style="bold"),
+        Text(_int(r["messages"]), style="bold"),
+        Text(_int(r["orders"]), style="bold"),
+        Text(_eur(r["revenue_eur"]), style="bold"),
+        Text(_pct(r["conversion_rate"]), style="bold"),
+    )
+    days = Table("day", "people", "visits", "conversations", "orders", "revenue", title="daily")
+    for d in r["daily"][-14:]:
+        days.add_row(
+            d["day"],
+            _int(d["people"]),
+            _int(d["visits"]),
+            _int(d["conversations"]),
+            _int(d["orders"]),
+            _eur(d["revenue_eur"]),
+        )
+    return Group(head, days)
+
+
+def _people(r: dict[str, Any]) -> RenderableType:
+    top = max((p["people"] for p in r["series"]), default=0)
+    table = Table(r["interval"], "people", "", caption=f"{r['people']:,} people in the range")
+    for p in r["series"]:
+        table.add_row(p["period"], _int(p["people"]), Text(_bar(p["people"], top), "cyan"))
+    return table
+
+
+def _retention(r: dict[str, Any]) -> RenderableType:
+    table = Table(
+        "cohort", "size", *(f"+{k}" for k in range(r["periods"])), title="share who came back"
+    )
+    for c in r["cohorts"]:
+        cells = [_pct(rate) if rate is not None else "-" for rate in c["rates"]]
+        table.add_row(c["cohort"], _int(c["size"]), *cells)
+    return table
+
+
+def _power_users(r: dict[str, Any]) -> RenderableType:
+    users = Table("person", "conversations", "messages", "asks most", title="power users")
+    for u in r["users"]:
+        asks = "; ".join(f"{q['text']} ({q['count']})" for q in u["questions"])
+        users.add_row(u["label"], _int(u["conversations"]), _int(u["messages"]), asks)
+    common = Table("question", "times asked", title="common questions")
+    for q in r["common_questions"]:
+        common.add_row(q["text"], _int(q["count"]))
+    return Group(users, common)
+
+
+def _funnel(r: dict[str, Any]) -> RenderableType:
+    groups = r["groups"] or [r["overall"]]
+    title = f"within {_duration(r['window_seconds'])}" + (
+        f", by {r['breakdown']}" if r["breakdown"] else ""
+    )
+    table = Table("step", *(g["group"] for g in groups), title=title)
+    for i, step in enumerate(r["steps"]):
+        table.add_row(
+            step,
+            *(f"{g['steps'][i]['people']:,} ({_pct(g['steps'][i]['conversion'])})" for g in groups),
+        )
+    return table
+
+
+def _ab(r: dict[str, Any]) -> RenderableType:
+    table = Table(
+        "group", "people", "converted", "conversion", "revenue", "per person", title=r["goal"]
+    )
+    for g in r["groups"]:
+        table.add_row(
+            g["group"],
+            _int(g["people"]),
+            _int(g["converted"]),
+            _pct(g["conversion"]),
+            _eur(g["revenue_eur"]),
+            _eur(g["revenue_per_person"]),
+        )
+    c = r["comparison"]
+    if c is None:
+        return Group(table, Text("needs people in both control and test", style="dim"))
+    verdict = "significant" if c["significant"] else "not significant"
+    low, high = c["ci95"]
+    summary = Text(
+        f"test - control: {c['difference'] * 100:+.2f} points "
+        f"(95% CI {low * 100:+.2f} to {high * 100:+.2f}), "
+        + ("p < 0.0001" if c["p_value"] < 0.0001 else f"p = {c['p_value']:.4f}")
+        + f": {verdict}",
+        style="bold green" if c["significant"] else "yellow",
+    )
+    return Group(table, summary)
+
+
+def _revenue(r: dict[str, Any]) -> RenderableType:
+    head = Text(
+        f"revenue {_eur(r['revenue_eur'])}   orders {r['orders']:,}   "
+        f"average order {_eur(r['average_order_eur'])}   buyers {r['buyers']:,}"
+        + (
+            f"   ({r['orders_without_eur']} orders in unknown currencies)"
+            if r["orders_without_eur"]
+            else ""
+        ),
+        style="bold",
+    )
+    items = Table("item", "quantity", "orders", "revenue", title="top items")
+    for i in r["top_items"]:
+        items.add_row(
+            str(i["item_id"]), _int(i["quantity"]), _int(i["orders"]), _eur(i["revenue_eur"])
+        )
+    return Group(head, items)
+
+
+def _feedback(r: dict[str, Any]) -> RenderableType:
+    table = Table("chatbot", "likes", "dislikes", "liked")
+    for b in r["chatbots"]:
+        table.add_row(b["chatbot_id"], _int(b["likes"]), _int(b["dislikes"]), _pct(b["like_rate"]))
+    return table
+
+
+def _popups(r: dict[str, Any]) -> RenderableType:
+    table = Table("popup version", "displays", "opens", "open rate", "people shown")
+    for v in r["versions"]:
+        table.add_row(
+            v["popup_version"],
+            _int(v["displays"]),
+            _int(v["opens"]),
+            _pct(v["open_rate"]),
+            _int(v["people_shown"]),
+        )
+    return table
+
+
+def _errors(r: dict[str, Any]) -> RenderableType:
+    table = Table("message", "count", "people", "last seen", caption=f"{r['total']:,} errors")
+    for e in r["errors"]:
+        table.add_row(
+            e["message"], _int(e["count"]), _int(e["people"]), (e["last_seen"] or "")[:19]
+        )
+    return table
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], RenderableType]] = {
+    "overview": _overview,
+    "people": _people,
+    "retention": _retention,
+    "power-users": _power_users,
+    "funnel": _funnel,
+    "ab": _ab,
+    "revenue": _revenue,
+    "feedback": _feedback,
+    "popups": _popups,
+    "errors": _errors,
+}
+
+
+def show_report(console: Console, name: str, title: str, result: dict[str, Any]) -> None:
+    f = result["filters"]
+    sites = ", ".join(f["sites"]) if f["sites"] else "all sites"
+    console.print(
+        f"[bold]{title}[/bold]  [dim]{sites}, {f['start'][:10]} to {f['end'][:10]} (UTC, end "
+        "exclusive)[/dim]"
+    )
+    console.print(RENDERERS[name](result))
