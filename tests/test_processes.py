@@ -170,8 +170,22 @@ def outcome(url: str) -> dict[str, Any]:
                 "WHERE event = 'purchase' AND NOT duplicate"
             ),
             "unique_people": one("SELECT count(DISTINCT person_key) FROM event_persons"),
-            "links": one("SELECT count(*) FROM links WHERE removed_at IS NULL"),
-            "link_log": one("SELECT count(*) FROM link_log WHERE action = 'link'"),
+            # How many links identify records depends on the order of calls (it adds none
+            # between two names already one person), so the count is not compared; what
+            # must hold in any order is that no link is doubled and none crosses persons.
+            "doubled_links": one(
+                "SELECT count(*) FROM (SELECT least(a_node, b_node), greatest(a_node, b_node) "
+                "FROM links WHERE removed_at IS NULL GROUP BY 1, 2 HAVING count(*) > 1) d"
+            ),
+            "links_across_persons": one(
+                "SELECT count(*) FROM links l JOIN identity_nodes a ON a.node_id = l.a_node "
+                "JOIN identity_nodes b ON b.node_id = l.b_node "
+                "WHERE l.removed_at IS NULL AND a.person_id <> b.person_id"
+            ),
+            "logged_links_equal_links": one(
+                "SELECT (SELECT count(*) FROM link_log WHERE action = 'link') = "
+                "(SELECT count(*) FROM links)"
+            ),
             "refused": one("SELECT count(*) FROM link_log WHERE action <> 'link'"),
             "properties": one("SELECT count(*), count(DISTINCT node_id) FROM identity_properties"),
             "migrations": one("SELECT count(*), max(version) FROM schema_migrations"),
@@ -225,6 +239,8 @@ def test_three_processes_equal_one(
     assert shared["orders"] == PEOPLE * 2
     assert shared["unique_people"] == PEOPLE
     assert shared["refused"] == 0
+    assert (shared["doubled_links"], shared["links_across_persons"]) == (0, 0)
+    assert shared["logged_links_equal_links"] is True
 
 
 def eventually(check: Callable[[], bool], seconds: float = 20.0) -> bool:
