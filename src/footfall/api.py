@@ -54,6 +54,7 @@ from footfall.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.sites import SiteRegistry, normalise_origin, seed_sites
 from footfall.store import Store, open_store
 from footfall.store.base import EventRow, Site
+from footfall.tracker import mount_demo, renew_id_cookie, tracker_route
 
 log = logging.getLogger("footfall.api")
 
@@ -80,6 +81,7 @@ _KNOWN_ROUTES = frozenset(
         "/metrics",
         "/openapi.json",
         "/docs",
+        "/footfall.js",
         "/api/alias",
         "/a",
         "/e",
@@ -227,7 +229,10 @@ class PublicApi:
         site = self.site_for(request, call)
         raw = await _read_body(request, call, MAX_PAYLOAD_BYTES)
         row = parse_track_body(raw, self.context(call, site))
-        return await self._commit(site, row, call)
+        response = await self._commit(site, row, call)
+        if request.scope["query_string"]:  # footfall.js names its id cookie there
+            renew_id_cookie(request, call.origin, row, response)
+        return response
 
     async def _commit(self, site: Site, row: EventRow, call: Call) -> Response:
         services = self._svc()
@@ -532,6 +537,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", public.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_document, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
+        tracker_route(),
         *identity_routes(public),
     ]
     if settings.bench_noop:
@@ -544,6 +550,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     _mount_docs_assets(app)
+    if settings.demo:
+        mount_demo(app)
     app.state.openapi = msgspec.json.encode(build_document())
     app.add_middleware(_ResponseCounter)
     return app

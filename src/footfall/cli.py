@@ -60,14 +60,29 @@ def serve(
     database: DatabaseOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo", help="Also serve the demo shop and support form (examples/) at /demo/."
+        ),
+    ] = False,
 ) -> None:
     """Run the server (embedded DuckDB by default)."""
     import uvicorn
 
     from footfall.api import create_app
 
-    settings = _settings(config, database=database, host=host, port=port)
+    settings = _settings(config, database=database, host=host, port=port, demo=demo or None)
     configure_logging(settings.log_level)
+    if settings.demo:
+        from footfall.tracker import examples_dir
+
+        if not (examples_dir() / "shop.html").is_file():
+            err.print(
+                f"[red]error:[/red] --demo needs the examples/ of a source checkout; "
+                f"not found at {examples_dir()}"
+            )
+            raise typer.Exit(2)
     try:
         open_store(settings.database).close()  # fail fast, with a clear message, on a held file
     except (StoreBusyError, StoreUnavailableError) as exc:
@@ -79,6 +94,12 @@ def serve(
         f"(store: {redact(settings.database)}, API docs: /docs)",
         soft_wrap=True,
     )
+    if settings.demo:
+        err.print(
+            f"Demo: http://{shown}:{settings.port}/demo/shop.html and "
+            f"http://{shown}:{settings.port}/demo/support.html",
+            soft_wrap=True,
+        )
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings),

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     """If set, /metrics requires ``Authorization: Bearer <token>``."""
     bench_noop: bool = False
     """Expose POST /bench/noop, a no-op endpoint on the same stack, for benchmarks."""
+    demo: bool = False
+    """Serve the demo shop and support form (``examples/``) under /demo/, tracked here."""
 
     @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod

@@ -149,6 +149,17 @@ _SITE_PARAM = {
 }
 
 
+_COOKIE_PARAM = {
+    "name": "cookie",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+    "description": "Name of footfall.js's id cookie. When the request carries that cookie with "
+    "the event's token and this server shares the page's registrable domain, the answer "
+    "renews it with Set-Cookie (399 days).",
+}
+
+
 def to_openapi_30(schema: Any) -> Any:
     """msgspec writes JSON Schema 2020-12; OpenAPI 3.0 tools want ``nullable`` instead.
 
@@ -212,7 +223,7 @@ def build_document() -> dict[str, Any]:
     post_track = {
         "tags": ["tracking"],
         "summary": "Record one event",
-        "parameters": [_SITE_PARAM],
+        "parameters": [_SITE_PARAM, _COOKIE_PARAM],
         "requestBody": {"required": True, "content": _json("TrackRequest")},
         "responses": {
             "200": {"description": "Stored durably", "content": _json("TrackResponse")},
