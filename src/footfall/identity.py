@@ -122,6 +122,7 @@ class IdentifyResult:
     merged: bool = False
     refused: list[str] = field(default_factory=list)
     moved_token: bool = False
+    cleared_email: bool = False
 
 
 _NODE_COLUMNS = "node_id, kind, value, person_id, valid_from"
@@ -314,8 +315,15 @@ class IdentityGraph:
         ephemeral: bool = False,
         actor: str = "identify",
     ) -> IdentifyResult:
-        """Link a browser's token with the user's own ids, unless that would merge strangers."""
+        """Link a browser's token with the user's own ids, unless that would merge strangers.
+
+        ``email=""`` (a form submitted with an empty email field) clears the email: see
+        ``_clear_email``. ``None`` leaves it as it is.
+        """
         result = IdentifyResult(person_id=None)
+        clear_email = isinstance(email, str) and not email.strip()
+        if clear_email:
+            email = None
         with self.store.transaction(tenant) as tx:
             explicit = [
                 self._ensure(tx, tenant, normalise(kind, value, f"user.{name}"))
@@ -340,6 +348,8 @@ class IdentityGraph:
                     target = _with_person(c, merged)
             if token is not None and not ephemeral:
                 ident = normalise("token", token)
+                if clear_email:
+                    result.cleared_email = self._clear_email(tx, tenant, ident, actor)
                 node = self._ensure(tx, tenant, ident)
                 if target is None:
                     target = node
@@ -373,6 +383,32 @@ class IdentityGraph:
                 self._set_properties(tx, target.node_id, metadata)
             result.person_id = target.person_id if target else None
         return result
+
+    def _clear_email(self, tx: Transaction, tenant: str, ident: Identifier, actor: str) -> bool:
+        """The token stops being the email(s) identify linked it to directly.
+
+        Like a token moved on a shared computer, it gets a new node valid from now: its
+        earlier events stay with the person they belonged to (that email did submit them),
+        later ones start anonymous. Links made by the alias API are explicit and stay. Each
+        cleared email is logged as an ``unlink`` with the rule ``email-cleared``.
+        """
+        node = self._current(tx, tenant, ident)
+        if node is None:
+            return False
+        emails = tx.query(
+            "SELECT DISTINCT n.value FROM links l JOIN identity_nodes n "
+            "ON n.node_id = CASE WHEN l.a_node = ? THEN l.b_node ELSE l.a_node END "
+            "WHERE l.removed_at IS NULL AND (l.a_node = ? OR l.b_node = ?) "
+            "AND l.rule IN ('identify', 'token-moved') AND n.kind = 'email' ORDER BY n.value",
+            [node.node_id, node.node_id, node.node_id],
+        )
+        if not emails:
+            return False
+        self._create(tx, tenant, ident, valid_from=utcnow())
+        for (value,) in emails:
+            cleared = Identifier("email", value)
+            self._log(tx, tenant, "unlink", ident, cleared, actor, "email-cleared", actor)
+        return True
 
     def alias(self, tenant: str, a: str, b: str, actor: str = "alias-api") -> int:
         """An explicit instruction: the two names are one person (symmetric, idempotent)."""

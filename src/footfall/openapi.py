@@ -84,7 +84,17 @@ class BatchRequest(msgspec.Struct):
 
 class User(msgspec.Struct, omit_defaults=True):
     uniqueClientId: Annotated[str, Meta(max_length=255)] | None = None
-    email: Annotated[str, Meta(max_length=255)] | None = None
+    email: (
+        Annotated[
+            str,
+            Meta(
+                max_length=255,
+                description="An empty string clears the email: the token stops being the "
+                "email(s) identify linked it to (from now on; earlier events stay)",
+            ),
+        ]
+        | None
+    ) = None
     metadata: dict[str, Any] | None = None
 
 
