@@ -70,9 +70,11 @@ class Server:
         }
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Server:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def start(self, keep_port: bool = False) -> Server:
+        """Start (again); ``keep_port`` restarts on the same port, e.g. for clients that retry."""
+        if not keep_port:
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [
