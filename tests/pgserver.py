@@ -60,9 +60,13 @@ def find_bindir() -> Path:
 class PostgresServer:
     """One PostgreSQL server in a temporary directory; ``stop`` removes everything."""
 
-    def __init__(self, *, durable: bool = False, max_connections: int = 200) -> None:
+    def __init__(
+        self, *, durable: bool = False, max_connections: int = 200, settings: tuple[str, ...] = ()
+    ) -> None:
         self.durable = durable
         self.max_connections = max_connections
+        self.settings = settings
+        """Extra ``name=value`` server settings (benchmarks: memory sizes)."""
         self.port = 0
         self.root: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -127,6 +131,7 @@ class PostgresServer:
             "unix_socket_directories=",
             f"max_connections={self.max_connections}",
             *(() if self.durable else _FAST),
+            *self.settings,
         ]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -173,8 +173,9 @@ def test_bulk_load_from_arrow(store: Store) -> None:
             "token": [f"bulk-token-{i % 100}" for i in range(n)],
             "ephemeral": [False] * n,
             "duplicate": [False] * n,
-            "data": ['{"bulk": true}'] * n,
+            "data": ['{"bulk": true}'] * (n - 1) + ['{"text": "nul \\u0000, \\"quoted\\""}'],
             "id_kind": ["token"] * n,
+            "url": ["", None, 'https://x.test/"a",b\n', "https://x.test/\x00"] * (n // 4),
         }
     )
     store.load_arrow("events", table)
@@ -183,5 +184,15 @@ def test_bulk_load_from_arrow(store: Store) -> None:
         "SELECT count(*), count(DISTINCT token), min(ts), count(DISTINCT event_id) FROM events"
     )
     assert rows == [(n + 1, 101, datetime(2023, 11, 14, 22, 13, 20), n + 1)]
+    urls = dict(store.query("SELECT url, count(*) FROM events GROUP BY url"))
+    assert urls.pop("") == n // 4
+    assert urls.pop(None) == n // 4 + 1  # and the purchase
+    # PostgreSQL cannot store NUL: it becomes U+FFFD there.
+    assert {u.replace("\ufffd", "\x00"): c for u, c in urls.items()} == {
+        'https://x.test/"a",b\n': n // 4,
+        "https://x.test/\x00": n // 4,
+    }
+    [(text,)] = store.query("SELECT data FROM events WHERE CAST(data AS VARCHAR) LIKE '%quoted%'")
+    assert json.loads(text)["text"].replace("\ufffd", "\x00") == 'nul \x00, "quoted"'
     with pytest.raises(ValueError, match="not supported"):
         store.load_arrow("api_keys", table)
