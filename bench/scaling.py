@@ -12,9 +12,11 @@ event count must equal the number of 200 answers.
 A second part times the query every people report rests on (distinct persons through the
 identity graph, ``event_persons``) on the same synthetic events bulk-loaded into DuckDB and
 into PostgreSQL, next to a plain distinct-token count: the single-machine limit for reads.
+A third times merges (alias calls) from one and from three clients, on one tenant (which
+PostgreSQL serialises with the tenant's lock) and on three.
 
     python bench/scaling.py [--requests 30000] [--connections 150] [--rounds 3]
-                            [--analytics-events 2000000] [--skip-ingest]
+                            [--analytics-events 2000000] [--merges 600] [--skip-ingest]
 """
 
 from __future__ import annotations
@@ -257,13 +259,59 @@ def analytics(postgres: PostgresServer, workdir: Path, events: int) -> dict[str,
     return out
 
 
+def merges(url_or_path: str, clients: int, shared_tenant: bool, per_client: int) -> float:
+    """Alias calls per second from ``clients`` threads, each with its own store (a process's
+    worth of connections); one tenant for all (serialised) or one tenant each (parallel)."""
+    stores = [open_store(url_or_path) for _ in range(clients)]
+    try:
+        from footfall.identity import IdentityGraph
+
+        graphs = [IdentityGraph(store) for store in stores]
+
+        def client(i: int) -> None:
+            tenant = "shared" if shared_tenant else f"tenant{i}"
+            for n in range(per_client):
+                graphs[i].alias(tenant, f"c{i}-tok{n:06d}", f"email:c{i}-{n // 3}@example.com")
+
+        began = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, range(clients)))
+        return clients * per_client / (time.perf_counter() - began)
+    finally:
+        for store in stores:
+            store.close()
+
+
+def merge_rates(postgres: PostgresServer, workdir: Path, per_client: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    duck = str(workdir / "merges.duckdb")
+    first = open_store(duck)
+    first.migrate()
+    first.close()
+    out["duckdb_1_client"] = round(merges(duck, 1, True, per_client))
+    print(f"   duckdb_1_client: {out['duckdb_1_client']} merges/s", flush=True)
+    for name, clients, shared in (
+        ("postgresql_1_client", 1, True),
+        ("postgresql_3_clients_one_tenant", 3, True),
+        ("postgresql_3_clients_3_tenants", 3, False),
+    ):
+        url = postgres.create_database(f"bench_{name}")
+        migrated = open_store(url)
+        migrated.migrate()
+        migrated.close()
+        out[name] = round(merges(url, clients, shared, per_client))
+        print(f"   {name}: {out[name]} merges/s", flush=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=30_000, help="requests per round")
     parser.add_argument("--connections", type=int, default=150, help="in total, all servers")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--analytics-events", type=int, default=2_000_000)
-    parser.add_argument("--skip-ingest", action="store_true", help="only the query part")
+    parser.add_argument("--merges", type=int, default=600, help="alias calls per client")
+    parser.add_argument("--skip-ingest", action="store_true", help="no ingest scenarios")
     args = parser.parse_args()
     ensure_loadgen()
     workdir = Path(tempfile.mkdtemp(prefix="footfall-scaling-"))
@@ -302,9 +350,12 @@ def main() -> int:
         for scenario in scenarios:
             print(f"== {scenario.name}", flush=True)
             run(scenario, workdir, args.requests, args.connections, args.rounds)
+        if args.merges:
+            print("== merges (alias calls, one transaction each)", flush=True)
+            queries["merges_per_s"] = merge_rates(postgres, workdir, args.merges)
         if args.analytics_events:
             print(f"== distinct persons over {args.analytics_events} events", flush=True)
-            queries = analytics(postgres, workdir, args.analytics_events)
+            queries.update(analytics(postgres, workdir, args.analytics_events))
     finally:
         postgres.stop()
 

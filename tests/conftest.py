@@ -36,6 +36,12 @@ allowed_origins = ["{OTHER}"]
 """
 
 
+def config_with(*settings: str) -> str:
+    """``CONFIG`` plus top-level settings (placed before its ``[[sites]]`` tables)."""
+    anchor = 'default_site = "default"\n'
+    return CONFIG.replace(anchor, anchor + "".join(f"{line}\n" for line in settings))
+
+
 # uvicorn re-raises SIGTERM after its graceful shutdown, so supervisors see the signal.
 CLEAN_EXIT = (0, -signal.SIGTERM)
 

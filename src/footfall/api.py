@@ -44,6 +44,7 @@ from footfall.ingest import (
     RequestContext,
     check_size,
     decode_json,
+    make_committer,
     now_us,
     parse_legacy_query,
     parse_track_body,
@@ -339,6 +340,7 @@ class PublicApi:
                     "store": services.store.backend,
                     "schema_version": services.store.schema_version(),
                     "queued_events": services.committer.queued_events,
+                    "ingest": services.committer.health(),
                 }
             ),
             media_type=JSON,
@@ -485,12 +487,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         store = open_store(settings.database)
         applied = store.migrate()
         seed_sites(store, settings)
-        committer = GroupCommitter(
-            store,
-            settings.commit_max_events,
-            settings.commit_queue_events,
-            settings.commit_linger_ms / 1000,
-        )
+        committer = make_committer(store, settings)  # DuckDB: replays its journal first
         committer.start()
         identity = IdentityGraph(
             store, settings.identity_max_per_kind, settings.erase_tombstone_days

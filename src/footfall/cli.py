@@ -51,6 +51,11 @@ def _store(settings: Settings) -> Store:
         raise typer.Exit(1) from None
     store.migrate()
     seed_sites(store, settings)
+    # After a crash the ingest journal may hold acknowledged events not yet in the file;
+    # load them first, or an erase here would be undone by the server's replay.
+    from footfall.journal import replay_pending
+
+    replay_pending(store, settings)
     return store
 
 

@@ -74,6 +74,18 @@ class Settings(BaseSettings):
     """How long the writer waits for more requests to join a transaction."""
     commit_queue_events: int = Field(default=100_000, ge=1)
     """Pending events before ingest answers 503 (back-pressure instead of unbounded memory)."""
+    ingest_journal: bool = True
+    """DuckDB: a 200 means synced to the ingest journal, loaded into DuckDB in large batches
+    (DuckDB's cost per transaction is too high for one per group); false commits each group
+    to DuckDB directly. PostgreSQL always commits directly."""
+    journal_dir: str | None = None
+    """Where the journal's segment files live; default ``<database>.journal`` beside it."""
+    journal_segment_mb: int = Field(default=64, ge=1, le=4096)
+    """A journal segment file is closed at this size and deleted once loaded."""
+    journal_load_interval_ms: float = Field(default=100.0, ge=0, le=10_000)
+    """Under load, at most one DuckDB load per interval (a waiting reader loads at once)."""
+    journal_load_max_events: int = Field(default=50_000, ge=1)
+    """Most events in one DuckDB load transaction."""
 
     identity_max_per_kind: int = Field(default=100, ge=1)
     """A person with more identifiers of one kind refuses further automatic merges."""

@@ -198,6 +198,9 @@ class IdentityApi:
     async def _person(self, request: Request) -> tuple[Site, int]:
         site = self.authenticated(request)
         name = request.path_params["name"]
+        # Show, journey, export and erase read (or delete) events: every event answered
+        # before this request must be in the database first (read-your-writes).
+        await self.svc().committer.settled()
         node = await self.run(self.svc().identity.find, site.scope, name)
         if node is None:
             raise ApiError(404, "NOT_FOUND", "no person with that identifier")

@@ -10,20 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import queue
 import re
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from prometheus_client import Counter, Histogram
 
 from footfall.errors import UNAVAILABLE, ApiError, invalid, malformed, too_large
 from footfall.store.base import EventRow, Store
+
+if TYPE_CHECKING:
+    from footfall.config import Settings
 
 log = logging.getLogger("footfall.ingest")
 
@@ -370,30 +373,32 @@ SWITCH_INTERVAL_S = 0.0005
 EVENTS_COMMITTED = Counter("footfall_events_committed_total", "Events durably written", ["event"])
 COMMIT_BATCH = Histogram(
     "footfall_commit_batch_events",
-    "Events per group-commit transaction",
+    "Events per group commit (one transaction, or one journal record and sync)",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
 )
 COMMIT_SECONDS = Histogram(
     "footfall_commit_seconds",
-    "Time to write and commit one group",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    "Time to make one group durable (transaction commit, or journal write and sync)",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
-COMMIT_FAILURES = Counter("footfall_commit_failures_total", "Groups whose transaction failed")
+COMMIT_FAILURES = Counter("footfall_commit_failures_total", "Groups that could not be made durable")
 
-
-@dataclass(slots=True)
-class _Pending:
-    rows: list[EventRow]
-    future: asyncio.Future[list[bool]]
+_Pending = tuple[list[EventRow], "asyncio.Future[list[bool]]"]
+"""One request's rows and the future its handler awaits."""
+Outcome = list[bool] | BaseException
+"""Per request: its duplicate flags, or the error it gets."""
 
 
 class GroupCommitter:
-    """Writes the events of all waiting requests in one transaction, then answers them all.
+    """Makes the events of all waiting requests durable together, then answers them all.
 
-    Requests that arrive while a transaction is being committed form the next group, so
+    Requests that arrive while one group is being made durable form the next group, so
     under load one disk sync serves many requests and with no load a request waits for
-    just its own commit. Nothing is acknowledged before its transaction committed.
+    just its own. Nothing is acknowledged before it is durable. Subclasses say what
+    durable means (``_write``): a committed transaction, or a synced journal record.
     """
+
+    mode = "direct"
 
     def __init__(
         self,
@@ -406,15 +411,18 @@ class GroupCommitter:
         self._linger = linger_seconds
         self._max_events = max_events
         self._queue_limit = queue_limit
-        self._queue: deque[_Pending] = deque()
-        self._queued_events = 0
-        self._cond = threading.Condition()
+        # A C-level queue: the event loop's put costs a fraction of a Condition's notify.
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._carry: _Pending | None = None
+        # Each counter has one writing thread, so neither needs a lock.
+        self._submitted = 0
+        self._taken = 0
         self._closing = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        # The writer thread needs the GIL briefly between its database calls; with the
+        # The writer thread needs the GIL briefly between its blocking calls; with the
         # default 5 ms switch interval a busy event loop makes it wait that long each time.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._loop = asyncio.get_running_loop()
@@ -423,102 +431,170 @@ class GroupCommitter:
 
     @property
     def queued_events(self) -> int:
-        return self._queued_events
+        """Events accepted by ``submit`` that the writer has not taken yet."""
+        return self._submitted - self._taken
+
+    def backlog(self) -> int:
+        """Events held in memory on their way to the store (counted against the limit)."""
+        return self.queued_events
 
     async def submit(self, rows: list[EventRow]) -> list[bool]:
-        """Resolve once ``rows`` are committed; raises 503 if the writer cannot take them."""
+        """Resolve once ``rows`` are durable; raises 503 if the writer cannot take them."""
         if not rows:
             return []
         loop = self._loop
         if loop is None or self._closing:
             raise ApiError(503, UNAVAILABLE, "server is shutting down; retry later")
+        if self.backlog() + len(rows) > self._queue_limit:
+            raise ApiError(503, UNAVAILABLE, "ingest queue is full; retry later")
         future: asyncio.Future[list[bool]] = loop.create_future()
-        with self._cond:
-            if self._queued_events + len(rows) > self._queue_limit:
-                raise ApiError(503, UNAVAILABLE, "ingest queue is full; retry later")
-            self._queue.append(_Pending(rows, future))
-            self._queued_events += len(rows)
-            self._cond.notify()
+        self._submitted += len(rows)
+        self._queue.put((rows, future))
         return await future
 
     async def settled(self) -> None:
         """Return once every event acknowledged before this call is visible to queries.
 
-        Readers (analytics, person views, erase) await it for read-your-writes; here an
-        acknowledged event is already committed, so there is nothing to wait for.
+        Readers (analytics, person views, export, erase) await it for read-your-writes;
+        here an acknowledged event is already committed, so there is nothing to wait for.
         """
 
+    def health(self) -> dict[str, Any]:
+        """What /healthz shows about ingest."""
+        return {"mode": self.mode, "queued_events": self.queued_events}
+
     def stop(self, timeout: float = 30.0) -> None:
-        """Commit everything already queued, then end the writer thread."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
+        """Make everything already queued durable, then end the writer thread."""
+        self._closing = True
+        self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
+        # Whatever slipped in after the writer's last look is refused, never left hanging.
+        leftovers: list[_Pending] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                leftovers.append(item)
+        if leftovers:
+            closed = ApiError(503, UNAVAILABLE, "server is shutting down; retry later")
+            self._answer(leftovers, [closed] * len(leftovers))
 
     def _take(self) -> list[_Pending] | None:
-        with self._cond:
-            while not self._queue and not self._closing:
-                self._cond.wait()
-            if not self._queue:
+        """Everything waiting (up to ``max_events``); None once stopping and drained."""
+        first = self._carry
+        self._carry = None
+        while first is None:
+            try:
+                # Blocks until work arrives; once stopping, only drains. A None item is the
+                # stop call's wake-up.
+                first = self._queue.get(block=not self._closing)
+            except queue.Empty:
                 return None
-            if self._linger and not self._closing and self._queued_events < self._max_events:
-                # A moment's wait lets more requests join: fewer, larger transactions.
-                deadline = time.monotonic() + self._linger
-                while self._queued_events < self._max_events and not self._closing:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-            group = [self._queue.popleft()]
-            count = len(group[0].rows)
-            while self._queue and count + len(self._queue[0].rows) <= self._max_events:
-                item = self._queue.popleft()
-                group.append(item)
-                count += len(item.rows)
-            self._queued_events -= count
-            return group
+        group = [first]
+        count = len(first[0])
+        deadline = time.monotonic() + self._linger if self._linger else 0.0
+        while count < self._max_events:
+            wait = deadline - time.monotonic() if deadline and not self._closing else 0.0
+            try:
+                # A moment's wait (linger) lets more requests join: fewer, larger groups.
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                if wait > 0:
+                    continue
+                break
+            if item is None:
+                continue
+            if count + len(item[0]) > self._max_events:
+                self._carry = item
+                break
+            group.append(item)
+            count += len(item[0])
+        self._taken += count
+        return group
 
     def _run(self) -> None:
         while (group := self._take()) is not None:
-            outcomes = self._write(group)
-            assert self._loop is not None
-            try:
-                self._loop.call_soon_threadsafe(_settle, group, outcomes)
-            except RuntimeError:  # loop already closed: nobody is waiting any more
-                log.warning("event loop closed before answers were delivered")
+            self._answer(group, self._write(group))
 
-    def _write(self, group: list[_Pending]) -> list[list[bool] | BaseException]:
-        rows = [row for item in group for row in item.rows]
+    def _answer(self, group: list[_Pending], outcomes: list[Outcome]) -> None:
+        """Hand the outcomes to the event loop: one wake-up per group, not per request."""
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(_settle, group, outcomes)
+        except RuntimeError:  # loop already closed: nobody is waiting any more
+            log.warning("event loop closed before answers were delivered")
+
+    def _write(self, group: list[_Pending]) -> list[Outcome]:
+        raise NotImplementedError
+
+
+class DirectCommitter(GroupCommitter):
+    """Each group is one store transaction: the mode for PostgreSQL (cheap commits, several
+    processes, de-duplication in the database), and for DuckDB with ``ingest_journal`` off."""
+
+    def _write(self, group: list[_Pending]) -> list[Outcome]:
+        rows = [row for item in group for row in item[0]]
         started = time.perf_counter()
         try:
             flags = self._store.insert_events(rows)
         except Exception:
             COMMIT_FAILURES.inc()
             log.exception("group commit failed; retrying requests one by one")
-            return [self._write_alone(item) for item in group]
+            return [self._write_alone(item[0]) for item in group]
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         COMMIT_BATCH.observe(len(rows))
-        _count(rows)
-        outcomes: list[list[bool] | BaseException] = []
-        offset = 0
-        for item in group:
-            outcomes.append(flags[offset : offset + len(item.rows)])
-            offset += len(item.rows)
-        return outcomes
+        count_committed(rows)
+        return split_flags(group, flags)
 
-    def _write_alone(self, item: _Pending) -> list[bool] | BaseException:
+    def _write_alone(self, rows: list[EventRow]) -> Outcome:
         """One request's rows in their own transaction, so one bad request fails alone."""
         try:
-            flags = self._store.insert_events(item.rows)
+            flags = self._store.insert_events(rows)
         except Exception as exc:
             log.exception("request's events could not be stored")
             return ApiError(503, UNAVAILABLE, f"events could not be stored: {type(exc).__name__}")
-        _count(item.rows)
+        count_committed(rows)
         return flags
 
 
-def _count(rows: list[EventRow]) -> None:
+def make_committer(store: Store, settings: Settings) -> GroupCommitter:
+    """The ingest mode for this store: DuckDB journals (unless turned off), others commit."""
+    max_events = settings.commit_max_events
+    queue_limit = settings.commit_queue_events
+    linger = settings.commit_linger_ms / 1000
+    if store.backend == "duckdb":
+        from footfall.journal import JournalCommitter, journal_directory, replay_pending
+
+        directory = journal_directory(settings)
+        if settings.ingest_journal and directory is not None:
+            return JournalCommitter(
+                store,
+                directory,
+                segment_bytes=settings.journal_segment_mb << 20,
+                load_interval_seconds=settings.journal_load_interval_ms / 1000,
+                load_max_events=settings.journal_load_max_events,
+                max_events=max_events,
+                queue_limit=queue_limit,
+                linger_seconds=linger,
+            )
+        replay_pending(store, settings)  # a journal left from an earlier run in journal mode
+    return DirectCommitter(store, max_events, queue_limit, linger)
+
+
+def split_flags(group: list[_Pending], flags: list[bool]) -> list[Outcome]:
+    """The flags of a whole group, cut back into one list per request."""
+    outcomes: list[Outcome] = []
+    offset = 0
+    for rows, _ in group:
+        outcomes.append(flags[offset : offset + len(rows)])
+        offset += len(rows)
+    return outcomes
+
+
+def count_committed(rows: list[EventRow]) -> None:
     per_type: dict[str, int] = {}
     for row in rows:
         per_type[row.event] = per_type.get(row.event, 0) + 1
@@ -526,11 +602,11 @@ def _count(rows: list[EventRow]) -> None:
         EVENTS_COMMITTED.labels(name).inc(n)
 
 
-def _settle(group: list[_Pending], outcomes: list[list[bool] | BaseException]) -> None:
-    for item, outcome in zip(group, outcomes, strict=True):
-        if item.future.done():  # the client went away; its events are stored all the same
+def _settle(group: list[_Pending], outcomes: list[Outcome]) -> None:
+    for (_, future), outcome in zip(group, outcomes, strict=True):
+        if future.done():  # the client went away; its events are stored all the same
             continue
         if isinstance(outcome, BaseException):
-            item.future.set_exception(outcome)
+            future.set_exception(outcome)
         else:
-            item.future.set_result(outcome)
+            future.set_result(outcome)

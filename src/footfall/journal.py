@@ -1,0 +1,726 @@
+"""The ingest journal of the embedded DuckDB store: our own append-only log is the durability
+point, and DuckDB is loaded from it in large batches.
+
+DuckDB costs milliseconds of CPU per committed transaction whatever its size, so one
+transaction per group of requests spends most of the server's time in commits. Here the
+writer thread appends one framed record per group to a segment file, syncs it (about a
+tenth of a millisecond of CPU) and only then answers the group: a 200 means the events are
+on disk. A loader thread inserts what accumulated into DuckDB as one Arrow batch per load
+and, in the same transaction, records the journal position it has loaded up to. After a
+crash, start-up replays the journal from that position: nothing acknowledged is lost and
+nothing is loaded twice.
+
+Layout: ``<dir>/<start position, 20 digits>.journal``. A segment starts with ``MAGIC`` and
+a header record naming the row fields; each record is ``<u32 length><u32 CRC-32><payload>``
+with the payload ``msgpack([rows as value lists, duplicate flags])``. A position (LSN) is the
+segment's start plus the byte offset in it, so positions grow across segments. A record
+that is cut short or fails its CRC was never acknowledged (the answer waits for the sync):
+replay truncates it with a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import operator
+import os
+import struct
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import msgspec
+from prometheus_client import Counter, Gauge, Histogram
+
+from footfall.errors import UNAVAILABLE, ApiError
+from footfall.ingest import (
+    COMMIT_BATCH,
+    COMMIT_FAILURES,
+    COMMIT_SECONDS,
+    GroupCommitter,
+    Outcome,
+    _Pending,
+    count_committed,
+    split_flags,
+)
+from footfall.store.base import EventRow, Store
+
+if TYPE_CHECKING:
+    from footfall.config import Settings
+
+log = logging.getLogger("footfall.journal")
+
+MAGIC = b"FFJRNL\x00\x01"
+FORMAT = 1
+SUFFIX = ".journal"
+_FRAME = struct.Struct("<II")
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EventRow))
+"""A journaled row is the list of an EventRow's values in this order (named in each
+segment's header, so a later EventRow with more fields still reads old segments)."""
+_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(EventRow) if f.default is not dataclasses.MISSING
+}
+_row_values = operator.attrgetter(*FIELDS)
+_SITE, _TS, _EVENT, _ORDER = (FIELDS.index(n) for n in ("site_id", "ts_us", "event", "order_num"))
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+JOURNAL_UNLOADED = Gauge(
+    "footfall_journal_unloaded_events", "Events synced to the journal, not yet loaded into DuckDB"
+)
+JOURNAL_LAG = Gauge(
+    "footfall_journal_load_lag_seconds", "Age of the oldest journaled event not yet loaded"
+)
+JOURNAL_BYTES = Gauge("footfall_journal_bytes", "Bytes in journal segment files on disk")
+LOAD_BATCH = Histogram(
+    "footfall_journal_load_batch_events",
+    "Events per DuckDB load from the journal",
+    buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000),
+)
+LOAD_SECONDS = Histogram(
+    "footfall_journal_load_seconds",
+    "Time of one DuckDB load (Arrow batch, insert, position, commit)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+LOAD_FAILURES = Counter("footfall_journal_load_failures_total", "DuckDB loads that failed")
+REPLAYED = Counter("footfall_journal_replayed_events_total", "Events loaded by start-up replay")
+TRUNCATED = Counter(
+    "footfall_journal_truncated_bytes_total", "Bytes of torn or corrupt records dropped at replay"
+)
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be read as written (not a torn tail: refuse rather than skip)."""
+
+
+@runtime_checkable
+class JournalTarget(Protocol):
+    """What the loader needs from a store (the DuckDB store provides it)."""
+
+    def journal_position(self) -> int:
+        """The journal position loaded so far (0 for a new database)."""
+        ...
+
+    def known_orders(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (site_id, order_num) pairs are already stored as orders."""
+        ...
+
+    def load_journaled(
+        self,
+        columns: Mapping[str, Sequence[Any]],
+        duplicates: Sequence[bool],
+        orders: Sequence[tuple[str, str, int]],
+        position: int,
+    ) -> None:
+        """Insert the rows (one value sequence per EventRow field), the new orders and the
+        loaded position in one committed transaction."""
+        ...
+
+
+@dataclass(slots=True)
+class Record:
+    """One journal record: a group's rows (values in ``FIELDS`` order) and flags."""
+
+    rows: list[Sequence[Any]]
+    duplicates: list[bool]
+    end: int
+    """The position just past the record."""
+
+
+@dataclass(slots=True)
+class _Segment:
+    start: int
+    path: Path
+    end: int
+
+
+def _frame(payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _fsync_directory(directory: Path) -> None:
+    """A new or removed file is durable only once its directory is synced."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remap(rows: list[Sequence[Any]], fields: Sequence[str]) -> list[Sequence[Any]]:
+    """Rows written with another field list, in today's ``FIELDS`` order."""
+    where = {name: i for i, name in enumerate(fields)}
+    missing = [n for n in FIELDS if n not in where and n not in _DEFAULTS]
+    if missing:
+        raise JournalError(f"journal rows lack required fields {missing}")
+    picks = [(where.get(n), _DEFAULTS.get(n)) for n in FIELDS]
+    return [[row[i] if i is not None else default for i, default in picks] for row in rows]
+
+
+class Journal:
+    """Segment files: appended and synced by the writer thread, replayed at start-up,
+    deleted by the loader once everything in them is in the database."""
+
+    def __init__(self, directory: Path, segment_bytes: int = 64 << 20) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self._fd: int | None = None
+        self._current: _Segment | None = None
+        self._closed: list[_Segment] = []
+        self._lock = threading.Lock()  # the writer rotates, the loader releases
+        self._end = 0
+
+    @property
+    def end(self) -> int:
+        """The position after the last appended record."""
+        return self._end
+
+    # ------------------------------------------------------------------ start-up
+
+    def recover(self, loaded: int) -> Iterator[Record]:
+        """Every record after position ``loaded``, oldest first; torn tails are truncated.
+
+        Afterwards the journal appends at the end of what it read (or at ``loaded`` when
+        the segments are gone), always in a new segment.
+        """
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        segments = sorted(self._segment_files())
+        end = loaded
+        expected: int | None = None
+        for index, (start, path) in enumerate(segments):
+            last = index == len(segments) - 1
+            if expected is not None and start != expected:
+                log.error(
+                    "journal segments do not join up; events between them are missing",
+                    extra={"expected": expected, "found": start},
+                )
+            elif expected is None and start > loaded:
+                log.error(
+                    "journal starts after the loaded position; events between are missing",
+                    extra={"loaded": loaded, "found": start},
+                )
+            segment_end = yield from self._read_segment(start, path, loaded, last)
+            if segment_end is None:
+                continue
+            self._closed.append(_Segment(start, path, segment_end))
+            expected = segment_end
+            end = max(end, segment_end)
+        self._end = end
+
+    def _segment_files(self) -> Iterator[tuple[int, Path]]:
+        for path in self.directory.glob(f"*{SUFFIX}"):
+            stem = path.name[: -len(SUFFIX)]
+            if stem.isdigit():
+                yield int(stem), path
+
+    def _read_segment(
+        self, start: int, path: Path, loaded: int, last: bool
+    ) -> Generator[Record, None, int | None]:
+        """Yield the segment's records after ``loaded``; return its end position (None if
+        the segment is unusable and was set aside)."""
+        data = path.read_bytes()
+        header = self._header(data)
+        if header is None or header.get("start") != start:
+            if last and len(data) < 4096:
+                # Created, then the process died before its header was synced: nothing in it
+                # was ever acknowledged.
+                log.warning("journal segment with a torn header removed", extra={"file": path.name})
+                TRUNCATED.inc(len(data))
+                path.unlink()
+                _fsync_directory(self.directory)
+                return None
+            raise JournalError(f"{path} is not a journal segment this version can read")
+        fields: list[str] = header["fields"]
+        header_length: int = _FRAME.unpack_from(data, len(MAGIC))[0]
+        offset = len(MAGIC) + _FRAME.size + header_length
+        while offset < len(data):
+            if offset + _FRAME.size > len(data):
+                break
+            length, crc = _FRAME.unpack_from(data, offset)
+            body_at = offset + _FRAME.size
+            if length == 0 or body_at + length > len(data):
+                break
+            payload = data[body_at : body_at + length]
+            if zlib.crc32(payload) != crc:
+                break
+            record_end = start + body_at + length
+            if record_end > loaded:
+                if start + offset < loaded:
+                    raise JournalError(
+                        f"loaded position {loaded} falls inside a record of {path.name}: "
+                        "this journal does not belong to this database"
+                    )
+                try:
+                    rows, duplicates = _decoder.decode(payload)
+                except (msgspec.DecodeError, ValueError, TypeError) as exc:
+                    raise JournalError(f"unreadable record in {path.name}: {exc}") from None
+                if fields != list(FIELDS):
+                    rows = _remap(rows, fields)
+                yield Record(rows, duplicates, record_end)
+            offset = body_at + length
+        if offset < len(data):
+            dropped = len(data) - offset
+            TRUNCATED.inc(dropped)
+            if last:  # the process died mid-write: that record was never acknowledged
+                log.warning(
+                    "journal tail torn or failing its CRC: truncated",
+                    extra={"file": path.name, "bytes": dropped},
+                )
+            else:
+                log.error(
+                    "corrupt record inside the journal: the rest of this segment is dropped",
+                    extra={"file": path.name, "bytes": dropped},
+                )
+            os.truncate(path, offset)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return start + offset
+
+    @staticmethod
+    def _header(data: bytes) -> dict[str, Any] | None:
+        if len(data) < len(MAGIC) + _FRAME.size or not data.startswith(MAGIC):
+            return None
+        length, crc = _FRAME.unpack_from(data, len(MAGIC))
+        body = data[len(MAGIC) + _FRAME.size : len(MAGIC) + _FRAME.size + length]
+        if len(body) != length or zlib.crc32(body) != crc:
+            return None
+        try:
+            header = _decoder.decode(body)
+        except msgspec.DecodeError:
+            return None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            return None
+        return header
+
+    # ------------------------------------------------------------------ writer thread
+
+    def append(self, payload: bytes) -> int:
+        """Write one record (not yet durable: call ``sync``); returns its end position."""
+        if self._current is None or self._end - self._current.start >= self.segment_bytes:
+            self._rotate()
+        assert self._fd is not None
+        frame = _frame(payload)
+        view = memoryview(frame)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._end += len(frame)
+        return self._end
+
+    def sync(self) -> None:
+        assert self._fd is not None
+        os.fdatasync(self._fd)
+
+    def abandon_tail(self, good_end: int) -> None:
+        """After a failed write or sync: cut the segment back to ``good_end`` and continue in
+        a new segment, so a half-written record is never followed by acknowledged ones."""
+        segment, fd = self._current, self._fd
+        self._end = good_end
+        if segment is None or fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, good_end - segment.start)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        self._fd = None
+        self._current = None
+        with self._lock:
+            self._closed.append(_Segment(segment.start, segment.path, good_end))
+
+    def _rotate(self) -> None:
+        if self._current is not None and self._fd is not None:
+            os.close(self._fd)
+            with self._lock:
+                self._closed.append(_Segment(self._current.start, self._current.path, self._end))
+        start = self._end
+        path = self.directory / f"{start:020d}{SUFFIX}"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        header = _frame(_encoder.encode({"format": FORMAT, "start": start, "fields": FIELDS}))
+        os.write(self._fd, MAGIC + header)
+        os.fdatasync(self._fd)
+        _fsync_directory(self.directory)
+        self._current = _Segment(start, path, start)
+        self._end = start + len(MAGIC) + len(header)
+
+    # ------------------------------------------------------------------ loader thread
+
+    def release(self, loaded: int) -> None:
+        """Delete closed segments whose every record is loaded."""
+        with self._lock:
+            done = [s for s in self._closed if s.end <= loaded]
+            self._closed = [s for s in self._closed if s.end > loaded]
+        for segment in done:
+            with contextlib.suppress(FileNotFoundError):
+                segment.path.unlink()
+        if done:
+            _fsync_directory(self.directory)
+
+    def disk_bytes(self) -> int:
+        with self._lock:
+            closed = sum(s.end - s.start for s in self._closed)
+        current = self._current
+        return closed + (self._end - current.start if current is not None else 0)
+
+    def segments(self) -> int:
+        with self._lock:
+            return len(self._closed) + (self._current is not None)
+
+    def close(self, loaded: int) -> None:
+        """Close the current segment; with everything loaded, remove every segment."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._current is not None:
+            with self._lock:
+                self._closed.append(_Segment(self._current.start, self._current.path, self._end))
+            self._current = None
+        self.release(loaded)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Journaled rows waiting for the loader."""
+
+    rows: list[Sequence[Any]]
+    duplicates: list[bool]
+    orders: list[tuple[str, str, int]]
+    end: int
+    journaled_at: float
+
+
+def _orders_of(
+    rows: Sequence[Sequence[Any]], duplicates: Sequence[bool]
+) -> list[tuple[str, str, int]]:
+    """The first purchases of their order numbers, which the ``orders`` table records."""
+    return [
+        (row[_SITE], row[_ORDER], row[_TS])
+        for row, duplicate in zip(rows, duplicates, strict=True)
+        if not duplicate and row[_ORDER] is not None and row[_EVENT] == "purchase"
+    ]
+
+
+def _load(target: JournalTarget, batches: Sequence[_Batch]) -> int:
+    """One DuckDB transaction for ``batches``; returns the number of rows."""
+    rows = [row for batch in batches for row in batch.rows]
+    duplicates = [flag for batch in batches for flag in batch.duplicates]
+    orders = [order for batch in batches for order in batch.orders]
+    columns = dict(zip(FIELDS, zip(*rows, strict=True), strict=True)) if rows else {}
+    started = time.perf_counter()
+    target.load_journaled(columns, duplicates, orders, batches[-1].end)
+    LOAD_SECONDS.observe(time.perf_counter() - started)
+    LOAD_BATCH.observe(len(rows))
+    return len(rows)
+
+
+def _replay(journal: Journal, target: JournalTarget, load_max_events: int) -> int:
+    """Load every journaled record after the database's position; returns the events."""
+    loaded = target.journal_position()
+    pending: list[_Batch] = []
+    count = 0
+    total = 0
+    for record in journal.recover(loaded):
+        pending.append(
+            _Batch(
+                record.rows,
+                record.duplicates,
+                _orders_of(record.rows, record.duplicates),
+                record.end,
+                0.0,
+            )
+        )
+        count += len(record.rows)
+        if count >= load_max_events:
+            total += _load(target, pending)
+            pending, count = [], 0
+    if pending:
+        total += _load(target, pending)
+    if total:
+        REPLAYED.inc(total)
+        log.warning(
+            "journal replayed: acknowledged events not yet in the database are loaded now",
+            extra={"events": total, "from_position": loaded, "to_position": journal.end},
+        )
+    journal.release(max(loaded, journal.end))
+    return total
+
+
+def journal_directory(settings: Settings) -> Path | None:
+    """The journal beside the DuckDB file (or ``journal_dir``); None for in-memory stores."""
+    if settings.journal_dir:
+        return Path(settings.journal_dir)
+    database = settings.database
+    if database == ":memory:" or database.startswith(("postgresql://", "postgres://")):
+        return None
+    return Path(database + ".journal")
+
+
+def replay_pending(store: Store, settings: Settings) -> int:
+    """Load what a crashed server left in the journal, for anything that opens the database
+    without the journal writer (CLI commands, the server in direct mode). Returns events."""
+    directory = journal_directory(settings)
+    if directory is None or not directory.is_dir() or not isinstance(store, JournalTarget):
+        return 0
+    journal = Journal(directory, settings.journal_segment_mb << 20)
+    events = _replay(journal, store, settings.journal_load_max_events)
+    journal.close(journal.end)
+    return events
+
+
+class JournalCommitter(GroupCommitter):
+    """Group commit into the journal, with a loader thread that fills DuckDB from it.
+
+    A 200 means the group's record is synced to the journal. Purchase de-duplication is
+    decided here, in the writer thread (one process holds a DuckDB file, so it is the only
+    writer): an order is a repeat if an earlier journaled record that is not loaded yet
+    has it, or the ``orders`` table has it.
+    """
+
+    mode = "journal"
+
+    def __init__(
+        self,
+        store: Store,
+        directory: Path,
+        *,
+        segment_bytes: int = 64 << 20,
+        load_interval_seconds: float = 0.1,
+        load_max_events: int = 50_000,
+        max_events: int = 5_000,
+        queue_limit: int = 100_000,
+        linger_seconds: float = 0.0,
+    ) -> None:
+        super().__init__(store, max_events, queue_limit, linger_seconds)
+        if not isinstance(store, JournalTarget):
+            raise TypeError(f"the {store.backend} store cannot be loaded from a journal")
+        self._target: JournalTarget = store
+        self._journal = Journal(directory, segment_bytes)
+        self._interval = load_interval_seconds
+        self._load_max = load_max_events
+        self._load_cond = threading.Condition()
+        self._ready: deque[_Batch] = deque()
+        self._ready_events = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._urgent = False
+        self._writer_done = False
+        self._last_load = 0.0
+        self._orders_pending: set[tuple[str, str]] = set()
+        """Orders journaled but not loaded yet; the loader removes them after its commit."""
+        self._loader: threading.Thread | None = None
+        # Replay before serving: the database then holds every acknowledged event.
+        self.replayed = _replay(self._journal, self._target, load_max_events)
+        self._journaled = self._loaded = self._journal.end
+
+    def start(self) -> None:
+        super().start()
+        self._loader = threading.Thread(target=self._load_loop, name="footfall-loader", daemon=True)
+        self._loader.start()
+        JOURNAL_UNLOADED.set_function(lambda: self._ready_events)
+        JOURNAL_LAG.set_function(self.load_lag)
+        JOURNAL_BYTES.set_function(self._journal.disk_bytes)
+
+    def backlog(self) -> int:
+        return self.queued_events + self._ready_events
+
+    def load_lag(self) -> float:
+        """Seconds the oldest journaled-but-unloaded group has waited."""
+        ready = self._ready
+        try:
+            oldest = ready[0].journaled_at
+        except IndexError:
+            return 0.0
+        return max(0.0, time.time() - oldest)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            **super().health(),
+            "unloaded_events": self._ready_events,
+            "journaled_position": self._journaled,
+            "loaded_position": self._loaded,
+            "load_lag_seconds": round(self.load_lag(), 3),
+            "journal_segments": self._journal.segments(),
+            "journal_bytes": self._journal.disk_bytes(),
+        }
+
+    async def settled(self, timeout: float = 30.0) -> None:
+        """Return once every event acknowledged before this call is loaded into DuckDB.
+
+        A waiting reader makes the loader load at once instead of at its next interval.
+        """
+        target = self._journaled
+        loop = self._loop
+        if self._loaded >= target or loop is None:
+            return
+        future: asyncio.Future[None] = loop.create_future()
+        with self._load_cond:
+            if self._loaded >= target:
+                return
+            self._waiters.append((target, future))
+            self._urgent = True
+            self._load_cond.notify()
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            log.warning(
+                "reading before every acknowledged event is loaded: the loader is behind",
+                extra={"unloaded_events": self._ready_events},
+            )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Journal what is queued, load everything, then remove the loaded journal."""
+        deadline = time.monotonic() + timeout
+        super().stop(timeout)
+        with self._load_cond:
+            self._writer_done = True
+            self._load_cond.notify()
+        if self._loader is not None:
+            self._loader.join(max(0.0, deadline - time.monotonic()))
+            if self._loader.is_alive():
+                log.error(
+                    "journal not fully loaded at shutdown; the rest is replayed at next start",
+                    extra={"unloaded_events": self._ready_events},
+                )
+                return
+        self._journal.close(self._loaded)
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _write(self, group: list[_Pending]) -> list[Outcome]:
+        rows = [row for item in group for row in item[0]]
+        started = time.perf_counter()
+        good_end = self._journal.end
+        try:
+            duplicates, fresh = self._duplicates(rows)
+            values: list[Sequence[Any]] = [_row_values(row) for row in rows]
+            payload = _encoder.encode((values, duplicates))
+            end = self._journal.append(payload)
+            self._journal.sync()
+        except Exception as exc:
+            COMMIT_FAILURES.inc()
+            log.exception("journal write failed; the group is answered 503")
+            if isinstance(exc, OSError):
+                self._journal.abandon_tail(good_end)
+            if len(group) > 1 and not isinstance(exc, OSError):
+                return [self._write([item])[0] for item in group]  # one bad request fails alone
+            error = ApiError(503, UNAVAILABLE, f"events could not be stored: {type(exc).__name__}")
+            return [error] * len(group)
+        COMMIT_SECONDS.observe(time.perf_counter() - started)
+        COMMIT_BATCH.observe(len(rows))
+        count_committed(rows)
+        self._orders_pending.update((site, order) for site, order, _ in fresh)
+        batch = _Batch(values, duplicates, fresh, end, time.time())
+        with self._load_cond:
+            self._ready.append(batch)
+            self._ready_events += len(rows)
+            self._journaled = end
+            self._load_cond.notify()
+        return split_flags(group, duplicates)
+
+    def _duplicates(self, rows: list[EventRow]) -> tuple[list[bool], list[tuple[str, str, int]]]:
+        """Flags per row, and the orders seen here first (site, number, time)."""
+        flags = [False] * len(rows)
+        wanted = [
+            (i, (row.site_id, row.order_num))
+            for i, row in enumerate(rows)
+            if row.order_num is not None and row.event == "purchase"
+        ]
+        if not wanted:
+            return flags, []
+        # Look at the unloaded orders once, before asking the database: the loader drops an
+        # order from that set only after its commit, so an order is always in one of them.
+        pending = {key for _, key in wanted if key in self._orders_pending}
+        unknown = sorted({key for _, key in wanted} - pending)
+        known = self._target.known_orders(unknown) if unknown else set()
+        seen = pending | known
+        fresh: list[tuple[str, str, int]] = []
+        for i, key in wanted:
+            if key in seen:
+                flags[i] = True
+            else:
+                seen.add(key)
+                fresh.append((key[0], key[1], rows[i].ts_us))
+        return flags, fresh
+
+    # ------------------------------------------------------------------ loader thread
+
+    def _load_loop(self) -> None:
+        while (batches := self._next_load()) is not None:
+            if not self._load_with_retry(batches):
+                return
+
+    def _next_load(self) -> list[_Batch] | None:
+        """Wait until a load is due; the batches it takes stay counted until loaded."""
+        with self._load_cond:
+            while True:
+                if self._ready:
+                    if self._urgent or self._writer_done or self._ready_events >= self._load_max:
+                        break
+                    wait = self._last_load + self._interval - time.monotonic()
+                    if wait <= 0:
+                        break  # idle until now: load at once
+                    self._load_cond.wait(wait)
+                elif self._writer_done:
+                    return None
+                else:
+                    self._load_cond.wait()
+            taken: list[_Batch] = []
+            count = 0
+            for batch in islice(self._ready, len(self._ready)):
+                if taken and count + len(batch.rows) > self._load_max:
+                    break
+                taken.append(batch)
+                count += len(batch.rows)
+            self._last_load = time.monotonic()
+            return taken
+
+    def _load_with_retry(self, batches: list[_Batch]) -> bool:
+        """Load until it works (the events are safe in the journal meanwhile)."""
+        delay = 0.05
+        while True:
+            try:
+                count = _load(self._target, batches)
+                break
+            except Exception:
+                LOAD_FAILURES.inc()
+                log.exception("loading journaled events into DuckDB failed; retrying")
+                with self._load_cond:
+                    if self._writer_done:
+                        return False  # shutting down: replay at next start loads them
+                    self._load_cond.wait(delay)
+                delay = min(delay * 2, 5.0)
+        end = batches[-1].end
+        with self._load_cond:
+            for _ in batches:
+                self._ready.popleft()
+            self._ready_events -= count
+            self._loaded = end
+            for batch in batches:
+                self._orders_pending.difference_update((s, o) for s, o, _ in batch.orders)
+            due = [future for target, future in self._waiters if target <= end]
+            self._waiters = [(t, f) for t, f in self._waiters if t > end]
+            self._urgent = bool(self._waiters)
+        if due and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting
+                self._loop.call_soon_threadsafe(_wake, due)
+        self._journal.release(end)
+        return True
+
+
+def _wake(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
