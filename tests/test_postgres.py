@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -201,3 +202,54 @@ def test_cli_on_postgresql(empty_url: str) -> None:
     assert "cannot connect to PostgreSQL" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert "s3cret-pw" not in failed.stderr
+
+
+def test_tenant_locks_serialise_one_tenant_and_let_others_through(postgres_url: str) -> None:
+    """While a transaction of tenant A is open, B's go through, A's and unscoped ones wait."""
+    holder, other = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    release = threading.Event()
+    held = threading.Event()
+    done: list[str] = []
+
+    def hold_a() -> None:
+        with holder.transaction("tenant-a"):
+            held.set()
+            release.wait(timeout=60)
+
+    def run(scope: str | None, name: str) -> threading.Thread:
+        def body() -> None:
+            with other.transaction(scope) as tx:
+                tx.query("SELECT 1")
+            done.append(name)
+
+        thread = threading.Thread(target=body)
+        thread.start()
+        return thread
+
+    def waiting_for_locks() -> int:
+        rows = holder.query(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        )
+        return int(rows[0][0])
+
+    keeper = threading.Thread(target=hold_a)
+    keeper.start()
+    try:
+        assert held.wait(timeout=30)
+        run("tenant-b", "b").join(timeout=30)
+        assert done == ["b"]
+        blocked = [run("tenant-a", "a again"), run(None, "all tenants")]
+        deadline = time.monotonic() + 30
+        while waiting_for_locks() < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert waiting_for_locks() == 2
+        assert done == ["b"]
+        release.set()
+        for thread in blocked:
+            thread.join(timeout=30)
+        assert sorted(done) == ["a again", "all tenants", "b"]
+    finally:
+        release.set()
+        keeper.join(timeout=30)
+        holder.close()
+        other.close()
