@@ -18,7 +18,7 @@ import pytest
 from footfall.identity import Identifier, IdentityGraph
 from footfall.ingest import now_us
 from footfall.store import open_store, redact
-from footfall.store.base import EventRow, StoreUnavailableError
+from footfall.store.base import HASH_JOINS, EventRow, StoreUnavailableError
 from footfall.store.migrations import MIGRATIONS
 from footfall.store.postgres import PostgresStore, translate
 from pgserver import PostgresServer
@@ -253,3 +253,13 @@ def test_tenant_locks_serialise_one_tenant_and_let_others_through(postgres_url: 
         keeper.join(timeout=30)
         holder.close()
         other.close()
+
+
+def test_hash_join_hint_turns_nested_loops_off_for_that_statement_only(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url, pool_max=2)
+    try:
+        setting = "SELECT current_setting('enable_nestloop')"
+        assert store.query(HASH_JOINS + setting) == [("off",)]
+        assert {store.query(setting)[0][0] for _ in range(10)} == {"on"}
+    finally:
+        store.close()

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from footfall.ingest import now_us
-from footfall.store.base import EventRow, Store
+from footfall.store.base import HASH_JOINS, EventRow, Store
 from footfall.store.migrations import MIGRATIONS
 
 
@@ -196,3 +196,7 @@ def test_bulk_load_from_arrow(store: Store) -> None:
     assert json.loads(text)["text"].replace("\ufffd", "\x00") == 'nul \x00, "quoted"'
     with pytest.raises(ValueError, match="not supported"):
         store.load_arrow("api_keys", table)
+
+
+def test_the_hash_join_hint_is_only_a_hint(store: Store) -> None:
+    assert store.query(HASH_JOINS + "SELECT ? + 1", [41]) == [(42,)]
