@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from footfall.ingest import EUR_RATES, EVENT_TYPES
-from footfall.store.base import Store
+from footfall.store.base import HASH_JOINS, Store
 
 INTERVALS = ("day", "week", "month")
 BREAKDOWNS = ("popup_version", "open_way", "chatbot_id", "ab_group")
@@ -461,7 +461,7 @@ def funnel(
         group = "'all'"
     counts = ", ".join(f"count(s{i}.pk)" for i in range(1, len(steps) + 1))
     rows = store.query(
-        f"WITH {', '.join(ctes)} SELECT {group} AS grp, {counts} FROM s1{joins} "  # noqa: S608
+        f"{HASH_JOINS}WITH {', '.join(ctes)} SELECT {group} AS grp, {counts} FROM s1{joins} "  # noqa: S608
         "GROUP BY 1 ORDER BY 2 DESC, 1",
         query_params,
     )
