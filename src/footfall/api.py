@@ -394,8 +394,25 @@ def _error_response(error: ApiError, request: Request | None = None) -> Response
     if error.status == 503:
         headers["retry-after"] = "1"
     if request is not None and error.status != 403 and request.url.path in PUBLIC_PATHS:
-        headers.update(_cors_headers(Call.of(request).origin))
+        headers.update(_error_cors(request))
     return Response(error.encode(), status_code=error.status, media_type=JSON, headers=headers)
+
+
+def _error_cors(request: Request) -> dict[str, str]:
+    """CORS headers for a rejected public call: only if its site allows the origin.
+
+    Errors raised before the site check (429, 405, a batch that is not JSON) would otherwise
+    let any page read the answer.
+    """
+    public: PublicApi | None = getattr(request.app.state, "public", None)
+    call = Call.of(request)
+    if call.origin is None or public is None or public.services is None:
+        return {}
+    try:
+        public.site_for(request, call)
+    except ApiError:
+        return {}
+    return _cors_headers(call.origin)
 
 
 async def _on_api_error(request: Request, exc: Exception) -> Response:
@@ -550,6 +567,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings.demo:
         mount_demo(app)
     app.state.openapi = msgspec.json.encode(build_document())
+    app.state.public = public  # error handlers check the origin against the sites
     app.add_middleware(_ResponseCounter)
     return app
 
