@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from collections import deque
+from array import array
 from collections.abc import Callable, Iterable
 
 
@@ -24,7 +24,9 @@ class SlidingWindowLimiter:
         self.limit = limit
         self.window = window_seconds
         self._clock = clock
-        self._hits: dict[str, deque[float]] = {}
+        # Plain float arrays, not deques: a tenth of the memory per IP, and invisible to the
+        # garbage collector, which would otherwise walk every tracked IP on each full pass.
+        self._hits: dict[str, array[float]] = {}
         self._next_sweep = clock() + window_seconds
 
     def check(self, key: str) -> float:
@@ -36,12 +38,13 @@ class SlidingWindowLimiter:
             self._sweep(now)
         hits = self._hits.get(key)
         if hits is None:
-            hits = deque(maxlen=self.limit)
-            self._hits[key] = hits
-        elif len(hits) == self.limit:
+            self._hits[key] = array("d", (now,))
+            return 0.0
+        if len(hits) >= self.limit:
             oldest = hits[0]
             if now - oldest < self.window:
                 return max(self.window - (now - oldest), 0.001)
+            del hits[0]
         hits.append(now)
         return 0.0
 
