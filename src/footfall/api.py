@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -148,7 +147,10 @@ def _origin(origin: str | None, referer: str | None) -> str | None:
     if origin and origin != "null":
         return normalise_origin(origin) or origin
     if referer:
-        parts = urlsplit(referer)
+        try:
+            parts = urlsplit(referer)
+        except ValueError:  # e.g. 'http://[abc': no origin can be read from it
+            return None
         if parts.scheme and parts.netloc:
             return normalise_origin(f"{parts.scheme}://{parts.netloc}")
     return None
@@ -183,11 +185,14 @@ async def _read_body(request: Request, call: Call, limit: int) -> bytes:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody reads the answer; no traceback in the log either
+        raise malformed("the client went away before sending the whole body") from None
     return b"".join(chunks)
 
 
@@ -262,6 +267,8 @@ class PublicApi:
             raise malformed(f"batch must be {{'events': [...]}} or an array: {exc}") from None
         except msgspec.DecodeError as exc:
             raise malformed(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise malformed("body is nested too deeply") from None
         events = body if isinstance(body, list) else body.events
         site = self.site_for(request, call, None if isinstance(body, list) else body.site)
         limit = services.settings.max_batch_events
@@ -463,19 +470,6 @@ class _ResponseCounter:
 # --------------------------------------------------------------------------- factory
 
 
-def _tune_gc() -> None:
-    """Fewer garbage collections, none over start-up objects; measured, not guessed.
-
-    A request waiting for its group commit keeps its objects alive past CPython's default
-    700-allocation threshold, so under load they were promoted and re-walked by every
-    collection: a quarter of the event loop's time (perf). Start-up objects (modules, the
-    store) never become garbage, so they are frozen out of collections altogether.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
 async def _refresh_shared_state(public: PublicApi, every: float) -> None:
     """Re-read erase tombstones and sites every ``every`` seconds.
 
@@ -544,7 +538,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         refresher = asyncio.create_task(
             _refresh_shared_state(public, settings.cache_refresh_seconds)
         )
-        _tune_gc()
         try:
             yield
         finally:

@@ -25,7 +25,7 @@ from footfall.api import (
 )
 from footfall.errors import UNAUTHORIZED, ApiError, invalid, malformed
 from footfall.identity import MAX_NAME_CHARS, Identifier
-from footfall.ingest import MAX_PAYLOAD_BYTES, decode_json, flag, now_us
+from footfall.ingest import MAX_PAYLOAD_BYTES, decode_json, flag, now_us, validate_token
 from footfall.sites import hash_key, verify_api_key
 from footfall.store.base import EventRow, Site
 
@@ -87,16 +87,18 @@ class IdentityApi:
         if not isinstance(body, dict):
             raise malformed("identify payload must be a JSON object")
         site = self.public.site_for(request, call, _opt_str(body.get("site"), "site"))
-        user = body.get("user") or {}
+        # Absent or null is nothing to link; 0, "" or [] are not objects (400/422 below).
+        user = {} if body.get("user") is None else body["user"]
         if not isinstance(user, dict):
             raise malformed("user must be a JSON object")
-        metadata = user.get("metadata") or {}
+        metadata = {} if user.get("metadata") is None else user["metadata"]
         if not isinstance(metadata, dict):
             raise invalid("user.metadata", "must be an object")
         ephemeral = flag(body, "ephemeral")
         token = body.get("token")
         if token is None:
             raise invalid("token", "required")
+        validate_token(token)  # the event endpoints' rule; checked when ephemeral too
         services = self.svc()
         tenant = site.scope
         names = [
@@ -280,7 +282,9 @@ def _opt_str(value: Any, field: str) -> str | None:
 def _limit(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 100_000:
+    # isascii: '²' is a digit to str.isdigit() but not to int(); the length bounds int()'s work.
+    digits = value.isascii() and value.isdigit() and len(value) <= 6
+    if not digits or not 1 <= int(value) <= 100_000:
         raise invalid("limit", "must be a whole number from 1 to 100000")
     return int(value)
 

@@ -75,8 +75,14 @@ MAX_ITEM_ID_CHARS = 128
 MAX_CURRENCY_CHARS = 3
 MAX_URL_CHARS = 2_048
 MAX_USER_AGENT_CHARS = 1_024
+MAX_QUANTITY = 1_000_000_000
+MAX_AMOUNT = 1e12
+"""Bounds that keep sums of quantities and amounts finite and inside the store's BIGINT."""
 OPEN_WAYS = frozenset({"popup", "chat_button"})
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,128}")
+NUMERIC_TEXT = r"[ \t\r\n]*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?[ \t\r\n]*"
+"""A number written as text (some shops send prices so); the OpenAPI document says the same."""
+_NUMERIC = re.compile(NUMERIC_TEXT)
 CLIENT_TIME_PAST_US = 7 * 24 * 3600 * 1_000_000
 CLIENT_TIME_FUTURE_US = 5 * 60 * 1_000_000
 
@@ -108,6 +114,8 @@ def decode_json(raw: bytes | str, what: str = "body") -> Any:
         return _decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise malformed(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:  # e.g. 40,000 '[' fit in the size cap
+        raise malformed(f"{what} is nested too deeply") from None
 
 
 def check_size(raw: bytes | str, limit: int = MAX_PAYLOAD_BYTES) -> None:
@@ -134,7 +142,7 @@ def parse_legacy_query(params: Mapping[str, str], ctx: RequestContext) -> EventR
         check_size(raw_data)
         body["data"] = decode_json(raw_data, "d")
     if "ab_test" in params:
-        flag = params["ab_test"].strip().lower()
+        flag = params["ab_test"].strip(" \t\r\n").lower()
         if flag not in ("true", "false", "1", "0"):
             raise invalid("ab_test", "must be true or false")
         body["ab_test"] = flag in ("true", "1")
@@ -162,16 +170,18 @@ def _number(value: Any, field: str) -> float:
     if isinstance(value, bool):
         raise invalid(field, "must be a number")
     if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
         try:
-            number = float(value.strip())
-        except ValueError:
-            raise invalid(field, "must be a number") from None
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise invalid(field, "must be a finite number") from None
+    elif isinstance(value, str) and _NUMERIC.fullmatch(value):  # float() also takes '1_0'
+        number = float(value)
     else:
         raise invalid(field, "must be a number")
     if not math.isfinite(number):
         raise invalid(field, "must be a finite number")
+    if abs(number) > MAX_AMOUNT:
+        raise invalid(field, f"must be at most {MAX_AMOUNT:.0e} in absolute value")
     return number
 
 
@@ -243,6 +253,8 @@ def _items(raw: Any, default_currency: str) -> _Items:
             raise invalid(f"{where}.quantity", "must be an integer")
         if quantity < 1:
             raise invalid(f"{where}.quantity", "must be at least 1")
+        if quantity > MAX_QUANTITY:
+            raise invalid(f"{where}.quantity", f"at most {MAX_QUANTITY:,}")
         out["quantity"] = quantity
         currency = (
             _currency(item["currency"], f"{where}.currency")
@@ -340,10 +352,10 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
     if client_ts is not None:
         if isinstance(client_ts, bool) or not isinstance(client_ts, int | float):
             raise invalid("ts", "must be milliseconds since the epoch")
-        candidate = int(client_ts * 1000)
+        candidate = client_ts * 1000  # compared before int(): 1e308 * 1000 is infinite
         # Queued events keep their own time; clocks far off are not trusted.
         if ctx.now_us - CLIENT_TIME_PAST_US <= candidate <= ctx.now_us + CLIENT_TIME_FUTURE_US:
-            ts_us = min(candidate, ctx.now_us)
+            ts_us = min(int(candidate), ctx.now_us)
 
     rest = {k: v for k, v in data.items() if k not in _COLUMN_KEYS}
     return EventRow(
@@ -438,23 +450,19 @@ class GroupCommitter:
         """Events held in memory on their way to the store (counted against the limit)."""
         return self.queued_events
 
-    def submit(self, rows: list[EventRow]) -> asyncio.Future[list[bool]]:
-        """A future of the rows' duplicate flags, resolved once they are durable; raises 503
-        if the writer cannot take them. A plain function, not a coroutine: one level less
-        for the request to suspend through and resume."""
-        if not rows:  # e.g. a batch of only invalid events: nothing to wait for
-            done: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
-            done.set_result([])
-            return done
+    async def submit(self, rows: list[EventRow]) -> list[bool]:
+        """Resolve once ``rows`` are durable; raises 503 if the writer cannot take them."""
+        if not rows:
+            return []
         loop = self._loop
         if loop is None or self._closing:
             raise ApiError(503, UNAVAILABLE, "server is shutting down; retry later")
-        future: asyncio.Future[list[bool]] = loop.create_future()
         if self.backlog() + len(rows) > self._queue_limit:
             raise ApiError(503, UNAVAILABLE, "ingest queue is full; retry later")
+        future: asyncio.Future[list[bool]] = loop.create_future()
         self._submitted += len(rows)
         self._queue.put((rows, future))
-        return future
+        return await future
 
     async def settled(self) -> None:
         """Return once every event acknowledged before this call is visible to queries.
@@ -598,18 +606,12 @@ def split_flags(group: list[_Pending], flags: list[bool]) -> list[Outcome]:
     return outcomes
 
 
-_COMMITTED_CHILDREN: dict[str, Any] = {}
-
-
 def count_committed(rows: list[EventRow]) -> None:
     per_type: dict[str, int] = {}
     for row in rows:
         per_type[row.event] = per_type.get(row.event, 0) + 1
     for name, n in per_type.items():
-        child = _COMMITTED_CHILDREN.get(name)
-        if child is None:  # labels() costs a lock and a tuple per call: once per name
-            child = _COMMITTED_CHILDREN[name] = EVENTS_COMMITTED.labels(name)
-        child.inc(n)
+        EVENTS_COMMITTED.labels(name).inc(n)
 
 
 def _settle(group: list[_Pending], outcomes: list[Outcome]) -> None:

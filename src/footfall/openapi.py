@@ -10,10 +10,13 @@ from msgspec import Meta
 from footfall import __version__
 from footfall.ingest import (
     EVENT_TYPES,
+    MAX_AMOUNT,
     MAX_CURRENCY_CHARS,
     MAX_ID_CHARS,
     MAX_ITEM_ID_CHARS,
     MAX_ITEMS,
+    MAX_QUANTITY,
+    NUMERIC_TEXT,
 )
 
 if TYPE_CHECKING:
@@ -21,17 +24,26 @@ if TYPE_CHECKING:
 else:  # the schema lists every accepted event name, from the one list ingest checks
     EventName = Literal[tuple(sorted(EVENT_TYPES | {"tracktrans"}))]
 Token = Annotated[str, Meta(min_length=8, max_length=128, pattern="^[A-Za-z0-9_-]+$")]
-ShortId = Annotated[str, Meta(max_length=MAX_ID_CHARS)]
+# Ids may arrive as numbers from some integrations; they are kept as text.
+ShortId = Annotated[str, Meta(max_length=MAX_ID_CHARS)] | int | float
+ItemId = Annotated[str, Meta(max_length=MAX_ITEM_ID_CHARS)] | int | float
+# Prices arrive as numbers or, from some shops, as numbers written as text.
+Amount = (
+    Annotated[float, Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
+    | Annotated[str, Meta(pattern=f"^{NUMERIC_TEXT}$")]
+)
 
 
 class Item(msgspec.Struct, omit_defaults=True):
     """A cart or purchase line; ``id`` and ``price`` are accepted as older spellings."""
 
-    item_id: Annotated[str, Meta(max_length=MAX_ITEM_ID_CHARS)] | None = None
-    id: Annotated[str, Meta(max_length=MAX_ITEM_ID_CHARS)] | None = None
-    value: float | None = None
-    price: float | None = None
-    quantity: Annotated[int, Meta(ge=1)] = 1
+    item_id: ItemId | None = None
+    id: ItemId | None = None
+    value: Amount | None = None
+    price: Amount | None = None
+    quantity: Annotated[
+        float, Meta(ge=1, le=MAX_QUANTITY, multiple_of=1, description="A whole number")
+    ] = 1
     currency: Annotated[str, Meta(max_length=MAX_CURRENCY_CHARS)] | None = None
 
 
@@ -44,8 +56,8 @@ class EventData(msgspec.Struct, omit_defaults=True):
     items: Annotated[list[Item], Meta(max_length=MAX_ITEMS)] | None = None
     orderNum: ShortId | None = None
     currency: Annotated[str, Meta(max_length=MAX_CURRENCY_CHARS)] | None = None
-    value: float | None = None
-    text: str | None = None
+    value: Amount | None = None
+    text: Annotated[Any, Meta(description="A chat message (any JSON value is kept)")] = None
 
 
 class TrackRequest(msgspec.Struct, omit_defaults=True):
@@ -54,16 +66,22 @@ class TrackRequest(msgspec.Struct, omit_defaults=True):
     event: EventName
     token: Token
     data: EventData | None = None
-    ab_test: bool = False
+    ab_test: bool | None = False
     ephemeral: bool = False
     site: str | None = None
     url: str | None = None
-    ts: float | None = None
+    ts: Annotated[
+        float | None,
+        Meta(description="Client time in ms since the epoch; kept when within the past 7 days"),
+    ] = None
 
 
 class TrackResponse(msgspec.Struct):
     success: bool
     duplicate: bool = False
+    erased: Annotated[
+        bool, Meta(description="The identifier was erased recently: accepted, not stored")
+    ] = False
 
 
 class ErrorDetail(msgspec.Struct):
@@ -78,12 +96,20 @@ class ErrorResponse(msgspec.Struct):
 
 
 class BatchRequest(msgspec.Struct):
-    events: Annotated[list[TrackRequest], Meta(max_length=500)]
+    events: Annotated[
+        list[Any],
+        Meta(
+            max_length=500,
+            description="Events as in TrackRequest. Each is validated on its own: an invalid "
+            "one gets its error in `results` (the batch still answers 200), valid ones are "
+            "stored",
+        ),
+    ]
     site: str | None = None
 
 
 class User(msgspec.Struct, omit_defaults=True):
-    uniqueClientId: Annotated[str, Meta(max_length=255)] | None = None
+    uniqueClientId: Annotated[str, Meta(max_length=255)] | int | None = None
     email: (
         Annotated[
             str,
@@ -119,6 +145,7 @@ class BatchResult(msgspec.Struct):
     success: bool
     status: int
     duplicate: bool = False
+    erased: bool = False
     error: ErrorDetail | None = None
 
 
@@ -140,9 +167,11 @@ def _json(name: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         401: "UNAUTHORIZED: missing, unknown or revoked API key",
-        404: "NOT_FOUND: no person with that identifier",
+        404: "NOT_FOUND: no person with that identifier (or no such report)",
         400: "ANALYTICS_001 malformed JSON or invalid payload; ANALYTICS_002 over 50,000 bytes",
-        403: "ORIGIN_NOT_ALLOWED: the Origin is not allowed for the site",
+        403: "ORIGIN_NOT_ALLOWED: the Origin is not allowed for the site; FORBIDDEN: the key "
+        "may not read that site",
+        409: "NO_DIRECT_LINK: the two names are not linked directly",
         422: "VALIDATION_ERROR: a field breaks a rule; `field` names it",
         429: "RATE_LIMITED: over the per-IP limit (120/min by default); see Retry-After",
         503: "SERVICE_UNAVAILABLE: the store cannot take events right now; retry",
@@ -163,10 +192,10 @@ _COOKIE_PARAM = {
     "name": "cookie",
     "in": "query",
     "required": False,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+    "schema": {"type": "string"},
     "description": "Name of footfall.js's id cookie. When the request carries that cookie with "
     "the event's token and this server shares the page's registrable domain, the answer "
-    "renews it with Set-Cookie (399 days).",
+    "renews it with Set-Cookie (399 days). A name outside [A-Za-z0-9_-]{1,64} is ignored.",
 }
 
 
@@ -205,14 +234,35 @@ _NAME_PARAM = {
 }
 
 
-def _keyed(summary: str) -> dict[str, Any]:
+_KEY: list[dict[str, list[str]]] = [{"apiKey": []}, {"apiKeyHeader": []}]
+_VENDOR_TIME = (
+    {
+        "name": "_t",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "With _d=1: the event's time in seconds since the epoch (else unread)",
+    },
+    {
+        "name": "_d",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "1: use _t as the event's time",
+    },
+)
+_TOKEN_SCHEMA = {"type": "string", "minLength": 8, "maxLength": 128, "pattern": "^[A-Za-z0-9_-]+$"}
+_FLAG_PATTERN = r"^[ \t\r\n]*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)[ \t\r\n]*$"
+
+
+def _keyed(summary: str, *statuses: int) -> dict[str, Any]:
     return {
         "tags": ["persons"],
         "summary": summary,
-        "security": [{"apiKey": []}],
+        "security": _KEY,
         "responses": {
             "200": {"description": "OK"},
-            **_errors(401, 404),
+            **_errors(401, *(statuses or (404, 422))),
         },
     }
 
@@ -230,6 +280,7 @@ def build_document() -> dict[str, Any]:
         ],
         ref_template="#/components/schemas/{name}",
     )
+    event_schema = components["TrackRequest"]["properties"]["event"]
     post_track = {
         "tags": ["tracking"],
         "summary": "Record one event",
@@ -244,16 +295,23 @@ def build_document() -> dict[str, Any]:
         "tags": ["tracking"],
         "summary": "Record one event (legacy GET form)",
         "parameters": [
-            {"name": "e", "in": "query", "required": True, "schema": {"type": "string"}},
-            {"name": "u", "in": "query", "required": True, "schema": {"type": "string"}},
+            {"name": "e", "in": "query", "required": True, "schema": event_schema},
+            {"name": "u", "in": "query", "required": True, "schema": _TOKEN_SCHEMA},
             {
                 "name": "d",
                 "in": "query",
                 "required": False,
                 "schema": {"type": "string"},
-                "description": "URL-encoded JSON object: the event data",
+                "description": "URL-encoded JSON object: the event data (as in TrackRequest)",
             },
-            {"name": "ab_test", "in": "query", "required": False, "schema": {"type": "boolean"}},
+            {
+                "name": "ab_test",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "pattern": _FLAG_PATTERN},
+                "description": "true or false (also 1 or 0, any case)",
+            },
+            {"name": "url", "in": "query", "required": False, "schema": {"type": "string"}},
             _SITE_PARAM,
         ],
         "responses": post_track["responses"],
@@ -267,7 +325,20 @@ def build_document() -> dict[str, Any]:
                 "tags": ["tracking"],
                 "summary": "Record up to 500 events; each gets its own result",
                 "parameters": [_SITE_PARAM],
-                "requestBody": {"required": True, "content": _json("BatchRequest")},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    _ref("BatchRequest"),
+                                    {"type": "array", "maxItems": 500, "items": {}},
+                                ],
+                                "description": "The envelope, or the bare array of events",
+                            }
+                        }
+                    },
+                },
                 "responses": {
                     "200": {"description": "Per-event results", "content": _json("BatchResponse")},
                     **_errors(400, 403, 422, 429, 503),
@@ -293,7 +364,7 @@ def build_document() -> dict[str, Any]:
             "post": {
                 "tags": ["identity"],
                 "summary": "Declare two names one person (API key)",
-                "security": [{"apiKey": []}],
+                "security": _KEY,
                 "requestBody": {"required": True, "content": _json("NamePair")},
                 "responses": {"200": {"description": "The person id"}, **_errors(400, 401, 422)},
             }
@@ -303,29 +374,34 @@ def build_document() -> dict[str, Any]:
                 "get": {
                     "tags": ["vendor-compatible"],
                     "summary": summary,
+                    "security": [{"vendorKey": []}],
                     "parameters": [
-                        {
-                            "name": name,
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                        for name in names
+                        *(
+                            {
+                                "name": name,
+                                "in": "query",
+                                "required": True,
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                            }
+                            for name in names
+                        ),
+                        *(_VENDOR_TIME if path == "/e" else ()),
                     ],
                     "responses": {
                         "200": {"description": "1x1 GIF", "content": {"image/gif": {}}},
-                        **_errors(401, 422),
+                        **_errors(*statuses),
                     },
                 }
             }
-            for path, summary, names in (
-                ("/a", "Alias _p with _n", ("_k", "_p", "_n")),
+            for path, summary, names, statuses in (
+                ("/a", "Alias _p with _n", ("_p", "_n"), (401, 422)),
                 (
                     "/e",
                     "Record event _n for person _p (extra parameters are properties)",
-                    ("_k", "_p", "_n"),
+                    ("_p", "_n"),
+                    (401, 422, 503),
                 ),
-                ("/s", "Set properties (extra parameters) on person _p", ("_k", "_p")),
+                ("/s", "Set properties (extra parameters) on person _p", ("_p",), (401, 422)),
             )
         },
         "/api/persons/{name}": {
@@ -335,7 +411,18 @@ def build_document() -> dict[str, Any]:
         },
         "/api/persons/{name}/journey": {
             "parameters": [_NAME_PARAM],
-            "get": _keyed("The person's events across sites and identifiers"),
+            "get": {
+                **_keyed("The person's events across sites and identifiers"),
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                        "description": "At most this many events (1-100000)",
+                    }
+                ],
+            },
         },
         "/api/persons/{name}/export": {
             "parameters": [_NAME_PARAM],
@@ -343,7 +430,7 @@ def build_document() -> dict[str, Any]:
         },
         "/api/identity/explain": {
             "get": {
-                **_keyed("The chain of links joining a and b"),
+                **_keyed("The chain of links joining a and b", 422),
                 "parameters": [
                     {"name": n, "in": "query", "required": True, "schema": {"type": "string"}}
                     for n in ("a", "b")
@@ -352,7 +439,7 @@ def build_document() -> dict[str, Any]:
         },
         "/api/identity/split": {
             "post": {
-                **_keyed("Remove the direct link between a and b"),
+                **_keyed("Remove the direct link between a and b", 400, 404, 409, 422),
                 "requestBody": {"required": True, "content": _json("NamePair")},
             }
         },
@@ -367,7 +454,10 @@ def build_document() -> dict[str, Any]:
             "get": {
                 "tags": ["operations"],
                 "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "Text exposition format"}},
+                "responses": {
+                    "200": {"description": "Text exposition format"},
+                    **_errors(401),
+                },
             }
         },
     }
@@ -381,6 +471,10 @@ def build_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": to_openapi_30(components),
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer"},
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+                "vendorKey": {"type": "apiKey", "in": "query", "name": "_k"},
+            },
         },
     }

@@ -1,0 +1,217 @@
+"""The fuzzing harness shared by tests/test_fuzz.py (short runs) and bench/fuzz.py (long runs).
+
+Schemathesis reads the server's own ``/openapi.json`` and sends positive (schema-valid) and
+negative (schema-violating) requests to every operation; each answer is checked for: no 5xx,
+a documented status, the documented content type and body schema, negative data rejected,
+keyed operations refusing missing or wrong keys, and the error code the README's error table
+gives for that status. A tally counts the events each answer acknowledged, so the caller can
+compare it with the DuckDB file after a clean stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import Case, CheckContext, GenerationMode, Response
+from schemathesis.checks import CheckFunction, not_a_server_error
+from schemathesis.core.result import Ok
+from schemathesis.specs.openapi import checks as openapi_checks
+
+ERROR_CODES: Mapping[int, frozenset[str]] = {
+    400: frozenset({"ANALYTICS_001", "ANALYTICS_002"}),
+    401: frozenset({"UNAUTHORIZED"}),
+    403: frozenset({"ORIGIN_NOT_ALLOWED", "FORBIDDEN"}),
+    404: frozenset({"NOT_FOUND"}),
+    405: frozenset({"METHOD_NOT_ALLOWED"}),
+    409: frozenset({"NO_DIRECT_LINK"}),
+    422: frozenset({"VALIDATION_ERROR"}),
+    429: frozenset({"RATE_LIMITED"}),
+    503: frozenset({"SERVICE_UNAVAILABLE"}),
+}
+"""Status -> error codes, as the README's error table documents them."""
+
+TRACK_PATHS = frozenset({"/api/analytics/track", "/api/events/track", "/api/save"})
+BATCH_PATH = "/api/analytics/batch"
+
+
+def rejection_problem(status: int, headers: Mapping[str, str], body: bytes) -> str | None:
+    """Why a 4xx/5xx answer breaks the documented error contract, or None if it keeps it."""
+    if status >= 500 and status != 503:
+        return f"server error {status}: {body[:300]!r}"
+    codes = ERROR_CODES.get(status)
+    if codes is None:
+        return f"undocumented error status {status}"
+    try:
+        error = json.loads(body)["error"]
+        code, message = error["code"], error["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"{status} without a JSON error body: {body[:300]!r}"
+    if code not in codes:
+        return f"{status} with code {code!r}, documented: {sorted(codes)}"
+    if not isinstance(message, str) or not message:
+        return f"{status} {code} without a message"
+    if status == 422 and not error.get("field"):
+        return f"422 without the offending field: {message}"
+    if status in (429, 503) and "retry-after" not in {k.lower() for k in headers}:
+        return f"{status} without Retry-After"
+    return None
+
+
+def events_acknowledged(method: str, path: str, status: int, body: bytes) -> tuple[int, int]:
+    """(events this answer says were stored, events it says were erased)."""
+    if status != 200:
+        return 0, 0
+    if path in TRACK_PATHS or path == "/e":
+        if path == "/e":
+            return 1, 0  # a GIF: stored (no erased name is ever sent before the erase phase)
+        answer = json.loads(body)
+        return (0 if answer.get("erased") else 1), 0
+    if path == BATCH_PATH and method == "POST":
+        answer = json.loads(body)
+        stored = sum(1 for r in answer["results"] if r["success"] and not r.get("erased"))
+        return stored, 0
+    if path.startswith("/api/persons/") and method == "DELETE":
+        return 0, int(json.loads(body)["erased"]["events"])
+    return 0, 0
+
+
+@dataclass
+class Tally:
+    """What a fuzzing run sent and what the server acknowledged."""
+
+    requests: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    by_operation: Counter[str] = field(default_factory=Counter)
+    acknowledged: int = 0
+    erased: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def record(self, label: str, method: str, path: str, status: int, body: bytes) -> None:
+        self.requests += 1
+        self.statuses[status] += 1
+        self.by_operation[label] += 1
+        stored, erased = events_acknowledged(method, path, status, body)
+        self.acknowledged += stored
+        self.erased += erased
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status >= 500)
+
+    @property
+    def expected_stored(self) -> int:
+        return self.acknowledged - self.erased
+
+
+def documented_error_code(ctx: CheckContext, response: Response, case: Case[Any]) -> bool | None:
+    """Schemathesis check: a rejection carries the code the README documents for its status."""
+    if response.status_code < 400:
+        return None
+    headers = {name: values[0] for name, values in response.headers.items() if values}
+    problem = rejection_problem(response.status_code, headers, response.content)
+    if problem is not None:
+        raise AssertionError(problem)
+    return True
+
+
+CHECKS: list[CheckFunction] = [
+    not_a_server_error,
+    openapi_checks.status_code_conformance,
+    openapi_checks.content_type_conformance,
+    openapi_checks.response_schema_conformance,
+    openapi_checks.negative_data_rejection,
+    openapi_checks.ignored_auth,
+    documented_error_code,
+]
+
+
+def client_ips(prefix: str) -> Iterator[str]:
+    """Distinct client IPs (spoken through the trusted loopback proxy): no rate limit hits."""
+    for a, b in itertools.product(range(256), range(1, 255)):
+        yield f"{prefix}.{a}.{b}"
+
+
+def _describe(failure: BaseException) -> str:
+    text = str(failure)
+    return text if len(text) < 3000 else text[:3000] + " ..."
+
+
+def run_schemathesis(
+    base_url: str,
+    key: str,
+    examples: int,
+    tally: Tally,
+    ips: Iterator[str],
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Up to ``examples`` positive and ``examples`` negative cases per operation.
+
+    Erasing operations (DELETE) run last, so no event is sent for a name after it was erased
+    (those are answered 200 and dropped, which the tally could not tell from a stored one).
+    """
+    config = schemathesis.Config.from_dict(
+        {
+            # Unknown query parameters are ignored (or, on /e and /s, kept as properties).
+            "generation": {"allow-extra-parameters": False},
+            "auth": {
+                "openapi": {
+                    "apiKey": {"bearer": key},
+                    "apiKeyHeader": {"api_key": key},
+                    "vendorKey": {"api_key": key},
+                }
+            },
+        }
+    )
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
+    operations = []
+    for result in schema.get_all_operations():
+        if not isinstance(result, Ok):
+            raise AssertionError(f"the OpenAPI document has an unusable operation: {result.err()}")
+        operations.append(result.ok())
+    operations.sort(key=lambda op: (op.method.upper() == "DELETE", op.label))
+    session = requests.Session()
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @settings(
+                max_examples=examples,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+                phases=[Phase.generate],
+            )
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def send(case: Case[Any]) -> None:
+                headers = {"x-forwarded-for": next(ips)}
+                response = case.call(session=session, headers=headers)
+                tally.record(
+                    case.operation.label,
+                    case.method.upper(),
+                    case.formatted_path,
+                    response.status_code,
+                    response.content,
+                )
+                try:
+                    case.validate_response(
+                        response,
+                        checks=CHECKS,
+                        headers=headers,
+                        transport_kwargs={"session": session, "headers": headers},
+                    )
+                except BaseExceptionGroup as failures:  # schemathesis' FailureGroup
+                    tally.failures.extend(_describe(f) for f in failures.exceptions)
+
+            with contextlib.suppress(Unsatisfiable):  # no parameters: nothing negative to send
+                send()
+            if progress is not None:
+                progress(f"{operation.label} {mode.value}")

@@ -1,0 +1,461 @@
+"""Fuzzing a real server: schemathesis from its own OpenAPI document; hypothesis-made headers,
+query strings and garbled or oversized payloads; and the inputs that once gave a 5xx.
+
+No input gets a 5xx, every rejection carries its documented status and code, and after a
+clean stop the DuckDB file holds exactly the events that were answered 200. The long run of
+the same harness is bench/fuzz.py.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from conftest import CLEAN_EXIT, OTHER, SHOP, Server
+from fuzzing import Tally, client_ips, rejection_problem, run_schemathesis
+
+
+def keyed_server(workdir: Path) -> tuple[Server, str]:
+    """A running server and an API key of its default site."""
+    server = Server(workdir).start()
+    server.stop()
+    key = server.new_key("default")
+    return server.start(), key
+
+
+def stored_events(server: Server) -> int:
+    assert server.stop() in CLEAN_EXIT
+    return int(server.rows("SELECT count(*) FROM events")[0][0])
+
+
+def test_schemathesis_finds_no_broken_promise(tmp_path: Path) -> None:
+    """Positive and negative cases for every operation of /openapi.json (a few hundred)."""
+    server, key = keyed_server(tmp_path / "srv")
+    tally = Tally()
+    try:
+        run_schemathesis(server.url, key, examples=6, tally=tally, ips=client_ips("10.80"))
+    finally:
+        stored = stored_events(server)
+    assert tally.failures == [], "\n\n".join(tally.failures[:5])
+    assert tally.server_errors == 0
+    assert tally.requests >= 200, tally.by_operation
+    assert tally.statuses[200] > 50, tally.statuses
+    assert tally.acknowledged > 0
+    assert stored == tally.expected_stored, (stored, tally.acknowledged, tally.erased)
+
+
+# --------------------------------------------------------------------------- hypothesis
+
+ENDPOINTS = [
+    ("POST", "/api/analytics/track"),
+    ("POST", "/api/events/track"),
+    ("POST", "/api/save"),
+    ("POST", "/api/analytics/batch"),
+    ("POST", "/api/identify"),
+    ("GET", "/api/analytics/track"),
+    ("GET", "/api/events/track"),
+    ("OPTIONS", "/api/analytics/track"),
+    ("OPTIONS", "/api/analytics/batch"),
+    ("OPTIONS", "/api/identify"),
+    ("POST", "/api/alias"),
+    ("GET", "/e"),
+    ("GET", "/api/reports/overview"),
+    ("GET", "/footfall.js"),
+    ("GET", "/healthz"),
+    ("PUT", "/api/analytics/track"),
+    ("GET", "/no/such/route"),
+]
+ALLOWED_ORIGINS = {SHOP, OTHER, "http://127.0.0.1"}
+
+# Header values a client can send: visible latin-1 and inner spaces (h11 refuses CR, LF, NUL).
+header_text = st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_categories=["Cc"]),
+    max_size=60,
+).map(lambda s: s.encode("latin-1"))
+origins = st.sampled_from(
+    [
+        SHOP,
+        "https://www.shop.test",
+        "HTTPS://SHOP.TEST:443",
+        OTHER,
+        "https://evil.test",
+        "http://shop.test",
+        "https://shop.test.evil.test",
+        "null",
+        "*",
+        "http://[abc",
+        "http://127.0.0.1",
+        "javascript:alert(1)",
+    ]
+).map(str.encode)
+referers = st.sampled_from(
+    [f"{SHOP}/cart", "https://evil.test/x", "http://[abc/", "//no-scheme", "not a url", ""]
+).map(str.encode)
+forwarded = st.sampled_from(
+    ["203.0.113.5", "garbage", "::1", "1.2.3.4, 5.6.7.8", "[::1]:80", ",,,", "10.0.0.1 , x"]
+).map(str.encode)
+HEADER_VALUES = {
+    b"origin": origins | header_text,
+    b"referer": referers | header_text,
+    b"x-forwarded-for": forwarded | header_text,
+    b"content-type": st.sampled_from(
+        [b"application/json", b"text/plain", b"application/x-www-form-urlencoded", b"*/*"]
+    )
+    | header_text,
+    b"user-agent": header_text | st.just(b"u" * 5000),
+    b"authorization": st.sampled_from([b"Bearer", b"Bearer ff_000000000000_x", b"Basic x"])
+    | header_text,
+    b"x-api-key": header_text,
+    b"cookie": header_text,
+    b"access-control-request-method": st.sampled_from([b"POST", b"GET", b"DELETE", b""]),
+    b"content-encoding": st.sampled_from([b"gzip", b"br", b"identity"]),
+}
+headers_strategy = st.lists(
+    st.sampled_from(sorted(HEADER_VALUES)).flatmap(
+        lambda name: st.tuples(st.just(name), HEADER_VALUES[name])
+    ),
+    max_size=5,
+    unique_by=lambda pair: pair[0],
+)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=10,
+)
+event_names = st.sampled_from(["visitor", "purchase", "tracktrans", "message_sent", "nope", ""])
+tokens = st.sampled_from(["fuzz-token-0001", "fuzz-token-0002", "short", "x" * 129, ""])
+events = st.fixed_dictionaries(
+    {"event": event_names, "token": tokens},
+    optional={
+        "data": st.dictionaries(
+            st.sampled_from(["orderNum", "items", "value", "currency", "chatbot_id", "text"]),
+            json_values,
+            max_size=4,
+        ),
+        "ts": json_values,
+        "ab_test": json_values,
+        "site": st.sampled_from(["default", "other", "nosuch"]),
+    },
+)
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+bodies = st.one_of(
+    events.map(encode),
+    st.lists(events, max_size=5).map(encode),
+    st.fixed_dictionaries({"events": st.lists(events, max_size=5)}).map(encode),
+    json_values.map(encode),
+    st.binary(max_size=200),
+    events.map(encode).flatmap(lambda b: st.integers(0, len(b)).map(lambda n: b[:n])),
+    st.integers(1, 60_000).map(lambda n: b"[" * n),
+    st.just(b'{"event":"visitor","token":"fuzz-token-0003","data":{"x":"\xff\xfe"}}'),
+    st.just(b"\xef\xbb\xbf" + encode({"event": "visitor", "token": "fuzz-token-0004"})),
+    st.integers(49_990, 50_010).map(
+        lambda n: encode(
+            {"event": "visitor", "token": "fuzz-token-0005", "data": {"p": ""}}
+        ).replace(b'"p": ""', b'"p": "' + b"x" * (n - 70) + b'"')
+    ),
+)
+queries = st.dictionaries(
+    st.sampled_from(["e", "u", "d", "ab_test", "site", "cookie", "_k", "_p", "_n", "days", "x"]),
+    st.text(max_size=40) | st.sampled_from(["visitor", "fuzz-token-0006", "²", "9" * 5000]),
+    max_size=4,
+)
+
+
+def check_cors(answer: httpx.Response) -> None:
+    """CORS headers are only ever given to an allowed origin, and never with a 403."""
+    allowed = answer.headers.get("access-control-allow-origin")
+    if allowed is None:
+        return
+    assert answer.status_code != 403, answer.text
+    assert allowed in ALLOWED_ORIGINS or allowed.endswith(".shop.test"), allowed
+
+
+def test_headers_queries_and_garbled_payloads(tmp_path: Path) -> None:
+    server, key = keyed_server(tmp_path / "srv")
+    tally = Tally()
+    ips = client_ips("10.81")
+
+    @settings(
+        max_examples=150,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.generate],
+    )
+    @given(
+        endpoint=st.sampled_from(ENDPOINTS),
+        headers=headers_strategy,
+        body=bodies,
+        query=queries,
+        use_key=st.booleans(),
+    )
+    def send(
+        endpoint: tuple[str, str],
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        query: dict[str, str],
+        use_key: bool,
+    ) -> None:
+        method, path = endpoint
+        sent = [(b"x-forwarded-for", next(ips).encode()), *headers]
+        if use_key:
+            sent.append((b"authorization", f"Bearer {key}".encode()))
+            query = {**query, "_k": key} if path == "/e" else query
+        url = f"{path}?{urlencode(query)}" if query else path
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            answer = client.request(
+                method, url, content=body if method == "POST" else None, headers=sent
+            )
+        tally.record(f"{method} {path}", method, path, answer.status_code, answer.content)
+        if answer.status_code >= 400:
+            problem = rejection_problem(answer.status_code, answer.headers, answer.content)
+            assert problem is None, (problem, method, url, headers, body[:200])
+        check_cors(answer)
+
+    try:
+        send()
+    finally:
+        stored = stored_events(server)
+    assert tally.server_errors == 0
+    assert tally.statuses[200] > 0, tally.statuses
+    assert len(tally.statuses) > 4, tally.statuses
+    assert stored == tally.expected_stored, (stored, tally.acknowledged)
+
+
+# --------------------------------------------------------------------------- known cases
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    server, key = keyed_server(tmp_path_factory.mktemp("known"))
+    yield server, key
+    assert server.stop() in CLEAN_EXIT
+
+
+EVENT = {"event": "visitor", "token": "known-token-01"}
+TRACK = "/api/analytics/track"
+
+# Each of these answered 500 (or stored garbage) before its fix.
+KNOWN_CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
+    ("POST", TRACK, {"content": b'{"event":"visitor","token":"abcdefgh","ts":1e308}'}, 200, None),
+    (
+        "POST",
+        TRACK,
+        {"json": {"event": "purchase", "token": "abcdefgh", "data": {"value": 10**400}}},
+        422,
+        "data.value",
+    ),
+    (
+        "POST",
+        TRACK,
+        {"json": {"event": "purchase", "token": "abcdefgh", "data": {"items": [{"price": 1e308}]}}},
+        422,
+        "data.items[0].price",
+    ),
+    (
+        "POST",
+        TRACK,
+        {
+            "json": {
+                "event": "purchase",
+                "token": "abcdefgh",
+                "data": {"items": [{"quantity": 10**20}]},
+            }
+        },
+        422,
+        "data.items[0].quantity",
+    ),
+    (
+        "POST",
+        TRACK,
+        {"json": {"event": "purchase", "token": "abcdefgh", "data": {"value": "1_000"}}},
+        422,
+        "data.value",
+    ),
+    ("POST", TRACK, {"json": EVENT, "headers": {"referer": "http://[abc/"}}, 200, None),
+    ("POST", TRACK, {"content": b"{", "headers": {"referer": "http://[abc/"}}, 400, None),
+    ("POST", TRACK, {"content": b"[" * 40_000}, 400, None),
+    ("POST", "/api/analytics/batch", {"content": b"[" * 100_000}, 400, None),
+    (
+        "GET",
+        TRACK,
+        {"params": {"e": "purchase", "u": "abcdefgh", "d": json.dumps({"value": 10**400})}},
+        422,
+        "data.value",
+    ),
+    ("POST", "/api/identify", {"json": {"token": "abcdefgh", "user": []}}, 400, None),
+    ("POST", "/api/identify", {"json": {"token": "abcdefgh", "user": 0}}, 400, None),
+    (
+        "POST",
+        "/api/identify",
+        {"json": {"token": "abcdefgh", "user": {"metadata": ""}}},
+        422,
+        "user.metadata",
+    ),
+    ("POST", "/api/identify", {"json": {"token": "x", "ephemeral": True}}, 422, "token"),
+    ("POST", "/api/identify", {"json": {"token": 12345678}}, 422, "token"),
+    ("GET", "/api/reports/overview?days=%C2%B2", {}, 422, "days"),
+    ("GET", "/api/reports/overview?days=" + "9" * 5000, {}, 422, "days"),
+    ("GET", "/api/reports/overview?days=%205", {}, 422, "days"),
+    ("GET", "/api/reports/funnel?window=%C2%B2", {}, 422, "window"),
+    ("GET", "/api/reports/funnel?window=" + "9" * 5000, {}, 422, "window"),
+    ("GET", "/api/reports/overview?from=9999-12-31", {}, 422, "from"),
+    ("GET", "/api/reports/overview?to=0001-01-01", {}, 422, "to"),
+    ("GET", "/api/reports/overview?from=0001-01-01T00:00:00%2B01:00", {}, 422, "from"),
+    ("GET", "/api/reports/popups?top=abc", {}, 422, "top"),
+    ("GET", "/api/persons/known-person-1/journey?limit=%C2%B2", {}, 422, "limit"),
+    ("GET", "/api/persons/known-person-1/journey?limit=" + "9" * 5000, {}, 422, "limit"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "request_args", "status", "field"),
+    KNOWN_CASES,
+    ids=[f"{c[0]} {c[1][:40]} {c[3]}" for c in KNOWN_CASES],
+)
+def test_inputs_that_once_gave_server_errors(
+    keyed: tuple[Server, str],
+    fresh_ip: str,
+    method: str,
+    path: str,
+    request_args: dict[str, Any],
+    status: int,
+    field: str | None,
+) -> None:
+    server, key = keyed
+    headers = {"authorization": f"Bearer {key}", **request_args.pop("headers", {})}
+    with server.client(fresh_ip, headers=headers) as api:
+        api.post("/api/alias", json={"a": "known-person-1", "b": "known-person-2"})
+        answer = api.request(method, path, **request_args)
+    assert answer.status_code == status, answer.text
+    if status >= 400:
+        assert rejection_problem(answer.status_code, answer.headers, answer.content) is None
+        if field is not None:
+            assert answer.json()["error"]["field"] == field
+
+
+def test_a_purchase_quantity_cannot_break_the_revenue_report(
+    keyed: tuple[Server, str], fresh_ip: str
+) -> None:
+    """Before the bound, one quantity of 10**20 made every revenue report of the site a 500
+    (the report casts quantities to BIGINT)."""
+    server, key = keyed
+    with server.client(fresh_ip, headers={"authorization": f"Bearer {key}"}) as api:
+        biggest = {"item_id": "bulk", "value": 1e12, "quantity": 1_000_000_000}
+        for quantity in (10**20, 1_000_000_001):
+            refused = api.post(
+                TRACK,
+                json={
+                    "event": "purchase",
+                    "token": "bulk-buyer-01",
+                    "data": {
+                        "orderNum": f"BULK-{quantity}",
+                        "items": [{**biggest, "quantity": quantity}],
+                    },
+                },
+            )
+            assert refused.status_code == 422, refused.text
+        accepted = api.post(
+            TRACK,
+            json={
+                "event": "purchase",
+                "token": "bulk-buyer-01",
+                "data": {"orderNum": "BULK-1", "items": [biggest, biggest]},
+            },
+        )
+        assert accepted.status_code == 200, accepted.text
+        report = api.get("/api/reports/revenue", params={"days": 2})
+    assert report.status_code == 200, report.text
+    assert report.json()["revenue_eur"] == 2e21
+
+
+# --------------------------------------------------------------------------- sizes and protocol
+
+
+def test_payload_size_limits_are_exact(server: Server, fresh_ip: str) -> None:
+    def padded(size: int) -> bytes:
+        body = encode({"event": "visitor", "token": "size-token-01", "data": {"p": ""}})
+        return body.replace(b'"p": ""', b'"p": "' + b"x" * (size - len(body)) + b'"')
+
+    with server.client(fresh_ip) as api:
+        assert api.post(TRACK, content=padded(50_000)).status_code == 200
+        too_big = api.post(TRACK, content=padded(50_001))
+        assert too_big.status_code == 400
+        assert too_big.json()["error"]["code"] == "ANALYTICS_002"
+        legacy = api.get(TRACK, params={"e": "visitor", "u": "size-token-01", "d": "9" * 50_001})
+        assert legacy.json()["error"]["code"] == "ANALYTICS_002"
+        batch = api.post("/api/analytics/batch", content=b"[" + b" " * 5_000_000 + b"]")
+        assert batch.status_code == 400
+        assert batch.json()["error"]["code"] == "ANALYTICS_002"
+        many = api.post("/api/analytics/batch", json=[EVENT] * 501)
+        assert many.status_code == 422
+        assert many.json()["error"]["field"] == "events"
+
+
+def raw_exchange(server: Server, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_a_declared_huge_body_is_refused_before_it_is_sent(server: Server) -> None:
+    """Content-Length alone decides: nothing is buffered, the answer comes at once."""
+    answer = raw_exchange(
+        server,
+        b"POST /api/analytics/track HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 10.82.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{",
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert json.loads(body)["error"]["code"] == "ANALYTICS_002"
+
+
+PROTOCOL_GARBAGE = [
+    b"GARBAGE\r\n\r\n",
+    b"POST /api/analytics/track HTTP/1.1\r\nHost: t\r\nContent-Length: \xb2\r\n\r\n{}",
+    b"POST /api/analytics/track HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
+    b"Content-Length: 5\r\n\r\n{}",
+    b"POST /api/analytics/track HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n{}",
+    b"POST /api/analytics/track HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"POST /api/analytics/track HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\n\r\n{}",
+    b"GET /api/persons/\xff\xfe HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /api/analytics/track?e=%ff&u=%ff%fe%fd%fc%fb%fa%f9%f8 HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"POST /api/alias HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \xff\xfe\r\n"
+    b"Content-Length: 2\r\n\r\n{}",
+    b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"x" * 300_000 + b"\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("request_bytes", PROTOCOL_GARBAGE, ids=range(len(PROTOCOL_GARBAGE)))
+def test_protocol_garbage_gets_no_5xx_and_the_server_stays_up(
+    server: Server, request_bytes: bytes
+) -> None:
+    answer = raw_exchange(server, request_bytes)
+    if answer:  # the parser may also just close the connection
+        status = int(answer.split(b" ", 2)[1])
+        assert status < 500, answer[:300]
+    assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
