@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from footfall import __version__
@@ -572,6 +572,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     _mount_docs_assets(app)
+    app.router.routes.extend(dashboard_routes(public, settings))
     if settings.demo:
         mount_demo(app)
     app.state.openapi = msgspec.json.encode(build_document())
@@ -584,6 +585,13 @@ def identity_routes(public: PublicApi) -> list[Route]:
     from footfall.identity_api import routes
 
     return routes(public)
+
+
+def dashboard_routes(public: PublicApi, settings: Settings) -> list[BaseRoute]:
+    """The dashboard's pages under /dashboard (and / redirecting there)."""
+    from footfall.web import routes
+
+    return routes(public, settings)
 
 
 def _mount_docs_assets(app: Starlette) -> None:

@@ -99,6 +99,11 @@ def serve(
         f"(store: {redact(settings.database)}, API docs: /docs)",
         soft_wrap=True,
     )
+    login = "a site API key" + (" or the admin password" if settings.admin_password_hash else "")
+    err.print(
+        f"Dashboard: [bold]http://{shown}:{settings.port}/dashboard/[/bold] (sign in with {login})",
+        soft_wrap=True,
+    )
     if settings.demo:
         err.print(
             f"Demo: http://{shown}:{settings.port}/demo/shop.html and "
@@ -136,6 +141,24 @@ def migrate(config: ConfigOpt = None, database: DatabaseOpt = None) -> None:
     version = store.schema_version()
     store.close()
     console.print(f"schema version {version}; applied now: {applied or 'none'}")
+
+
+@app.command("hash-password")
+def hash_password_command() -> None:
+    """Hash a dashboard admin password for the config (the password itself is not stored).
+
+    Asks twice on a terminal; otherwise reads one line from standard input.
+    """
+    from footfall.web.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 10:
+        err.print("[red]error:[/red] use at least 10 characters")
+        raise typer.Exit(2)
+    sys.stdout.write(f'admin_password_hash = "{hash_password(password)}"\n')
 
 
 @app.command()

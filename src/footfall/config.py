@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     log_level: str = "info"
     metrics_token: str | None = None
     """If set, /metrics requires ``Authorization: Bearer <token>``."""
+    admin_password_hash: str | None = None
+    """scrypt hash of the dashboard's admin password (``footfall hash-password`` prints one;
+    the password itself is never stored). Unset: only site API keys log in."""
+    session_secret: str | None = None
+    """Signs dashboard session cookies. Unset: generated once and kept beside the DuckDB
+    file (``<database>.secret``, or ``./footfall.secret`` with PostgreSQL); set it when
+    several hosts serve the dashboard."""
     bench_noop: bool = False
     """Expose POST /bench/noop, a no-op endpoint on the same stack, for benchmarks."""
     demo: bool = False
@@ -107,6 +114,16 @@ class Settings(BaseSettings):
     @classmethod
     def _lists_from_csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("admin_password_hash")
+    @classmethod
+    def _password_hash(cls, value: str | None) -> str | None:
+        """A plain password or a mistyped hash fails at start-up, not at the first login."""
+        if value:
+            from footfall.web.auth import parse_password_hash
+
+            parse_password_hash(value)
+        return value or None
 
     @field_validator("trusted_proxies")
     @classmethod

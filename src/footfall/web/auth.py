@@ -1,0 +1,179 @@
+"""Dashboard logins: the admin password's hash, signed session cookies and CSRF tokens.
+
+The admin password is never stored: the config holds an scrypt hash (``footfall
+hash-password`` prints one). A session is a small JSON object signed with HMAC-SHA256 and
+kept in an HttpOnly, SameSite=Lax cookie scoped to /dashboard; it carries an expiry, a
+CSRF token and who logged in (``admin``, or the id of the API key, never the key itself),
+so revoking the key or changing the password ends the session at its next request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+log = logging.getLogger("footfall.web")
+
+SCRYPT_N = 2**15
+SCRYPT_R = 8
+SCRYPT_P = 1
+_MAX_N = 2**20
+SESSION_SECONDS = 12 * 3600
+CSRF_FIELD = "csrf"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --------------------------------------------------------------------------- passwords
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    """``scrypt$N$r$p$salt$hash``: a memory-hard hash, so a leaked config is slow to crack."""
+    if not password:
+        raise ValueError("the password must not be empty")
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, n, r, p, 32)
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def parse_password_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
+    """The parameters, salt and digest of a hash; ValueError names what is wrong."""
+    parts = encoded.strip().split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        raise ValueError("admin_password_hash must look like scrypt$N$r$p$salt$hash")
+    try:
+        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+        salt, digest = _unb64(parts[4]), _unb64(parts[5])
+    except (ValueError, binascii.Error):
+        raise ValueError("admin_password_hash is not a valid scrypt hash") from None
+    if n < 2 or n > _MAX_N or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16:
+        raise ValueError("admin_password_hash has out-of-range scrypt parameters")
+    if len(salt) < 8 or len(digest) < 16:
+        raise ValueError("admin_password_hash has a too short salt or digest")
+    return n, r, p, salt, digest
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """Constant-time comparison of the password's scrypt digest with the configured one."""
+    n, r, p, salt, expected = parse_password_hash(encoded)
+    digest = _scrypt(password, salt, n, r, p, len(expected))
+    return hmac.compare_digest(digest, expected)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
+    memory = 128 * r * n * p + 1024 * 1024
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=memory, dklen=length)
+
+
+def password_fingerprint(encoded: str) -> str:
+    """Sessions of an admin remember which hash they logged in with: a new password ends them."""
+    return hashlib.sha256(encoded.strip().encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class SessionCodec:
+    """Signs and checks session cookies (HMAC-SHA256 over base64url JSON, with an expiry)."""
+
+    def __init__(self, secret: bytes, max_age: int = SESSION_SECONDS) -> None:
+        # A key of its own for this purpose, whatever else the secret is used for.
+        self._key = hashlib.sha256(b"footfall-dashboard-session\0" + secret).digest()
+        self.max_age = max_age
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+
+    def encode(self, data: dict[str, Any]) -> str:
+        payload = _b64(msgspec.json.encode({**data, "exp": int(time.time()) + self.max_age}))
+        return f"{payload}.{self._sign(payload)}"
+
+    def decode(self, value: str | None) -> dict[str, Any] | None:
+        """The session, or None when the cookie is missing, forged, garbled or expired."""
+        if not value or value.count(".") != 1 or len(value) > 4096:
+            return None
+        payload, signature = value.split(".")
+        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
+            return None
+        try:
+            data = msgspec.json.decode(_unb64(payload))
+        except (msgspec.DecodeError, binascii.Error, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("exp"), int):
+            return None
+        if data["exp"] < time.time():
+            return None
+        return data
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def csrf_matches(session: dict[str, Any] | None, presented: str | None) -> bool:
+    expected = session.get(CSRF_FIELD) if session else None
+    if not isinstance(expected, str) or not presented:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def secret_file(database: str) -> Path | None:
+    """Where a generated session secret is kept: beside the DuckDB file, or (PostgreSQL)
+    ``footfall.secret`` in the working directory. None for an in-memory database."""
+    if database.startswith(("postgresql://", "postgres://")):
+        return Path("footfall.secret")
+    if database in ("", ":memory:"):
+        return None
+    return Path(f"{database}.secret")
+
+
+def load_session_secret(configured: str | None, database: str) -> bytes:
+    """The configured ``session_secret``, else one generated once per install and kept in a
+    file only its owner can read; if that file cannot be written, one per process (sessions
+    then end when the server restarts)."""
+    if configured:
+        return configured.encode()
+    path = secret_file(database)
+    if path is None:
+        return secrets.token_bytes(32)
+    try:
+        try:
+            existing = path.read_bytes().strip()
+        except FileNotFoundError:
+            return _create_secret(path)
+        if existing:
+            return existing
+        raise OSError("the session secret file is empty")
+    except FileExistsError:  # another process created it meanwhile: use theirs
+        time.sleep(0.1)
+        return path.read_bytes().strip() or secrets.token_bytes(32)
+    except OSError as exc:
+        log.warning(
+            "no usable session secret file; dashboard sessions end when the server restarts",
+            extra={"error": str(exc)[:200]},
+        )
+        return secrets.token_bytes(32)
+
+
+def _create_secret(path: Path) -> bytes:
+    secret = secrets.token_urlsafe(48).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret + b"\n")
+    return secret

@@ -1,0 +1,435 @@
+"""Numbers as people read them, and the Plotly figures of the dashboard's panels.
+
+Figures are plain dicts (``data`` and ``layout``) built from the reports' JSON; the page
+embeds them as JSON and ``dashboard.js`` hands them to Plotly in the browser, which adds
+the shared look (fonts, grid, margins). Nothing here queries the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+DASH = "—"
+BLUE = "#4263eb"
+TEAL = "#0ca678"
+AMBER = "#f59f00"
+RED = "#e03131"
+GREY = "#868e96"
+PALETTE = (BLUE, TEAL, AMBER, "#ae3ec9", "#1098ad", RED, "#74b816", GREY)
+
+EVENT_LABELS = {
+    "visitor": "Visit",
+    "popup_displayed": "Popup shown",
+    "popup_opened": "Popup opened",
+    "bot_open": "Chat opened",
+    "convo_started": "Conversation",
+    "message_sent": "Message",
+    "message_like": "Like",
+    "message_dislike": "Dislike",
+    "click_through": "Click-through",
+    "added_to_cart": "Added to cart",
+    "go_to_cart": "Went to cart",
+    "purchase": "Purchase",
+    "error": "Error",
+}
+BREAKDOWN_LABELS = {
+    "popup_version": "Popup version",
+    "open_way": "How the chat was opened",
+    "chatbot_id": "Chatbot",
+    "ab_group": "A/B group",
+}
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def fmt_int(value: Any) -> str:
+    return DASH if value is None else f"{int(value):,}"
+
+
+def fmt_eur(value: Any) -> str:
+    return DASH if value is None else f"{float(value):,.2f} EUR"
+
+
+def fmt_pct(ratio: Any, digits: int = 1) -> str:
+    return DASH if ratio is None else f"{float(ratio) * 100:,.{digits}f}%"
+
+
+def fmt_pp(difference: Any) -> str:
+    """A difference of two proportions in percentage points, with its sign."""
+    return DASH if difference is None else f"{float(difference) * 100:+.2f} pp"
+
+
+def fmt_p(p_value: Any) -> str:
+    if p_value is None:
+        return DASH
+    return "< 0.0001" if p_value < 0.0001 else f"{p_value:.4f}"
+
+
+def fmt_time(value: Any) -> str:
+    """ISO times from the reports (``...Z``) as ``2026-11-02 14:03 UTC``."""
+    if not value:
+        return DASH
+    text = str(value).rstrip("Z")
+    try:
+        return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return str(value)
+
+
+def event_label(event: str) -> str:
+    return EVENT_LABELS.get(event, event)
+
+
+def ab_verdict(comparison: Mapping[str, Any] | None, goal: str) -> str:
+    """The A/B result in words: which group does better, by how much, and can we trust it."""
+    if not comparison:
+        return "Both groups need people in the range before they can be compared."
+    diff = float(comparison["difference"])
+    low, high = (float(x) for x in comparison["ci95"])
+    action = event_label(goal).lower()
+    interval = f"95% interval {low * 100:+.2f} to {high * 100:+.2f} percentage points"
+    if comparison["significant"]:
+        better = "test" if diff > 0 else "control"
+        return (
+            f"The {better} group converts better ({action}) by {abs(diff) * 100:.2f} "
+            f"percentage points ({interval}). With p = {fmt_p(comparison['p_value'])}, a "
+            "difference this large is unlikely to be chance: it is statistically significant "
+            "at the 5% level."
+        )
+    return (
+        f"No clear winner: the test group differs from control by {diff * 100:+.2f} "
+        f"percentage points ({interval}, p = {fmt_p(comparison['p_value'])}). A difference "
+        "like this could be chance; it is not significant at the 5% level. Keep the test "
+        "running to collect more people."
+    )
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _figure(data: list[dict[str, Any]], **layout: Any) -> dict[str, Any]:
+    return {"data": data, "layout": layout}
+
+
+def overview_trend(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    days = [d["day"] for d in daily]
+    return _figure(
+        [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "Unique people",
+                "x": days,
+                "y": [d["people"] for d in daily],
+                "line": {"color": BLUE, "width": 2},
+                "marker": {"size": 4},
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "Conversations",
+                "x": days,
+                "y": [d["conversations"] for d in daily],
+                "line": {"color": TEAL, "width": 2},
+                "marker": {"size": 4},
+            },
+        ],
+        xaxis={"type": "date"},
+    )
+
+
+def overview_revenue(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "name": "Revenue (EUR)",
+                "x": [d["day"] for d in daily],
+                "y": [d["revenue_eur"] for d in daily],
+                "marker": {"color": AMBER},
+                "hovertemplate": "%{x|%Y-%m-%d}: %{y:,.2f} EUR<extra></extra>",
+            }
+        ],
+        xaxis={"type": "date"},
+        yaxis={"ticksuffix": " €"},
+        showlegend=False,
+    )
+
+
+def people_series(series: Sequence[Mapping[str, Any]], interval: str) -> dict[str, Any]:
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "name": "Unique people",
+                "x": [s["period"] for s in series],
+                "y": [s["people"] for s in series],
+                "marker": {"color": BLUE},
+                "hovertemplate": f"{interval} of %{{x|%Y-%m-%d}}: %{{y:,}} people<extra></extra>",
+            }
+        ],
+        xaxis={"type": "date"},
+        showlegend=False,
+    )
+
+
+def retention_heatmap(report: Mapping[str, Any]) -> dict[str, Any]:
+    cohorts = report["cohorts"]
+    interval = report["interval"]
+    columns = [f"{interval.capitalize()} {k}" for k in range(report["periods"])]
+    rows = [f"{c['cohort']} · {c['size']:,}" for c in cohorts]
+    end = datetime.fromisoformat(str(report["filters"]["end"]).rstrip("Z"))
+    # Periods that have not begun by the range's end are blank, not "0% came back".
+    z = [
+        [
+            None
+            if r is None or _period_start(c["cohort"], interval, k) >= end
+            else round(r * 100, 1)
+            for k, r in enumerate(c["rates"])
+        ]
+        for c in cohorts
+    ]
+    return _figure(
+        [
+            {
+                "type": "heatmap",
+                "x": columns,
+                "y": rows,
+                "z": z,
+                "zmin": 0,
+                "zmax": 100,
+                "colorscale": [[0, "#f1f3ff"], [0.15, "#bac8ff"], [0.5, "#5c7cfa"], [1, "#2b3a9e"]],
+                "text": [["" if v is None else f"{v:.1f}%" for v in row] for row in z],
+                "texttemplate": "%{text}",
+                "hovertemplate": "cohort %{y}<br>%{x}: %{z:.1f}% returned<extra></extra>",
+                "hoverongaps": False,
+                "xgap": 2,
+                "ygap": 2,
+                "colorbar": {"ticksuffix": "%", "thickness": 12},
+            }
+        ],
+        yaxis={"autorange": "reversed", "type": "category", "showgrid": False, "ticks": ""},
+        xaxis={"side": "top", "type": "category", "showgrid": False, "ticks": ""},
+        margin={"l": 150, "t": 40},
+    )
+
+
+def _period_start(cohort: str, interval: str, k: int) -> datetime:
+    start = datetime.fromisoformat(cohort)
+    if interval == "day":
+        return start + timedelta(days=k)
+    if interval == "week":
+        return start + timedelta(weeks=k)
+    months = start.month - 1 + k
+    return start.replace(year=start.year + months // 12, month=months % 12 + 1)
+
+
+def funnel_chart(report: Mapping[str, Any]) -> dict[str, Any]:
+    labels = [event_label(s) for s in report["steps"]]
+    groups = report["groups"]
+    if not groups:
+        overall = report["overall"]["steps"]
+        return _figure(
+            [
+                {
+                    "type": "funnel",
+                    "y": labels,
+                    "x": [s["people"] for s in overall],
+                    "textinfo": "value+percent initial",
+                    "marker": {"color": BLUE},
+                    "connector": {"fillcolor": "#e7ebff"},
+                    "hovertemplate": "%{y}: %{x:,} people<extra></extra>",
+                }
+            ],
+            margin={"l": 120},
+            showlegend=False,
+        )
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "name": g["group"],
+                "x": labels,
+                "y": [s["people"] for s in g["steps"]],
+                "marker": {"color": PALETTE[i % len(PALETTE)]},
+                "hovertemplate": f"{g['group']}<br>%{{x}}: %{{y:,}} people<extra></extra>",
+            }
+            for i, g in enumerate(groups)
+        ],
+        barmode="group",
+    )
+
+
+def ab_chart(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "x": [g["group"] for g in groups],
+                "y": [round((g["conversion"] or 0) * 100, 2) for g in groups],
+                "marker": {"color": [GREY if g["group"] == "control" else BLUE for g in groups]},
+                "text": [f"{(g['conversion'] or 0) * 100:.2f}%" for g in groups],
+                "textposition": "outside",
+                "hovertemplate": "%{x}: %{y:.2f}% converted<extra></extra>",
+            }
+        ],
+        yaxis={"ticksuffix": "%", "rangemode": "tozero"},
+        showlegend=False,
+    )
+
+
+def revenue_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "name": "Revenue (EUR)",
+                "x": [s["period"] for s in series],
+                "y": [s["revenue_eur"] for s in series],
+                "marker": {"color": AMBER},
+                "hovertemplate": "%{x|%Y-%m-%d}: %{y:,.2f} EUR<extra></extra>",
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "Orders",
+                "x": [s["period"] for s in series],
+                "y": [s["orders"] for s in series],
+                "yaxis": "y2",
+                "line": {"color": BLUE, "width": 2},
+                "marker": {"size": 4},
+            },
+        ],
+        xaxis={"type": "date"},
+        yaxis={"ticksuffix": " €", "title": {"text": "Revenue"}},
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "showgrid": False,
+            "title": {"text": "Orders"},
+        },
+        margin={"r": 56},
+    )
+
+
+def popups_chart(versions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    names = [v["popup_version"] for v in versions]
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "name": "Shown",
+                "x": names,
+                "y": [v["displays"] for v in versions],
+                "marker": {"color": "#bac8ff"},
+            },
+            {
+                "type": "bar",
+                "name": "Opened",
+                "x": names,
+                "y": [v["opens"] for v in versions],
+                "marker": {"color": BLUE},
+            },
+        ],
+        barmode="group",
+        xaxis={"type": "category"},
+    )
+
+
+def feedback_chart(chatbots: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    names = [c["chatbot_id"] for c in chatbots]
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "name": "Likes",
+                "y": names,
+                "x": [c["likes"] for c in chatbots],
+                "marker": {"color": TEAL},
+            },
+            {
+                "type": "bar",
+                "orientation": "h",
+                "name": "Dislikes",
+                "y": names,
+                "x": [c["dislikes"] for c in chatbots],
+                "marker": {"color": RED},
+            },
+        ],
+        barmode="stack",
+        yaxis={"type": "category", "autorange": "reversed"},
+        margin={"l": 110},
+    )
+
+
+def questions_chart(questions: Sequence[Mapping[str, Any]], top: int = 10) -> dict[str, Any]:
+    shown = list(questions[:top])
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "y": [_clip(q["text"], 48) for q in shown],
+                "x": [q["count"] for q in shown],
+                "marker": {"color": TEAL},
+                "hovertemplate": "%{y}: %{x:,} times<extra></extra>",
+            }
+        ],
+        yaxis={"type": "category", "autorange": "reversed", "automargin": True},
+        showlegend=False,
+        margin={"l": 260},
+    )
+
+
+def errors_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "name": "Errors",
+                "x": [d["day"] for d in daily],
+                "y": [d["errors"] for d in daily],
+                "marker": {"color": RED},
+            }
+        ],
+        xaxis={"type": "date"},
+        showlegend=False,
+    )
+
+
+def journey_chart(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each event a dot: time across, event type down, one colour per site."""
+    by_site: dict[str, list[Mapping[str, Any]]] = {}
+    for event in events:
+        by_site.setdefault(str(event["site_id"]), []).append(event)
+    order = [e for e in EVENT_LABELS if any(ev["event"] == e for ev in events)]
+    return _figure(
+        [
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": site,
+                "x": [str(e["ts"]).rstrip("Z") for e in rows],
+                "y": [event_label(str(e["event"])) for e in rows],
+                "marker": {"size": 9, "color": PALETTE[i % len(PALETTE)], "opacity": 0.85},
+                "hovertemplate": f"{site}<br>%{{y}}<br>%{{x|%Y-%m-%d %H:%M}}<extra></extra>",
+            }
+            for i, (site, rows) in enumerate(sorted(by_site.items()))
+        ],
+        xaxis={"type": "date"},
+        yaxis={
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": [event_label(e) for e in reversed(order)],
+        },
+        margin={"l": 110},
+    )
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
