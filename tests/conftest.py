@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import httpx
@@ -20,6 +20,9 @@ import pytest
 
 from footfall.store import Store, open_store
 from pgserver import PostgresServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Playwright
 
 SHOP = "https://shop.test"
 OTHER = "https://other.test"
@@ -44,6 +47,29 @@ def config_with(*settings: str) -> str:
 
 # uvicorn re-raises SIGTERM after its graceful shutdown, so supervisors see the signal.
 CLEAN_EXIT = (0, -signal.SIGTERM)
+
+
+# Debian's Chromium, headless, with no traffic of its own (updates, sync, field trials).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def launch_chromium(playwright: Playwright, *extra_args: str) -> Browser:
+    """One browser for a test module; scripts/test installs the chromium package."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium package")
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args]
+    )
 
 
 def free_port() -> int:
