@@ -470,6 +470,28 @@ class _ResponseCounter:
 # --------------------------------------------------------------------------- factory
 
 
+async def _apply_retention(public: PublicApi, days: int, every: float, stop: asyncio.Event) -> None:
+    """Delete events older than the retention setting now, then every ``every`` seconds.
+
+    Acknowledged events still in the ingest journal are loaded first (``settled``), so an old
+    event answered before a pass is deleted by that pass. Shutdown sets ``stop`` and waits
+    for a pass under way to finish, so the store is never closed under it.
+    """
+    from footfall.retention import apply_retention
+
+    while not stop.is_set():
+        services = public.services
+        if services is None:
+            return
+        try:
+            await services.committer.settled()
+            await asyncio.to_thread(apply_retention, services.store, days)
+        except Exception as exc:
+            log.warning("data retention failed; retried next time", extra={"error": repr(exc)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
 async def _refresh_shared_state(public: PublicApi, every: float) -> None:
     """Re-read erase tombstones and sites every ``every`` seconds.
 
@@ -538,10 +560,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
         refresher = asyncio.create_task(
             _refresh_shared_state(public, settings.cache_refresh_seconds)
         )
+        retention_stop = asyncio.Event()
+        retention = (
+            asyncio.create_task(
+                _apply_retention(
+                    public,
+                    settings.retention_days,
+                    settings.retention_interval_minutes * 60,
+                    retention_stop,
+                )
+            )
+            if settings.retention_days
+            else None
+        )
         try:
             yield
         finally:
             refresher.cancel()
+            if retention is not None:
+                retention_stop.set()
+                await retention  # a pass under way finishes before the store closes
             public.services = None  # late requests get 503, not a closed store
             await asyncio.to_thread(committer.stop)
             store.close()

@@ -23,6 +23,8 @@ sites_app = typer.Typer(help="Sites (tenants): origins and API keys.", no_args_i
 app.add_typer(sites_app, name="sites")
 person_app = typer.Typer(help="Persons: show, explain, split, export, erase.", no_args_is_help=True)
 app.add_typer(person_app, name="person")
+retention_app = typer.Typer(help="Data retention: delete old events.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 
 console = Console()
 err = Console(stderr=True)
@@ -567,6 +569,35 @@ def alias_command(
         graph, tenant = _local(config, database, site)
         person = graph.alias(tenant, a, b, "cli")
     console.print(f"{a} and {b} are person {person}")
+
+
+@retention_app.command("apply")
+def retention_apply(
+    days: Annotated[
+        int | None,
+        typer.Option(help="Keep this many days (default: the retention_days setting).", min=1),
+    ] = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Delete events from before midnight (UTC) N days ago, with the orders and daily rollups
+    derived from them, once (a running server does it every retention_interval_minutes)."""
+    from footfall.retention import apply_retention
+
+    settings = _settings(config, database=database)
+    keep = days or settings.retention_days
+    if not keep:
+        console.print("retention_days is 0 (keep every event) and no --days given: nothing to do")
+        return
+    store = _store(settings)  # loads what a crashed server left in the journal first
+    try:
+        result = apply_retention(store, keep)
+    finally:
+        store.close()
+    console.print(
+        f"deleted {result.events:,} events from before {result.cutoff:%Y-%m-%d} (UTC), "
+        f"{result.orders:,} orders and {result.rollup_rows:,} rollup rows derived from them"
+    )
 
 
 def main() -> None:

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     """A person with more identifiers of one kind refuses further automatic merges."""
     erase_tombstone_days: int = Field(default=30, ge=0)
     """After an erase, events of the erased identifiers are dropped for this long."""
+    retention_days: int = Field(default=0, ge=0, le=36_500)
+    """Events from before midnight (UTC) this many days ago are deleted, with what was derived
+    from them (the orders they counted, daily rollups); 0 keeps every event."""
+    retention_interval_minutes: float = Field(default=60.0, gt=0, le=10_080)
+    """How often a server applies ``retention_days`` (first at start-up)."""
     cache_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
     """How often a server re-reads tombstones and sites that other processes sharing its
     (PostgreSQL) database wrote: an erase elsewhere stops late events here within this time."""
