@@ -1,0 +1,144 @@
+"""Soak: minutes of steady, scheduled load against one server; memory, latency, the limiter.
+
+Starts ``footfall serve`` on 127.0.0.1 with a fresh DuckDB file and drives it with the
+traffic of tests/traffic.py: light client IPs under the 120/min limit and a few heavy ones
+over it (events, purchases with repeated order numbers, batches, legacy GETs, identify and
+vendor events). Samples the server's RSS every second. Reports latency p50/p90/p99, RSS
+first/last/max and its slope after warm-up, what the limiter let through per heavy IP per
+minute and in any sliding minute, 429s of the light IPs, and stored == acknowledged after a
+clean stop. Exits non-zero on a 5xx, a limiter miss or a count mismatch.
+
+    python bench/soak.py [--minutes 5] [--light-ips 300] [--light-rate 0.5]
+                         [--heavy-ips 10] [--heavy-rate 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "tests"))
+
+from conftest import CLEAN_EXIT, Server  # noqa: E402
+from traffic import (  # noqa: E402
+    RATE_LIMITED_KINDS,
+    LoadPlan,
+    LoadResult,
+    accepted_in_window,
+    percentile,
+    run_load,
+    slope_per_minute,
+)
+
+
+def report(elapsed: float, result: LoadResult) -> None:
+    answers = list(result.answers)
+    last = result.rss[-1][1] // 1024 if result.rss else 0
+    print(f"  {elapsed:5.0f} s: {len(answers)} requests, RSS {last} MiB", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--light-ips", type=int, default=300)
+    parser.add_argument("--light-rate", type=float, default=0.5, help="req/s per light IP")
+    parser.add_argument("--heavy-ips", type=int, default=10)
+    parser.add_argument("--heavy-rate", type=float, default=5.0, help="req/s per heavy IP")
+    parser.add_argument("--workers", type=int, default=24)
+    args = parser.parse_args()
+    plan = LoadPlan(
+        duration=args.minutes * 60,
+        light_ips=args.light_ips,
+        light_rate=args.light_rate,
+        heavy_ips=args.heavy_ips,
+        heavy_rate=args.heavy_rate,
+        workers=args.workers,
+    )
+    with tempfile.TemporaryDirectory(prefix="footfall-soak-") as tmp:
+        server = Server(Path(tmp) / "srv").start()
+        server.stop()
+        key = server.new_key("default")
+        server.start()
+        assert server.process is not None
+        try:
+            result = run_load(server.url, key, plan, server.process.pid, progress=report)
+        finally:
+            code = server.stop()
+        stored = int(server.rows("SELECT count(*) FROM events")[0][0])
+
+    latencies = result.latencies()
+    ok_latencies = [a.latency for a in result.answers if a.status == 200]
+    warm = [(t, kib) for t, kib in result.rss if t >= min(60.0, plan.duration / 5)]
+    rss = [kib for _, kib in result.rss]
+    heavy: dict[str, object] = {}
+    light_429 = 0
+    limiter_ok = True
+    for ip, answers in sorted(result.per_ip().items()):
+        limited = [a for a in answers if a.kind in RATE_LIMITED_KINDS]
+        if not plan.is_heavy(ip):
+            light_429 += sum(a.status == 429 for a in limited)
+            continue
+        minutes = [0] * (int(plan.duration // 60) + 1)
+        for answer in limited:
+            if answer.status != 429:
+                minutes[min(int(answer.sent_at // 60), len(minutes) - 1)] += 1
+        window = accepted_in_window(answers)
+        full = minutes[: int(plan.duration // 60)]
+        heavy[ip] = {
+            "sent": len(limited),
+            "accepted": sum(minutes),
+            "accepted_per_minute": minutes,
+            "max_in_any_60s": window,
+        }
+        limiter_ok &= window <= 120 and all(n == 120 for n in full)
+    statuses = dict(sorted(result.statuses.items()))
+    summary = {
+        "minutes": args.minutes,
+        "requests": len(result.answers),
+        "rate_per_second": round(len(result.answers) / result.wall, 1),
+        "sent_late": result.late,
+        "statuses": statuses,
+        "server_errors": sum(n for s, n in statuses.items() if s >= 500),
+        "latency_ms": {
+            "p50": round(percentile(latencies, 0.5) * 1000, 1),
+            "p90": round(percentile(latencies, 0.9) * 1000, 1),
+            "p99": round(percentile(latencies, 0.99) * 1000, 1),
+            "max": round(max(latencies) * 1000, 1),
+            "p99_of_200s": round(percentile(ok_latencies, 0.99) * 1000, 1),
+        },
+        "rss_mib": {
+            "first": rss[0] // 1024,
+            "last": rss[-1] // 1024,
+            "max": max(rss) // 1024,
+            "slope_after_warmup_mib_per_min": round(slope_per_minute(warm), 2),
+        },
+        "limiter": {
+            "limit_per_minute": 120,
+            "heavy_ips": heavy,
+            "light_ips": args.light_ips,
+            "light_ip_429s": light_429,
+        },
+        "events_acknowledged": result.acknowledged,
+        "events_stored": stored,
+        "clean_exit": code in CLEAN_EXIT,
+    }
+    print(json.dumps(summary, indent=2))
+    (BENCH / "results").mkdir(exist_ok=True)
+    (BENCH / "results" / "soak.json").write_text(json.dumps(summary, indent=2) + "\n")
+    ok = (
+        summary["server_errors"] == 0
+        and limiter_ok
+        and light_429 == 0
+        and stored == result.acknowledged
+        and code in CLEAN_EXIT
+    )
+    print("OK" if ok else "PROBLEM")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
