@@ -144,8 +144,8 @@ def client_ips(prefix: str) -> Iterator[str]:
         yield f"{prefix}.{a}.{b}"
 
 
-def _describe(failure: BaseException) -> str:
-    text = str(failure)
+def _describe(failure: BaseException, case: Case[Any]) -> str:
+    text = f"{case.operation.label}: {failure}\n{case.as_curl_command()}"
     return text if len(text) < 3000 else text[:3000] + " ..."
 
 
@@ -212,7 +212,7 @@ def run_schemathesis(
                         transport_kwargs={"session": session, "headers": headers},
                     )
                 except BaseExceptionGroup as failures:  # schemathesis' FailureGroup
-                    tally.failures.extend(_describe(f) for f in failures.exceptions)
+                    tally.failures.extend(_describe(f, case) for f in failures.exceptions)
 
             with contextlib.suppress(Unsatisfiable):  # no parameters: nothing negative to send
                 send()

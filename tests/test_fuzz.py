@@ -82,7 +82,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, st
 EVENT = {"event": "visitor", "token": "known-token-01"}
 TRACK = "/api/analytics/track"
 
-# Each of these answered 500 (or stored garbage) before its fix.
+# Each of these answered 500, stored garbage or broke the OpenAPI document before its fix.
 KNOWN_CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("POST", TRACK, {"content": b'{"event":"visitor","token":"abcdefgh","ts":1e308}'}, 200, None),
     (
@@ -141,6 +141,15 @@ KNOWN_CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ),
     ("POST", "/api/identify", {"json": {"token": "x", "ephemeral": True}}, 422, "token"),
     ("POST", "/api/identify", {"json": {"token": 12345678}}, 422, "token"),
+    (
+        "POST",
+        "/api/identify",
+        {"json": {"token": "abcdefgh", "user": {"uniqueClientId": "u1" + "\r" * 300}}},
+        422,
+        "user.uniqueClientId",
+    ),
+    ("POST", TRACK, {"json": {**EVENT, "site": 5}}, 422, "site"),
+    ("POST", TRACK, {"json": {**EVENT, "site": "nosuch"}}, 422, "site"),
     ("GET", "/api/reports/overview?days=%C2%B2", {}, 422, "days"),
     ("GET", "/api/reports/overview?days=" + "9" * 5000, {}, 422, "days"),
     ("GET", "/api/reports/overview?days=%205", {}, 422, "days"),

@@ -114,6 +114,21 @@ def test_a_disallowed_origin_gets_403_and_no_cors_headers_everywhere(
         assert no_cors(answer), answer.headers
 
 
+def test_a_site_named_in_the_body_is_checked_like_one_in_the_query(
+    tenants: Tenants, fresh_ip: str
+) -> None:
+    """The README lets a call name its site in the body; that site's origins decide (the
+    body's site was once ignored, so an event went to the Origin's site instead)."""
+    with tenants.client(fresh_ip) as api:
+        for path in PUBLIC_POSTS:
+            wrong = api.post(path, json={**EVENT, "site": "other"}, headers={"origin": SHOP})
+            assert wrong.status_code == 403, wrong.text
+            assert no_cors(wrong)
+            right = api.post(path, json={**EVENT, "site": "other"}, headers={"origin": OTHER})
+            assert right.status_code == 200, right.text
+            assert right.headers["access-control-allow-origin"] == OTHER
+
+
 def test_errors_before_the_site_check_carry_cors_only_for_allowed_origins(
     tenants: Tenants, fresh_ip: str
 ) -> None:

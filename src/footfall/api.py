@@ -47,7 +47,6 @@ from footfall.ingest import (
     make_committer,
     now_us,
     parse_legacy_query,
-    parse_track_body,
     validate_event,
 )
 from footfall.openapi import build_document
@@ -235,7 +234,14 @@ class PublicApi:
         self.rate_limit(call)
         site = self.site_for(request, call)
         raw = await _read_body(request, call, MAX_PAYLOAD_BYTES)
-        row = parse_track_body(raw, self.context(call, site))
+        check_size(raw)
+        body = decode_json(raw)
+        named = body.get("site") if isinstance(body, dict) else None
+        if named is not None:  # "site" in the body names it too, as in a batch
+            if not isinstance(named, str):
+                raise invalid("site", "must be a string")
+            site = self.site_for(request, call, named)
+        row = validate_event(body, self.context(call, site))
         response = await self._commit(site, row, call)
         if request.scope["query_string"]:  # footfall.js names its id cookie there
             renew_id_cookie(request, call.origin, row, response)

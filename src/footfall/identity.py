@@ -53,15 +53,16 @@ def normalise(kind: str, value: Any, field_name: str | None = None) -> Identifie
         raise invalid(where, f"unknown identifier kind '{kind}'")
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise invalid(where, "must be a string")
-    text = str(value).strip()
+    text = str(value)
+    if len(text) > MAX_NAME_CHARS:  # the limit is on what was sent, spaces included
+        raise invalid(where, f"at most {MAX_NAME_CHARS} characters")
+    text = text.strip()
     if kind == "token":
         if TOKEN_PATTERN.fullmatch(text) is None:
             raise invalid(where, "must be 8-128 characters of A-Z, a-z, 0-9, '_' or '-'")
         return Identifier(kind, text)
     if not text:
         raise invalid(where, "must not be empty")
-    if len(text) > MAX_NAME_CHARS:
-        raise invalid(where, f"at most {MAX_NAME_CHARS} characters")
     if kind == "email":
         text = text.lower()
         if _EMAIL.fullmatch(text) is None:
