@@ -21,6 +21,7 @@ Decisions where the spec is silent:
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -77,11 +78,12 @@ class Dialect:
 
     name: str
 
-    def first_by(self, value: str, order: str) -> str:
-        """The value of the row with the smallest ``order`` in a group."""
+    def first_by(self, value: str, order: str, where: str | None = None) -> str:
+        """The value of the row with the smallest ``order`` in a group (among ``where``)."""
+        only = f" FILTER (WHERE {where})" if where else ""
         if self.name == "duckdb":
-            return f"arg_min({value}, {order})"
-        return f"(array_agg({value} ORDER BY {order}))[1]"
+            return f"arg_min({value}, {order}){only}"
+        return f"(array_agg({value} ORDER BY {order}){only})[1]"
 
     def items(self, column: str) -> str:
         """A lateral row source with one JSON ``item`` per element of a JSON array column."""
@@ -118,35 +120,179 @@ def events_with_persons(
 ) -> tuple[str, list[Any]]:
     """A row source: the filtered events, each with its ``person_id`` and person key ``pk``.
 
-    The identity join names its tenant as a constant (one branch per tenant of the chosen
-    sites), so the database hash-joins on the identifier alone instead of joining the sites
-    table for every event. ``since_beginning`` drops the range's start (cohorts need each
-    person's first visit ever).
+    ``since_beginning`` drops the range's start (cohorts need each person's first visit).
     """
+    return _with_persons(store, filters, presence=False, since_beginning=since_beginning)
+
+
+def presence_with_persons(
+    store: Store, filters: Filters, *, since_beginning: bool = False
+) -> tuple[str, list[Any]]:
+    """Like ``events_with_persons`` over the daily presence rollup (one row per site, day
+    and identifier). A token moved to another person during a day joins both persons'
+    nodes: each was there that day. Refresh the rollup first (``refresh_presence``)."""
+    return _with_persons(store, filters, presence=True, since_beginning=since_beginning)
+
+
+def _with_persons(
+    store: Store, filters: Filters, *, presence: bool, since_beginning: bool
+) -> tuple[str, list[Any]]:
+    """The identity join names its tenant as a constant (one branch per tenant of the chosen
+    sites), so the database hash-joins on the identifier alone instead of joining the sites
+    table for every row."""
     dialect = dialect_of(store)
     tenants: dict[str, list[str]] = {}
     for site_id, tenant in store.query("SELECT site_id, coalesce(tenant, site_id) FROM sites"):
         if filters.sites is None or site_id in filters.sites:
             tenants.setdefault(tenant, []).append(site_id)
+    table = "daily_presence" if presence else "events"
     if not tenants:
         return (
-            "SELECT e.*, CAST(NULL AS BIGINT) AS person_id, CAST(NULL AS BIGINT) AS pk "
-            "FROM events e WHERE FALSE"
+            "SELECT e.*, CAST(NULL AS BIGINT) AS person_id, CAST(NULL AS BIGINT) AS pk "  # noqa: S608
+            f"FROM {table} e WHERE FALSE"
         ), []
+    if presence:
+        column, bounds = "e.day", [filters.start.date(), filters.end.date()]
+        valid = "n.valid_from <= e.last_ts AND e.first_ts < n.valid_to"
+    else:
+        column, bounds = "e.ts", [filters.start, filters.end]
+        valid = "e.ts >= n.valid_from AND e.ts < n.valid_to"
+    if since_beginning:
+        bounds = bounds[1:]
+    # All sites of a single-tenant install: no site condition to test on every row.
+    every_site = filters.sites is None and len(tenants) == 1
+    pk = dialect.person_key("n.person_id", "e.token")
     parts: list[str] = []
     params: list[Any] = []
-    pk = dialect.person_key("n.person_id", "e.token")
     for tenant, site_ids in sorted(tenants.items()):
-        time_sql = "e.ts < ?" if since_beginning else "e.ts >= ? AND e.ts < ?"
+        conditions = [f"{column} < ?"] if since_beginning else [f"{column} >= ?", f"{column} < ?"]
+        if not every_site:
+            conditions.append(f"e.site_id IN ({', '.join('?' * len(site_ids))})")
         parts.append(
-            f"SELECT e.*, n.person_id, {pk} AS pk FROM events e "  # noqa: S608
+            f"SELECT e.*, n.person_id, {pk} AS pk FROM {table} e "  # noqa: S608
             "LEFT JOIN identity_nodes n ON n.tenant = ? AND n.value = e.token "
-            "AND n.kind = e.id_kind AND e.ts >= n.valid_from AND e.ts < n.valid_to "
-            f"WHERE e.site_id IN ({', '.join('?' * len(site_ids))}) AND {time_sql}"
+            f"AND n.kind = e.id_kind AND {valid} WHERE {' AND '.join(conditions)}"
         )
-        params += [tenant, *site_ids]
-        params += [filters.end] if since_beginning else [filters.start, filters.end]
+        params += [tenant, *bounds, *([] if every_site else site_ids)]
     return " UNION ALL ".join(parts), params
+
+
+_PRESENCE_LOCK = threading.Lock()
+
+
+def presence_usable(store: Store, filters: Filters) -> bool:
+    """The rollup answers whole days on the embedded store; anything else reads events.
+
+    Its refresh relies on event ids growing in commit order, which holds for DuckDB's one
+    writer; several PostgreSQL writers may commit out of order, so they read events.
+    """
+    midnight = datetime.min.time()
+    return (
+        store.backend == "duckdb"
+        and filters.start.time() == midnight
+        and filters.end.time() == midnight
+    )
+
+
+def refresh_presence(store: Store) -> int:
+    """Fold events added since the last refresh into the rollup; returns the days rebuilt.
+
+    Every day that new events touch is rebuilt from the events table in one transaction,
+    with the last event id folded in, so a reader never sees half a day.
+    """
+    if store.backend != "duckdb":
+        return 0  # see presence_usable: only the embedded store reads the rollup
+    with _PRESENCE_LOCK, store.transaction("rollup") as tx:
+        last = int(
+            tx.query("SELECT last_event_id FROM rollup_state WHERE name = 'daily_presence'")[0][0]
+        )
+        top = int(tx.query("SELECT coalesce(max(event_id), 0) FROM events")[0][0])
+        if top <= last:
+            return 0
+        days = [
+            d
+            for (d,) in tx.query(
+                "SELECT DISTINCT CAST(ts AS DATE) FROM events WHERE event_id > ? AND event_id <= ?",
+                [last, top],
+            )
+        ]
+        marks = ", ".join("?" * len(days))
+        tx.query(f"DELETE FROM daily_presence WHERE day IN ({marks})", days)  # noqa: S608
+        tx.query(
+            "INSERT INTO daily_presence SELECT site_id, CAST(ts AS DATE), id_kind, token, "  # noqa: S608
+            "ephemeral, min(ts), max(ts), count(*), "
+            "count(*) FILTER (WHERE event = 'visitor'), "
+            "count(*) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
+            "count(*) FILTER (WHERE event = 'convo_started'), "
+            "count(*) FILTER (WHERE event = 'message_sent'), "
+            "sum(total_value_base) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
+            f"{dialect_of(store).first_by('ab_group', 'ts', 'ab_group IS NOT NULL')} "
+            f"FROM events WHERE ts >= ? AND ts < ? AND CAST(ts AS DATE) IN ({marks}) "
+            "AND event_id <= ? GROUP BY 1, 2, 3, 4, 5",
+            [
+                datetime.combine(min(days), datetime.min.time()),
+                datetime.combine(max(days) + timedelta(days=1), datetime.min.time()),
+                *days,
+                top,
+            ],
+        )
+        tx.query(
+            "UPDATE rollup_state SET last_event_id = ?, refreshed_at = ? "
+            "WHERE name = 'daily_presence'",
+            [top, utcnow()],
+        )
+        return len(days)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRows:
+    """A row source with persons, and how to read its time and counts: the rollup has a
+    day and per-day counts where the events table has a time and an event name."""
+
+    source: str
+    params: list[Any]
+    moment: str
+    """A TIMESTAMP expression to truncate into periods."""
+    bought: str
+    """True on a row that holds an order."""
+    conversations: str
+    messages: str
+    orders: str
+    revenue: str
+    first_seen: str
+    """What orders rows in time (the rollup: the row's first event)."""
+
+
+def person_rows(
+    store: Store, filters: Filters, *, since_beginning: bool = False, rollup: bool = True
+) -> PersonRows:
+    """The presence rollup when it can answer (refreshed first), else the events."""
+    if rollup and presence_usable(store, filters):
+        refresh_presence(store)
+        source, params = presence_with_persons(store, filters, since_beginning=since_beginning)
+        return PersonRows(
+            source,
+            params,
+            "CAST(day AS TIMESTAMP)",
+            "orders > 0",
+            "conversations",
+            "messages",
+            "orders",
+            "revenue",
+            "first_ts",
+        )
+    source, params = events_with_persons(store, filters, since_beginning=since_beginning)
+    return PersonRows(
+        source,
+        params,
+        "ts",
+        "event = 'purchase' AND NOT duplicate",
+        "CASE WHEN event = 'convo_started' THEN 1 ELSE 0 END",
+        "CASE WHEN event = 'message_sent' THEN 1 ELSE 0 END",
+        "CASE WHEN event = 'purchase' AND NOT duplicate THEN 1 ELSE 0 END",
+        "CASE WHEN event = 'purchase' AND NOT duplicate THEN total_value_base END",
+        "ts",
+    )
 
 
 def _iso(value: datetime | date | None) -> str | None:
@@ -209,15 +355,17 @@ def unique_people(store: Store, filters: Filters, interval: str = "day") -> dict
     One pass over the events reduces them to (period, person) pairs; both the series and
     the range total are counted from those pairs, a few times fewer rows than events.
     """
-    source, params = events_with_persons(store, filters)
-    period = f"date_trunc('{_interval(interval)}', ts)"
+    rows_of = person_rows(store, filters)
+    period = f"date_trunc('{_interval(interval)}', {rows_of.moment})"
+    # (period, person) pairs once; each period counts its pairs, the range its persons.
     rows = store.query(
-        f"WITH seen AS (SELECT {period} AS period, pk, ephemeral FROM ({source}) ev "  # noqa: S608
-        "GROUP BY 1, 2, 3) "
-        "SELECT period, count(DISTINCT pk) FILTER (WHERE NOT ephemeral), "
-        "count(DISTINCT pk) FILTER (WHERE ephemeral) FROM seen "
-        "GROUP BY GROUPING SETS ((period), ()) ORDER BY period NULLS FIRST",
-        params,
+        f"WITH seen AS MATERIALIZED (SELECT {period} AS period, pk, ephemeral "  # noqa: S608
+        f"FROM ({rows_of.source}) ev GROUP BY 1, 2, 3) "
+        "SELECT period, count(*) FILTER (WHERE NOT ephemeral), count(*) FILTER (WHERE ephemeral) "
+        "FROM seen GROUP BY period UNION ALL "
+        "SELECT NULL, count(DISTINCT pk) FILTER (WHERE NOT ephemeral), "
+        "count(DISTINCT pk) FILTER (WHERE ephemeral) FROM seen ORDER BY 1 NULLS FIRST",
+        rows_of.params,
     )
     total = next((r for r in rows if r[0] is None), (None, 0, 0))
     return {
@@ -234,55 +382,76 @@ def unique_people(store: Store, filters: Filters, interval: str = "day") -> dict
 
 
 def overview(store: Store, filters: Filters) -> dict[str, Any]:
-    """The headline numbers and daily trends of the dashboard's first page, in one pass."""
-    source, params = events_with_persons(store, filters)
-    rows = store.query(
-        "WITH seen AS (SELECT date_trunc('day', ts) AS day, pk, ephemeral, "  # noqa: S608
-        " count(*) FILTER (WHERE event = 'visitor') AS visits, "
-        " count(*) FILTER (WHERE event = 'convo_started') AS conversations, "
-        " count(*) FILTER (WHERE event = 'message_sent') AS messages, "
-        " count(*) FILTER (WHERE event = 'purchase' AND NOT duplicate) AS orders, "
-        " sum(total_value_base) FILTER (WHERE event = 'purchase' AND NOT duplicate) AS revenue, "
-        " count(*) AS events "
-        f" FROM ({source}) ev GROUP BY 1, 2, 3) "
-        "SELECT day, count(DISTINCT pk) FILTER (WHERE NOT ephemeral), sum(visits), "
-        "sum(conversations), sum(messages), sum(orders), coalesce(sum(revenue), 0), "
-        "count(DISTINCT pk) FILTER (WHERE orders > 0 AND NOT ephemeral), sum(events) "
-        "FROM seen GROUP BY GROUPING SETS ((day), ()) ORDER BY day NULLS FIRST",
-        params,
+    """The headline numbers and daily trends of the dashboard's first page.
+
+    Event counts come straight from the events table; only the people counts need the
+    identity join, and they are counted from (day, person) pairs.
+    """
+    rows_of = person_rows(store, filters)
+    daily_counts = _daily_counts(store, filters)
+    people_rows = store.query(
+        f"WITH seen AS MATERIALIZED (SELECT date_trunc('day', {rows_of.moment}) "  # noqa: S608
+        f"AS day, pk, bool_or({rows_of.bought}) AS bought "
+        f"FROM ({rows_of.source}) ev WHERE NOT ephemeral GROUP BY 1, 2) "
+        "SELECT day, count(*), 0 FROM seen GROUP BY day UNION ALL "
+        "SELECT NULL, count(DISTINCT pk), count(DISTINCT pk) FILTER (WHERE bought) FROM seen",
+        rows_of.params,
     )
-    total = next((r for r in rows if r[0] is None), None)
-    people = int(total[1]) if total else 0
-    buyers = int(total[7]) if total else 0
-
-    def number(value: Any) -> int:
-        return int(value or 0)
-
+    people_by_day = {_period(r[0]): int(r[1]) for r in people_rows if r[0] is not None}
+    total = next((r for r in people_rows if r[0] is None), (None, 0, 0))
+    people, buyers = int(total[1]), int(total[2])
+    daily = [
+        {
+            "day": _period(r[0]),
+            "people": people_by_day.get(_period(r[0]), 0),
+            "visits": int(r[1]),
+            "conversations": int(r[2]),
+            "messages": int(r[3]),
+            "orders": int(r[4]),
+            "revenue_eur": round(float(r[5]), 2),
+        }
+        for r in daily_counts
+    ]
     return {
         "filters": filters.describe(),
         "people": people,
-        "visits": number(total[2]) if total else 0,
-        "conversations": number(total[3]) if total else 0,
-        "messages": number(total[4]) if total else 0,
-        "orders": number(total[5]) if total else 0,
-        "revenue_eur": round(float(total[6]), 2) if total else 0.0,
+        "visits": sum(d["visits"] for d in daily),
+        "conversations": sum(d["conversations"] for d in daily),
+        "messages": sum(d["messages"] for d in daily),
+        "orders": sum(d["orders"] for d in daily),
+        "revenue_eur": round(sum(float(r[5]) for r in daily_counts), 2),
         "buyers": buyers,
         "conversion_rate": _ratio(buyers, people),
-        "events": number(total[8]) if total else 0,
-        "daily": [
-            {
-                "day": _period(r[0]),
-                "people": int(r[1]),
-                "visits": number(r[2]),
-                "conversations": number(r[3]),
-                "messages": number(r[4]),
-                "orders": number(r[5]),
-                "revenue_eur": round(float(r[6]), 2),
-            }
-            for r in rows
-            if r[0] is not None
-        ],
+        "events": sum(int(r[6]) for r in daily_counts),
+        "daily": daily,
     }
+
+
+def _daily_counts(store: Store, filters: Filters) -> list[tuple[Any, ...]]:
+    """Per day: visits, conversations, messages, orders, revenue, events; from the rollup
+    (no identity join: these count events, not people) when it can answer."""
+    if presence_usable(store, filters):
+        sql = (
+            "SELECT day, sum(visits), sum(conversations), sum(messages), sum(orders), "
+            "coalesce(sum(revenue), 0), sum(events) FROM daily_presence "
+            "WHERE day >= ? AND day < ?"
+        )
+        params: list[Any] = [filters.start.date(), filters.end.date()]
+        if filters.sites:
+            sql += f" AND site_id IN ({', '.join('?' * len(filters.sites))})"
+            params += filters.sites
+        return store.query(sql + " GROUP BY day ORDER BY day", params)
+    where, plain = filters.where()
+    return store.query(
+        "SELECT date_trunc('day', ts), "  # noqa: S608
+        "count(*) FILTER (WHERE event = 'visitor'), "
+        "count(*) FILTER (WHERE event = 'convo_started'), "
+        "count(*) FILTER (WHERE event = 'message_sent'), "
+        "count(*) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
+        "coalesce(sum(total_value_base) FILTER (WHERE event = 'purchase' AND NOT duplicate), 0), "
+        f"count(*) FROM events WHERE {where} GROUP BY 1 ORDER BY 1",
+        plain,
+    )
 
 
 def retention(
@@ -294,7 +463,7 @@ def retention(
     first came before the range is not a new cohort member inside it.
     """
     interval = _interval(interval)
-    source, params = events_with_persons(store, filters, since_beginning=True)
+    rows_of = person_rows(store, filters, since_beginning=True)
     if interval == "month":
         offset = (
             "CAST((EXTRACT(YEAR FROM a.period) - EXTRACT(YEAR FROM f.cohort)) * 12 "
@@ -304,13 +473,13 @@ def retention(
         seconds = 86400 if interval == "day" else 7 * 86400
         offset = f"CAST(round(EXTRACT(EPOCH FROM (a.period - f.cohort)) / {seconds}) AS INTEGER)"
     rows = store.query(
-        f"WITH active AS (SELECT DISTINCT pk, date_trunc('{interval}', ts) AS period "  # noqa: S608
-        f"FROM ({source}) ev WHERE NOT ephemeral), "
+        f"WITH active AS (SELECT DISTINCT pk, date_trunc('{interval}', {rows_of.moment}) "  # noqa: S608
+        f"AS period FROM ({rows_of.source}) ev WHERE NOT ephemeral), "
         "firsts AS (SELECT pk, min(period) AS cohort FROM active GROUP BY pk) "
         f"SELECT f.cohort, {offset} AS k, count(*) FROM active a JOIN firsts f ON f.pk = a.pk "
         f"WHERE f.cohort >= date_trunc('{interval}', CAST(? AS TIMESTAMP)) "
         "GROUP BY 1, 2 ORDER BY 1, 2",
-        [*params, filters.start],
+        [*rows_of.params, filters.start],
     )
     cohorts: dict[str, list[int]] = {}
     for cohort, k, count in rows:
@@ -340,51 +509,55 @@ def power_users(
 
     Texts are grouped raw first and normalised once per distinct text, not once per message.
     """
-    source, params = events_with_persons(store, filters)
+    rows_of = person_rows(store, filters)
     text = _NORMALISED_TEXT.format(col="raw")
-    rows = store.query(
-        f"WITH chat AS (SELECT pk, person_id, token, event, data FROM ({source}) ev "  # noqa: S608
-        "WHERE NOT ephemeral AND event IN ('convo_started', 'message_sent')), "
-        "top AS (SELECT pk, max(person_id) AS person_id, min(token) AS token, "
-        " count(*) FILTER (WHERE event = 'convo_started') AS conversations, "
-        " count(*) FILTER (WHERE event = 'message_sent') AS messages "
-        " FROM chat GROUP BY pk ORDER BY conversations DESC, messages DESC, pk LIMIT ?), "
-        "raw_asked AS (SELECT c.pk, c.data->>'text' AS raw, count(*) AS n FROM chat c "
-        " JOIN top t ON t.pk = c.pk WHERE c.event = 'message_sent' GROUP BY 1, 2), "
-        f"asked AS (SELECT pk, {text} AS question, sum(n) AS n FROM raw_asked "
-        " WHERE raw IS NOT NULL GROUP BY 1, 2) "
-        "SELECT t.pk, t.person_id, t.token, t.conversations, t.messages, a.question, a.n "
-        "FROM top t LEFT JOIN asked a ON a.pk = t.pk AND a.question <> '' "
-        "ORDER BY t.conversations DESC, t.messages DESC, t.pk, a.n DESC, a.question",
-        [*params, limit],
+    top = store.query(
+        "SELECT pk, max(person_id), min(token), "  # noqa: S608
+        f"sum({rows_of.conversations}) AS conversations, sum({rows_of.messages}) AS messages "
+        f"FROM ({rows_of.source}) ev WHERE NOT ephemeral GROUP BY pk "
+        f"HAVING sum({rows_of.conversations}) + sum({rows_of.messages}) > 0 "
+        "ORDER BY conversations DESC, messages DESC, pk LIMIT ?",
+        [*rows_of.params, limit],
     )
-    users: dict[int, dict[str, Any]] = {}
-    for pk, person_id, token, convos, messages, question, n in rows:
-        user = users.setdefault(
-            int(pk),
-            {
-                "person_id": int(person_id) if person_id is not None else None,
-                "token": token,
-                "conversations": int(convos),
-                "messages": int(messages),
-                "questions": [],
-            },
-        )
-        if question is not None and len(user["questions"]) < questions:
-            user["questions"].append({"text": question, "count": int(n)})
-    _label_persons(store, list(users.values()))
+    source, params = events_with_persons(store, filters)
+    chosen = [int(row[0]) for row in top]
+    marks = ", ".join("?" * len(chosen)) or "NULL"
+    asked = store.query(
+        f"WITH raw_asked AS (SELECT pk, data->>'text' AS raw, count(*) AS n FROM ({source}) ev "  # noqa: S608
+        f"WHERE event = 'message_sent' AND pk IN ({marks}) GROUP BY 1, 2) "
+        f"SELECT pk, {text} AS question, sum(n) AS n FROM raw_asked WHERE raw IS NOT NULL "
+        "GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
+        [*params, *chosen],
+    )
+    questions_of: dict[int, list[dict[str, Any]]] = {}
+    for pk, question, n in asked:
+        found = questions_of.setdefault(int(pk), [])
+        if question and len(found) < questions:
+            found.append({"text": question, "count": int(n)})
+    users = [
+        {
+            "person_id": int(person_id) if person_id is not None else None,
+            "token": token,
+            "conversations": int(convos),
+            "messages": int(messages_),
+            "questions": questions_of.get(int(pk), []),
+        }
+        for pk, person_id, token, convos, messages_ in top
+    ]
+    _label_persons(store, users)
+    where, plain = filters.where()
     asked_most = store.query(
-        f"WITH texts AS (SELECT data->>'text' AS raw FROM ({source}) ev "  # noqa: S608
-        "WHERE event = 'message_sent'), "
+        f"WITH texts AS (SELECT data->>'text' AS raw FROM events WHERE {where} "  # noqa: S608
+        "AND event = 'message_sent'), "
         "by_raw AS (SELECT raw, count(*) AS n FROM texts WHERE raw IS NOT NULL GROUP BY raw), "
         f"norm AS (SELECT raw, {text} AS question FROM by_raw) "
         "SELECT norm.question, sum(by_raw.n) AS n FROM by_raw JOIN norm ON norm.raw = by_raw.raw "
         "WHERE norm.question <> '' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
-        [*params, common],
+        [*plain, common],
     )
     return {
         "filters": filters.describe(),
-        "users": list(users.values()),
+        "users": users,
         "common_questions": [{"text": q, "count": int(n)} for q, n in asked_most],
     }
 
@@ -433,39 +606,53 @@ def funnel(
     sql_dialect = dialect_of(store)
     source, params = events_with_persons(store, filters)
     kinds = sorted(set(steps))
+    kind_of = {kind: number for number, kind in enumerate(kinds, 1)}
+    whens = " ".join(f"WHEN ? THEN {kind_of[k]}" for k in kinds)
+    first = kind_of[steps[0]]
+    # Steps are small integers and persons BIGINT keys, so every join is on integers; the
+    # breakdown value rides along the chain, so no step is joined back to the first.
+    if breakdown:
+        start_step = (
+            f"s1 AS (SELECT pk, min(ts) FILTER (WHERE kind = {first}) AS t1, "  # noqa: S608
+            f"{sql_dialect.first_by('bd', 'ts', 'bd IS NOT NULL')} AS bd FROM ev GROUP BY pk "
+            f"HAVING count(*) FILTER (WHERE kind = {first}) > 0)"
+        )
+    else:
+        start_step = (
+            f"s1 AS (SELECT pk, min(ts) AS t1, NULL AS bd FROM ev WHERE kind = {first} "  # noqa: S608
+            "GROUP BY pk)"
+        )
     ctes = [
-        f"ev AS (SELECT pk, event, ts{', ' + breakdown + ' AS bd' if breakdown else ''} "  # noqa: S608 - names from BREAKDOWNS
-        f"FROM ({source}) src WHERE NOT ephemeral "
-        f"AND event IN ({', '.join('?' * len(kinds))}))",
-        "s1 AS (SELECT pk, min(ts) AS t1 FROM ev WHERE event = ? GROUP BY pk)",
+        f"ev AS (SELECT pk, ts, CASE event {whens} END AS kind"  # noqa: S608 - constants only
+        + (f", {breakdown} AS bd" if breakdown else "")
+        + f" FROM ({source}) src WHERE NOT ephemeral"
+        f" AND event IN ({', '.join('?' * len(kinds))}))",
+        start_step,
     ]
-    query_params: list[Any] = [*params, *kinds, steps[0]]
+    query_params: list[Any] = [*kinds, *params, *kinds]
     for index in range(1, len(steps)):
         n = index + 1
         after = ">" if steps[index] == steps[index - 1] else ">="
+        # Step n: the person's first step-n event after step n-1, inside the window that
+        # opened with their first step 1 (t1 and the breakdown value ride along).
         ctes.append(
-            f"s{n} AS (SELECT p.pk, p.t1, min(e.ts) AS t{n} FROM s{index} p "  # noqa: S608
-            f"JOIN ev e ON e.pk = p.pk AND e.event = ? AND e.ts {after} p.t{index} "
-            f"AND e.ts <= p.t1 + {sql_dialect.seconds()} GROUP BY p.pk, p.t1)"
+            f"s{n} AS (SELECT e.pk, min(p.t1) AS t1, min(e.ts) AS t{n}, min(p.bd) AS bd "  # noqa: S608
+            f"FROM ev e JOIN s{index} p ON p.pk = e.pk WHERE e.kind = {kind_of[steps[index]]} "
+            f"AND e.ts {after} p.t{index} AND e.ts <= p.t1 + {sql_dialect.seconds()} "
+            "GROUP BY e.pk)"
         )
-        query_params.extend([steps[index], window_seconds])
-    joins = "".join(f" LEFT JOIN s{i} ON s{i}.pk = s1.pk" for i in range(2, len(steps) + 1))
-    if breakdown:
-        ctes.append(
-            f"bd AS (SELECT pk, {sql_dialect.first_by('bd', 'ts')} AS value FROM ev "  # noqa: S608
-            "WHERE bd IS NOT NULL GROUP BY pk)"
-        )
-        group = "coalesce(CAST(b.value AS VARCHAR), '(none)')"
-        joins = " LEFT JOIN bd b ON b.pk = s1.pk" + joins
-    else:
-        group = "'all'"
-    counts = ", ".join(f"count(s{i}.pk)" for i in range(1, len(steps) + 1))
-    rows = store.query(
-        f"{HASH_JOINS}WITH {', '.join(ctes)} SELECT {group} AS grp, {counts} FROM s1{joins} "  # noqa: S608
-        "GROUP BY 1 ORDER BY 2 DESC, 1",
-        query_params,
+        query_params.append(window_seconds)
+    group = "coalesce(CAST(bd AS VARCHAR), '(none)')" if breakdown else "'all'"
+    counts = " UNION ALL ".join(
+        f"SELECT {i} AS step, {group} AS grp, count(*) FROM s{i} GROUP BY 2"  # noqa: S608
+        for i in range(1, len(steps) + 1)
     )
-    groups = [_funnel_group(str(r[0]), [int(v) for v in r[1:]], steps) for r in rows]
+    per_step: dict[str, list[int]] = {}
+    rows = store.query(f"{HASH_JOINS}WITH {', '.join(ctes)} {counts}", query_params)
+    for step, grp, count in rows:
+        per_step.setdefault(str(grp), [0] * len(steps))[int(step) - 1] = int(count)
+    ordered = sorted(per_step.items(), key=lambda item: (-item[1][0], item[0]))
+    groups = [_funnel_group(name, counts_, steps) for name, counts_ in ordered]
     if breakdown is None:
         overall = groups[0] if groups else _funnel_group("all", [0] * len(steps), steps)
     else:
@@ -507,20 +694,24 @@ def ab_test(store: Store, filters: Filters, goal: str = "purchase") -> dict[str,
     if goal not in EVENT_TYPES:
         raise ValueError(f"unknown event type '{goal}'")
     sql_dialect = dialect_of(store)
-    source, params = events_with_persons(store, filters)
+    # A purchase goal is answered from the daily rollup when it can; other goals need events.
+    if goal == "purchase":
+        rows_of = person_rows(store, filters)
+        reached = f"sum({rows_of.orders}) > 0"
+        goal_params: list[Any] = []
+    else:
+        rows_of = person_rows(store, filters, rollup=False)
+        reached = "count(*) FILTER (WHERE event = ?) > 0"
+        goal_params = [goal]
+    first_group = sql_dialect.first_by("ab_group", rows_of.first_seen, "ab_group IS NOT NULL")
+    # One pass: each person's group (from their earliest assigned row) and outcome.
     rows = store.query(
-        f"WITH ev AS (SELECT pk, ab_group, event, ts, total_value_base, duplicate "  # noqa: S608
-        f"FROM ({source}) src WHERE NOT ephemeral), "
-        f"grp AS (SELECT pk, {sql_dialect.first_by('ab_group', 'ts')} AS grp FROM ev "
-        "WHERE ab_group IS NOT NULL GROUP BY pk), "
-        "outcome AS (SELECT pk, count(*) FILTER (WHERE event = ?) > 0 AS converted, "
-        " coalesce(sum(total_value_base) FILTER (WHERE event = 'purchase' AND NOT duplicate), 0)"
-        " AS revenue, count(*) FILTER (WHERE event = 'purchase' AND NOT duplicate) AS orders "
-        " FROM ev WHERE event IN (?, 'purchase') GROUP BY pk) "
-        "SELECT g.grp, count(*), count(*) FILTER (WHERE o.converted), "
-        "coalesce(sum(o.revenue), 0), coalesce(sum(o.orders), 0) "
-        "FROM grp g LEFT JOIN outcome o ON o.pk = g.pk GROUP BY g.grp ORDER BY 1",
-        [*params, goal, goal],
+        f"WITH persons AS (SELECT pk, {first_group} AS grp, {reached} AS converted, "  # noqa: S608
+        f"sum({rows_of.revenue}) AS revenue, sum({rows_of.orders}) AS orders "
+        f"FROM ({rows_of.source}) ev WHERE NOT ephemeral GROUP BY pk) "
+        "SELECT grp, count(*), count(*) FILTER (WHERE converted), coalesce(sum(revenue), 0), "
+        "sum(orders) FROM persons WHERE grp IS NOT NULL GROUP BY grp ORDER BY 1",
+        [*goal_params, *rows_of.params],
     )
     groups = {}
     for name, people, converted, amount, orders in rows:
@@ -662,15 +853,13 @@ def feedback(store: Store, filters: Filters) -> dict[str, Any]:
 
 
 def popups(store: Store, filters: Filters) -> dict[str, Any]:
-    """Popup display to open rate per popup version (events and people)."""
-    source, params = events_with_persons(store, filters)
+    """Popup display to open rate per popup version."""
+    where, params = filters.where()
     rows = store.query(
         "SELECT coalesce(popup_version, '(none)'), "  # noqa: S608
         "count(*) FILTER (WHERE event = 'popup_displayed'), "
-        "count(*) FILTER (WHERE event = 'popup_opened'), "
-        "count(DISTINCT pk) FILTER (WHERE event = 'popup_displayed'), "
-        "count(DISTINCT pk) FILTER (WHERE event = 'popup_opened') "
-        f"FROM ({source}) ev WHERE event IN ('popup_displayed', 'popup_opened') "
+        "count(*) FILTER (WHERE event = 'popup_opened') "
+        f"FROM events WHERE {where} AND event IN ('popup_displayed', 'popup_opened') "
         "GROUP BY 1 ORDER BY 2 DESC, 1",
         params,
     )
@@ -682,10 +871,8 @@ def popups(store: Store, filters: Filters) -> dict[str, Any]:
                 "displays": int(shown),
                 "opens": int(opened),
                 "open_rate": _ratio(int(opened), int(shown)),
-                "people_shown": int(people_shown),
-                "people_opened": int(people_opened),
             }
-            for version, shown, opened, people_shown, people_opened in rows
+            for version, shown, opened in rows
         ],
     }
 

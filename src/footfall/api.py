@@ -51,7 +51,7 @@ from footfall.ingest import (
 )
 from footfall.openapi import build_document
 from footfall.ratelimit import ClientAddress, SlidingWindowLimiter
-from footfall.sites import SiteRegistry, normalise_origin, seed_sites
+from footfall.sites import KeyVerifier, SiteRegistry, normalise_origin, seed_sites
 from footfall.store import Store, open_store
 from footfall.store.base import EventRow, Site
 from footfall.tracker import mount_demo, renew_id_cookie, tracker_route
@@ -209,11 +209,31 @@ class PublicApi:
 
     def __init__(self) -> None:
         self.services: Services | None = None
+        self.keys = KeyVerifier()
 
     def _svc(self) -> Services:
         if self.services is None:
             raise ApiError(503, UNAVAILABLE, "server is starting")
         return self.services
+
+    def site_for_key(self, presented: str | None) -> Site:
+        """The site an API key belongs to, or 401."""
+        if not presented:
+            raise ApiError(401, UNAUTHORIZED, "an API key is required")
+        services = self._svc()
+        site_id = self.keys.site_id(services.store, presented)
+        if site_id is None:
+            raise ApiError(401, UNAUTHORIZED, "unknown or revoked API key")
+        site = services.sites.sites.get(site_id)
+        if site is None:
+            raise ApiError(401, UNAUTHORIZED, "the key's site no longer exists")
+        return site
+
+    def authenticated(self, request: Request) -> Site:
+        """The key's site for ``Authorization: Bearer <key>`` or ``X-Api-Key``."""
+        header = request.headers.get("authorization", "")
+        key = header[7:].strip() if header.lower().startswith("bearer ") else None
+        return self.site_for_key(key or request.headers.get("x-api-key"))
 
     def rate_limit(self, call: Call) -> None:
         services = self._svc()
@@ -605,6 +625,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
         tracker_route(),
         *identity_routes(public),
+        *analytics_routes(public),
     ]
     if settings.bench_noop:
         # First in the table, like the tracking route, so routing costs both the same.
@@ -627,6 +648,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 def identity_routes(public: PublicApi) -> list[Route]:
     from footfall.identity_api import routes
+
+    return routes(public)
+
+
+def analytics_routes(public: PublicApi) -> list[Route]:
+    from footfall.analytics_api import routes
 
     return routes(public)
 

@@ -571,6 +571,160 @@ def alias_command(
     console.print(f"{a} and {b} are person {person}")
 
 
+# --------------------------------------------------------------------------- reports
+
+
+@app.command("report")
+def report_command(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="overview, people, retention, power-users, "
+            "funnel, ab, revenue, feedback, popups, errors"
+        ),
+    ],
+    site: Annotated[
+        str | None,
+        typer.Option(
+            "--site",
+            help="Site id(s), comma-separated, or 'all' (default: the "
+            "default site; with --server: the key's site).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="Start date (UTC), e.g. 2026-03-01.")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--to", help="End date, included.")] = None,
+    days: Annotated[int | None, typer.Option(help="Without --from: the last N days (30).")] = None,
+    interval: Annotated[str | None, typer.Option(help="day, week or month.")] = None,
+    steps: Annotated[str | None, typer.Option(help="Funnel steps, comma-separated.")] = None,
+    window: Annotated[str | None, typer.Option(help="Funnel window: 3600, 12h, 7d, 2w.")] = None,
+    breakdown: Annotated[
+        str | None,
+        typer.Option(help="Funnel breakdown: popup_version, open_way, chatbot_id, ab_group."),
+    ] = None,
+    goal: Annotated[str | None, typer.Option(help="A/B goal event (purchase).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Rows to show (power-users, errors).")] = None,
+    periods: Annotated[int | None, typer.Option(help="Retention periods (8).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the JSON the API returns.")
+    ] = False,
+    server: ServerOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Print an analytics report as tables (the same numbers as the API and dashboard)."""
+    import json
+
+    from footfall.analytics import REPORTS
+    from footfall.analytics_api import report_filters, report_options
+    from footfall.errors import ApiError
+    from footfall.terminal import show_report
+
+    report = REPORTS.get(name)
+    if report is None:
+        err.print(f"[red]error:[/red] no report '{name}'; choose from {', '.join(REPORTS)}")
+        raise typer.Exit(2)
+    given = {
+        "from": since,
+        "to": until,
+        "days": days,
+        "interval": interval,
+        "steps": steps,
+        "window": window,
+        "breakdown": breakdown,
+        "goal": goal,
+        "limit": limit,
+        "periods": periods,
+    }
+    params = {k: str(v) for k, v in given.items() if v is not None}
+    if server:
+        from urllib.parse import urlencode
+
+        if site and site != "all":
+            params["site"] = site
+        result = _Remote(server, key).call("GET", f"/api/reports/{name}?{urlencode(params)}")
+    else:
+        settings = _settings(config, database=database)
+        sites = (
+            None if site == "all" else [s for s in (site or settings.default_site).split(",") if s]
+        )
+        try:
+            filters = report_filters(params, sites)
+            options = report_options(report, params)
+        except ApiError as exc:
+            err.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(2) from None
+        store = _store(settings)
+        try:
+            result = report.run(store, filters, **options)
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        finally:
+            store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    else:
+        show_report(console, name, report.title, result)
+
+
+@app.command("demo")
+def demo_command(
+    events: Annotated[
+        int, typer.Option(help="Events to generate (up to 10,000,000).", min=1, max=10_000_000)
+    ] = 100_000,
+    tokens: Annotated[
+        int | None, typer.Option(help="Distinct visitors' tokens (events / 10).")
+    ] = None,
+    merged: Annotated[
+        float, typer.Option(help="Share of tokens merged into persons.", min=0.0, max=1.0)
+    ] = 0.2,
+    days: Annotated[int, typer.Option(help="Spread over the last N days.", min=1, max=3650)] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same traffic).")] = 7,
+    site: SiteOpt = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Generate realistic synthetic traffic: visits, chats, carts, orders, merging identities."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from footfall.analytics import refresh_presence
+    from footfall.demo import HELP_SITE, DemoPlan, generate
+
+    settings = _settings(config, database=database)
+    store = _store(settings)
+    plan = DemoPlan(
+        events=events,
+        tokens=tokens,
+        merged_share=merged,
+        days=days,
+        seed=seed,
+        site=site or settings.default_site,
+    )
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        ) as progress:
+            task = progress.add_task("generating events", total=events)
+            result = generate(store, plan, lambda n: progress.advance(task, n))
+        with err.status("building the daily rollup the reports read"):
+            refresh_presence(store)
+    finally:
+        store.close()
+    console.print(
+        f"wrote {result.events:,} events from {result.tokens:,} visitors "
+        f"({result.persons:,} persons merged across sites '{plan.site}' and '{HELP_SITE}'), "
+        f"{result.orders:,} orders, {result.start:%Y-%m-%d} to {result.end:%Y-%m-%d}"
+    )
+    console.print("try: footfall report overview --days 60 --site all")
+
+
 @retention_app.command("apply")
 def retention_apply(
     days: Annotated[

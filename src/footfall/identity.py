@@ -727,6 +727,12 @@ class IdentityGraph:
                     f"DELETE FROM events WHERE event_id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
                     chunk,
                 )
+            # The daily rollup is derived from the events just deleted: its rows go too.
+            tx.query(
+                f"DELETE FROM daily_presence WHERE token IN ({vmarks}) AND site_id IN "  # noqa: S608
+                "(SELECT site_id FROM sites WHERE coalesce(tenant, site_id) = ?)",
+                [*values, tenant],
+            )
             tx.query(f"DELETE FROM identity_properties WHERE node_id IN ({marks})", ids)  # noqa: S608
             tx.query(
                 f"DELETE FROM links WHERE a_node IN ({marks}) OR b_node IN ({marks})",  # noqa: S608

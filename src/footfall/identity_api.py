@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,16 +22,14 @@ from footfall.api import (
     _cors_headers,
     _read_body,
 )
-from footfall.errors import UNAUTHORIZED, ApiError, invalid, malformed
+from footfall.errors import ApiError, invalid, malformed
 from footfall.identity import MAX_NAME_CHARS, Identifier
 from footfall.ingest import MAX_PAYLOAD_BYTES, decode_json, flag, now_us, validate_token
-from footfall.sites import hash_key, verify_api_key
 from footfall.store.base import EventRow, Site
 
 _encoder = msgspec.json.Encoder()
 # The vendor's tracking API answers with a transparent 1x1 GIF, so image pixels work too.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-_KEY_CACHE_SECONDS = 30.0
 _VENDOR_RESERVED = frozenset({"_k", "_p", "_n", "_t", "_d"})
 
 
@@ -43,35 +40,9 @@ def _json(payload: Any, status: int = 200, headers: Mapping[str, str] | None = N
 class IdentityApi:
     def __init__(self, public: PublicApi) -> None:
         self.public = public
-        self._keys: dict[str, tuple[str, float]] = {}
 
     def svc(self) -> Services:
         return self.public._svc()
-
-    # ------------------------------------------------------------------ auth
-
-    def site_for_key(self, presented: str | None) -> Site:
-        """The site an API key belongs to; verified keys are remembered for a short while."""
-        if not presented:
-            raise ApiError(401, UNAUTHORIZED, "an API key is required")
-        services = self.svc()
-        digest = hash_key(presented)
-        cached = self._keys.get(digest)
-        site_id = cached[0] if cached and cached[1] > time.monotonic() else None
-        if site_id is None:
-            site_id = verify_api_key(services.store, presented)
-            if site_id is None:
-                raise ApiError(401, UNAUTHORIZED, "unknown or revoked API key")
-            self._keys[digest] = (site_id, time.monotonic() + _KEY_CACHE_SECONDS)
-        site = services.sites.sites.get(site_id)
-        if site is None:
-            raise ApiError(401, UNAUTHORIZED, "the key's site no longer exists")
-        return site
-
-    def authenticated(self, request: Request) -> Site:
-        header = request.headers.get("authorization", "")
-        key = header[7:].strip() if header.lower().startswith("bearer ") else None
-        return self.site_for_key(key or request.headers.get("x-api-key"))
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Identity work is blocking database work: keep it off the event loop."""
@@ -127,7 +98,7 @@ class IdentityApi:
     # ------------------------------------------------------------------ keyed alias
 
     async def alias(self, request: Request) -> Response:
-        site = self.authenticated(request)
+        site = self.public.authenticated(request)
         body = decode_json(await _read_body(request, Call.of(request), MAX_PAYLOAD_BYTES))
         if not isinstance(body, dict):
             raise malformed("alias payload must be a JSON object")
@@ -140,7 +111,7 @@ class IdentityApi:
 
     def _vendor(self, request: Request) -> tuple[Site, str, Mapping[str, str]]:
         params = request.query_params
-        site = self.site_for_key(params.get("_k"))
+        site = self.public.site_for_key(params.get("_k"))
         person = _name(params.get("_p"), "_p")
         return site, person, params
 
@@ -198,7 +169,7 @@ class IdentityApi:
     # ------------------------------------------------------------------ person API
 
     async def _person(self, request: Request) -> tuple[Site, int]:
-        site = self.authenticated(request)
+        site = self.public.authenticated(request)
         name = request.path_params["name"]
         # Show, journey, export and erase read (or delete) events: every event answered
         # before this request must be in the database first (read-your-writes).
@@ -235,7 +206,7 @@ class IdentityApi:
         return _json({"success": True, "person_id": person, "erased": counts})
 
     async def explain(self, request: Request) -> Response:
-        site = self.authenticated(request)
+        site = self.public.authenticated(request)
         a = _name(request.query_params.get("a"), "a")
         b = _name(request.query_params.get("b"), "b")
         steps = await self.run(self.svc().identity.explain, site.scope, a, b)
@@ -244,7 +215,7 @@ class IdentityApi:
         return _json({"same_person": True, "chain": [s.to_dict() for s in steps]})
 
     async def split(self, request: Request) -> Response:
-        site = self.authenticated(request)
+        site = self.public.authenticated(request)
         body = decode_json(await _read_body(request, Call.of(request), MAX_PAYLOAD_BYTES))
         if not isinstance(body, dict):
             raise malformed("split payload must be a JSON object")

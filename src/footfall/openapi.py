@@ -8,6 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from footfall import __version__
+from footfall.analytics import BREAKDOWNS, INTERVALS, REPORTS
 from footfall.ingest import (
     EVENT_TYPES,
     MAX_AMOUNT,
@@ -234,6 +235,32 @@ _NAME_PARAM = {
 }
 
 
+def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", **schema},
+        "description": f"{description}; empty means the default",
+    }
+
+
+_REPORT_PARAMS = [
+    _query("site", "Site id(s), comma-separated; default: the key's site"),
+    _query("from", "Start: a date (2026-03-01) or ISO date-time, UTC"),
+    _query("to", "End: a date (whole day included) or ISO date-time"),
+    _query("days", "Without from: the last N days (default 30)", pattern="^[0-9]*$"),
+    _query("interval", "people, revenue, retention", enum=[*INTERVALS, ""]),
+    _query("periods", "retention: periods per cohort (1-52)", pattern="^[0-9]*$"),
+    _query("steps", "funnel: comma-separated event types, 2-8"),
+    _query("window", "funnel: conversion window, e.g. 3600, 12h, 7d, 2w"),
+    _query("breakdown", "funnel: split by", enum=[*BREAKDOWNS, ""]),
+    _query("goal", "ab: the conversion event (purchase)"),
+    _query("limit", "power-users, errors: rows (1-1000)", pattern="^[0-9]*$"),
+    _query("top", "revenue: top items (1-1000)", pattern="^[0-9]*$"),
+]
+
+
 _KEY: list[dict[str, list[str]]] = [{"apiKey": []}, {"apiKeyHeader": []}]
 _VENDOR_TIME = (
     {
@@ -441,6 +468,28 @@ def build_document() -> dict[str, Any]:
             "post": {
                 **_keyed("Remove the direct link between a and b", 400, 404, 409, 422),
                 "requestBody": {"required": True, "content": _json("NamePair")},
+            }
+        },
+        "/api/reports": {
+            "get": {
+                **_keyed("The reports this server offers, with their options", 401),
+                "tags": ["reports"],
+            }
+        },
+        "/api/reports/{name}": {
+            "get": {
+                **_keyed("One analytics report for the key's site (or others of its tenant)"),
+                "tags": ["reports"],
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": list(REPORTS)},
+                    },
+                    *_REPORT_PARAMS,
+                ],
+                "responses": {"200": {"description": "The report"}, **_errors(401, 403, 404, 422)},
             }
         },
         "/healthz": {

@@ -127,6 +127,26 @@ def verify_api_key(store: Store, presented: str) -> str | None:
     return record.site_id
 
 
+class KeyVerifier:
+    """Checks presented API keys; verified ones are remembered briefly (one hash per call)."""
+
+    def __init__(self, ttl_seconds: float = 30.0) -> None:
+        self.ttl = ttl_seconds
+        self._verified: dict[str, tuple[str, float]] = {}
+
+    def site_id(self, store: Store, presented: str) -> str | None:
+        import time
+
+        digest = hash_key(presented)
+        cached = self._verified.get(digest)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        site_id = verify_api_key(store, presented)
+        if site_id is not None:
+            self._verified[digest] = (site_id, time.monotonic() + self.ttl)
+        return site_id
+
+
 def seed_sites(store: Store, settings: Settings) -> None:
     """Create the default site once; origins and sites written in the config win when given."""
     explicit = "allowed_origins" in settings.model_fields_set

@@ -158,14 +158,10 @@ def _feedback(r: dict[str, Any]) -> RenderableType:
 
 
 def _popups(r: dict[str, Any]) -> RenderableType:
-    table = Table("popup version", "displays", "opens", "open rate", "people shown")
+    table = Table("popup version", "displays", "opens", "open rate")
     for v in r["versions"]:
         table.add_row(
-            v["popup_version"],
-            _int(v["displays"]),
-            _int(v["opens"]),
-            _pct(v["open_rate"]),
-            _int(v["people_shown"]),
+            v["popup_version"], _int(v["displays"]), _int(v["opens"]), _pct(v["open_rate"])
         )
     return table
 
