@@ -104,6 +104,19 @@ def test_a_torn_tail_is_truncated_and_the_rest_kept(
     assert tokens_of(Journal(tmp_path), 0) == [["a1"], ["b1", "b2"], ["after"]]
 
 
+def test_after_a_failed_write_the_half_record_is_cut_and_appends_go_on(tmp_path: Path) -> None:
+    """What the writer does when a write fails (the group got 503): the record never counts."""
+    journal = Journal(tmp_path)
+    assert list(journal.recover(0)) == []
+    good = journal.append(payload(["kept-1"]))
+    journal.append(payload(["failed"]))  # as if this write had failed half-way
+    journal.abandon_tail(good)
+    journal.append(payload(["kept-2"]))
+    journal.close(0)
+    assert tokens_of(Journal(tmp_path), 0) == [["kept-1"], ["kept-2"]]
+    assert len(segment_files(tmp_path)) == 2  # the next records went to a new segment
+
+
 def test_a_segment_whose_header_never_reached_disk_is_removed(tmp_path: Path) -> None:
     ends = write(tmp_path, [["a1"]])
     torn = tmp_path / f"{ends[-1]:020d}.journal"

@@ -347,11 +347,21 @@ class Journal:
                 self._closed.append(_Segment(self._current.start, self._current.path, self._end))
         start = self._end
         path = self.directory / f"{start:020d}{SUFFIX}"
+        self._fd = None
+        self._current = None
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_DSYNC
-        self._fd = os.open(path, flags, 0o600)
+        fd = os.open(path, flags, 0o600)
         header = _frame(_encoder.encode({"format": FORMAT, "start": start, "fields": FIELDS}))
-        os.write(self._fd, MAGIC + header)
-        _fsync_directory(self.directory)  # the new file's name is durable too
+        try:
+            os.write(fd, MAGIC + header)
+            _fsync_directory(self.directory)  # the new file's name is durable too
+        except OSError:
+            # Nothing in it was acknowledged: remove it, so the next try can create it anew.
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        self._fd = fd
         self._current = _Segment(start, path, start)
         self._end = start + len(MAGIC) + len(header)
 
@@ -662,9 +672,14 @@ class JournalCommitter(GroupCommitter):
     # ------------------------------------------------------------------ loader thread
 
     def _load_loop(self) -> None:
-        while (batches := self._next_load()) is not None:
-            if not self._load_with_retry(batches):
-                return
+        while True:
+            try:
+                batches = self._next_load()
+                if batches is None or not self._load_with_retry(batches):
+                    return
+            except Exception:  # a bug here must not stop loading for good
+                log.exception("journal loader failed; it carries on in a second")
+                time.sleep(1.0)
 
     def _next_load(self) -> list[_Batch] | None:
         """Wait until a load is due; the batches it takes stay counted until loaded."""
