@@ -107,6 +107,9 @@ class ClientAddress:
         peer = peer or "unknown"
         if not self._trusted or not forwarded_for or not self._peer_trusted(peer):
             return peer
+        if "," not in forwarded_for:  # one hop, the usual single proxy: no list to build
+            hop = forwarded_for.strip()
+            return hop if hop and self._classify(hop) is not None else peer
         hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
         for hop in reversed(hops):
             kind = self._classify(hop)
