@@ -185,14 +185,26 @@ RATE_LIMITED_KINDS = frozenset({"track", "get", "batch", "identify"})
 
 
 def accepted_in_window(answers: list[Answer], window: float = 60.0) -> int:
-    """Most rate-limited requests of one IP accepted in any ``window`` seconds (send times)."""
-    times = sorted(a.sent_at for a in answers if a.kind in RATE_LIMITED_KINDS and a.status != 429)
+    """Most rate-limited calls of one IP accepted that certainly reached the server within
+    one ``window``: a call arrived between its send time and its answer, so the calls sent
+    at or after one call's send time and answered within ``window`` of it all arrived in
+    that window. The server's sliding log must never have let more than its limit through
+    in such a group (send times alone can show 121: a call sent just inside a minute may
+    arrive just outside it)."""
+    calls = sorted(
+        (a.sent_at, a.sent_at + a.latency)
+        for a in answers
+        if a.kind in RATE_LIMITED_KINDS and a.status != 429
+    )
     best = 0
-    start = 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
+    for first, (start, _) in enumerate(calls):
+        # Calls answered before start + window arrived in [start, start + window).
+        count = 0
+        for sent, answered in calls[first:]:
+            if sent >= start + window:
+                break
+            count += answered < start + window
+        best = max(best, count)
     return best
 
 
