@@ -427,9 +427,12 @@ class GroupCommitter:
         self._linger = linger_seconds
         self._max_events = max_events
         self._queue_limit = queue_limit
-        # A C-level queue: the event loop's put costs a fraction of a Condition's notify.
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._carry: _Pending | None = None
+        # A C-level queue of per-iteration batches: a put costs a fraction of a Condition's
+        # notify. None items only wake the writer up for stop().
+        self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._batch: list[_Pending] = []
+        self._flush_scheduled = False
+        self._carry: list[_Pending] | None = None
         # Each counter has one writing thread, so neither needs a lock.
         self._submitted = 0
         self._taken = 0
@@ -469,8 +472,25 @@ class GroupCommitter:
         if self.backlog() + len(rows) > self._queue_limit:
             raise ApiError(503, UNAVAILABLE, "ingest queue is full; retry later")
         self._submitted += len(rows)
-        self._queue.put((rows, future))
+        self._batch.append((rows, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         return future
+
+    def _flush(self) -> None:
+        """Hand this loop iteration's requests to the writer in one put.
+
+        At most one wake-up of the writer thread per iteration instead of one per request:
+        waking a thread costs the event loop a system call and, more, a GIL hand-over.
+        """
+        self._flush_scheduled = False
+        batch, self._batch = self._batch, []
+        if self._thread is None or not self._thread.is_alive():  # stopped meanwhile
+            closed = ApiError(503, UNAVAILABLE, "server is shutting down; retry later")
+            _settle(batch, [closed] * len(batch))
+            return
+        self._queue.put(batch)
 
     async def settled(self) -> None:
         """Return once every event acknowledged before this call is visible to queries.
@@ -490,48 +510,54 @@ class GroupCommitter:
         if self._thread is not None:
             self._thread.join(timeout)
         # Whatever slipped in after the writer's last look is refused, never left hanging.
-        leftovers: list[_Pending] = []
+        leftovers: list[_Pending] = list(self._carry or [])
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is not None:
-                leftovers.append(item)
+                leftovers.extend(item)
         if leftovers:
             closed = ApiError(503, UNAVAILABLE, "server is shutting down; retry later")
             self._answer(leftovers, [closed] * len(leftovers))
 
     def _take(self) -> list[_Pending] | None:
         """Everything waiting (up to ``max_events``); None once stopping and drained."""
-        first = self._carry
-        self._carry = None
-        while first is None:
-            try:
-                # Blocks until work arrives; once stopping, only drains. A None item is the
-                # stop call's wake-up.
-                first = self._queue.get(block=not self._closing)
-            except queue.Empty:
-                return None
-        group = [first]
-        count = len(first[0])
-        deadline = time.monotonic() + self._linger if self._linger else 0.0
-        while count < self._max_events:
-            wait = deadline - time.monotonic() if deadline and not self._closing else 0.0
-            try:
-                # A moment's wait (linger) lets more requests join: fewer, larger groups.
-                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                if wait > 0:
-                    continue
-                break
-            if item is None:
+        group: list[_Pending] = []
+        count = 0
+        deadline = 0.0
+        while True:
+            batch = self._carry
+            self._carry = None
+            wait = 0.0
+            if batch is None:
+                if group and deadline and not self._closing:
+                    wait = deadline - time.monotonic()
+                try:
+                    if not group:  # block until work arrives; once stopping, only drain
+                        batch = self._queue.get(block=not self._closing)
+                    elif wait > 0:  # linger: a moment's wait gives fewer, larger groups
+                        batch = self._queue.get(timeout=wait)
+                    else:
+                        batch = self._queue.get_nowait()
+                except queue.Empty:
+                    if not group:
+                        return None
+                    if wait > 0:
+                        continue
+                    break
+            if batch is None:
                 continue
-            if count + len(item[0]) > self._max_events:
-                self._carry = item
-                break
-            group.append(item)
-            count += len(item[0])
+            for index, item in enumerate(batch):
+                if group and count + len(item[0]) > self._max_events:
+                    self._carry = batch[index:]
+                    self._taken += count
+                    return group
+                group.append(item)
+                count += len(item[0])
+            if self._linger and not deadline:
+                deadline = time.monotonic() + self._linger
         self._taken += count
         return group
 
