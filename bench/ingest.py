@@ -64,6 +64,26 @@ def load(url: str, amount: int, connections: int) -> dict[str, object]:
     return result
 
 
+def metric_means(base: str) -> dict[str, float]:
+    """Mean events per group commit and per DuckDB load, from the server's /metrics."""
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("footfall_") and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    means = {}
+    for key, metric in (
+        ("events_per_group", "footfall_commit_batch_events"),
+        ("events_per_load", "footfall_journal_load_batch_events"),
+    ):
+        count = values.get(f"{metric}_count", 0.0)
+        means[key] = values.get(f"{metric}_sum", 0.0) / count if count else 0.0
+        means[key.replace("events_per_", "") + "s"] = count
+    return means
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -76,7 +96,13 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=30_000, help="requests per round")
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="commit each group to DuckDB (ingest_journal = false) instead of the journal",
+    )
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     ensure_loadgen()
 
     workdir = Path(tempfile.mkdtemp(prefix="footfall-bench-"))
@@ -88,6 +114,7 @@ def main() -> int:
         "FOOTFALL_BENCH_NOOP": "true",
         "FOOTFALL_TRUSTED_PROXIES": "127.0.0.1",
         "FOOTFALL_LOG_LEVEL": "warning",
+        "FOOTFALL_INGEST_JOURNAL": "false" if args.direct else "true",
     }
     server = subprocess.Popen(
         [
@@ -121,6 +148,7 @@ def main() -> int:
             real_p99.append(float(dict(real["latency_ms"])["p99"]))  # type: ignore[call-overload]
             ok_answers += int(dict(real["statuses"]).get("200", 0))  # type: ignore[call-overload]
         peak = peak_rss_mib(server.pid)
+        means = metric_means(base)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -143,6 +171,11 @@ def main() -> int:
         "track_rounds": [round(r) for r in real_rates],
         "track_p99_ms": real_p99,
         "server_peak_rss_mib": round(peak, 1),
+        "ingest": "direct" if args.direct else "journal",
+        "events_per_group_commit": round(means["events_per_group"], 1),
+        "events_per_duckdb_load": round(means["events_per_load"], 1),
+        "duckdb_loads": int(means["loads"]),
+        "load_average_before": round(load_before, 2),
         "answered_200": ok_answers,
         "stored_events": stored,
     }
@@ -151,6 +184,13 @@ def main() -> int:
     print(f"ratio            : {ratio:8.1%}   (target >= 60%)")
     print(f"track p99        : {max(real_p99):8.0f} ms")
     print(f"server peak RSS  : {peak:8.1f} MiB")
+    print(f"ingest mode      : {report['ingest']:>8}   (load average before: {load_before:.2f})")
+    print(f"events per group : {means['events_per_group']:8.1f}   (one sync or transaction)")
+    if not args.direct:
+        print(
+            f"events per load  : {means['events_per_load']:8.1f}   "
+            f"({int(means['loads'])} DuckDB loads)"
+        )
     print(f"200 answers      : {ok_answers:8d}")
     print(f"stored events    : {stored:8d}   ({'equal' if stored == ok_answers else 'MISMATCH'})")
     (BENCH / "results").mkdir(exist_ok=True)
