@@ -82,8 +82,10 @@ class Settings(BaseSettings):
     """Where the journal's segment files live; default ``<database>.journal`` beside it."""
     journal_segment_mb: int = Field(default=64, ge=1, le=4096)
     """A journal segment file is closed at this size and deleted once loaded."""
-    journal_load_interval_ms: float = Field(default=250.0, ge=0, le=10_000)
-    """Under load, at most one DuckDB load per interval (a waiting reader loads at once)."""
+    journal_load_interval_ms: float = Field(default=1000.0, ge=0, le=10_000)
+    """Under load, at most one DuckDB load per interval (a waiting reader loads at once).
+    A DuckDB commit costs about 1.7 ms whatever its size, so fewer, larger loads leave the
+    CPU to the requests: 250 ms gave ~2,300 events per load at 11k events/s, 1 s ~10,000."""
     journal_load_max_events: int = Field(default=50_000, ge=1)
     """Most events in one DuckDB load transaction."""
 

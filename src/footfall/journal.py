@@ -509,7 +509,7 @@ class JournalCommitter(GroupCommitter):
         directory: Path,
         *,
         segment_bytes: int = 64 << 20,
-        load_interval_seconds: float = 0.25,
+        load_interval_seconds: float = 1.0,
         load_max_events: int = 50_000,
         max_events: int = 5_000,
         queue_limit: int = 100_000,
