@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from footfall.ingest import EUR_RATES
-from footfall.store.base import Store
+from footfall.store.base import EVENT_COLUMNS, Store
 
 HELP_SITE = "help"
 EPOCH = datetime(1970, 1, 1)
@@ -61,27 +61,6 @@ ITEMS = tuple(
 CHATBOTS = ("support-bot", "sales-bot")
 CURRENCIES_SHOP = ("EUR", "EUR", "EUR", "USD", "GBP", "CZK", "PLN", "CHF")
 ERRORS = ("widget failed to load", "network timeout", "message could not be sent")
-
-EVENT_COLUMNS = (
-    "site_id",
-    "ts",
-    "received_at",
-    "event",
-    "token",
-    "ephemeral",
-    "ab_group",
-    "chatbot_id",
-    "popup_version",
-    "open_way",
-    "order_num",
-    "duplicate",
-    "total_value_base",
-    "items",
-    "url",
-    "user_agent",
-    "data",
-    "id_kind",
-)
 
 
 @dataclass(frozen=True, slots=True)

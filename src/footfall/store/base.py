@@ -11,6 +11,30 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+EVENT_COLUMNS: tuple[str, ...] = (
+    "site_id",
+    "ts",
+    "received_at",
+    "event",
+    "token",
+    "ephemeral",
+    "ab_group",
+    "chatbot_id",
+    "popup_version",
+    "open_way",
+    "order_num",
+    "duplicate",
+    "total_value_base",
+    "items",
+    "url",
+    "user_agent",
+    "data",
+    "id_kind",
+)
+"""The events table's written columns (event_id comes from its sequence), in the order every
+bulk path (Arrow batches, COPY, demo data) lays them out."""
+
+
 @dataclass(slots=True)
 class EventRow:
     """One validated, normalised event, ready to be written; times are UTC microseconds."""

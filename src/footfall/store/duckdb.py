@@ -17,28 +17,26 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from footfall.store.base import ApiKey, EventRow, Site, StoreBusyError, Transaction
+from footfall.store.base import (
+    EVENT_COLUMNS,
+    ApiKey,
+    EventRow,
+    Site,
+    StoreBusyError,
+    Transaction,
+)
 from footfall.store.migrations import MIGRATIONS, render
 
-_EVENT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
-    ("site_id", pa.string()),
-    ("ts", pa.timestamp("us")),
-    ("received_at", pa.timestamp("us")),
-    ("event", pa.string()),
-    ("token", pa.string()),
-    ("ephemeral", pa.bool_()),
-    ("ab_group", pa.string()),
-    ("chatbot_id", pa.string()),
-    ("popup_version", pa.string()),
-    ("open_way", pa.string()),
-    ("order_num", pa.string()),
-    ("duplicate", pa.bool_()),
-    ("total_value_base", pa.float64()),
-    ("items", pa.string()),
-    ("url", pa.string()),
-    ("user_agent", pa.string()),
-    ("data", pa.string()),
-    ("id_kind", pa.string()),
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "ts": pa.timestamp("us"),
+    "received_at": pa.timestamp("us"),
+    "ephemeral": pa.bool_(),
+    "duplicate": pa.bool_(),
+    "total_value_base": pa.float64(),
+}
+"""Arrow types of the events columns that are not strings."""
+_EVENT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = tuple(
+    (name, _ARROW_TYPES.get(name, pa.string())) for name in EVENT_COLUMNS
 )
 _COLUMN_LIST = ", ".join(name for name, _ in _EVENT_COLUMNS)
 # Built from the constant column list above, never from input.

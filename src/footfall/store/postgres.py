@@ -41,6 +41,7 @@ from psycopg_pool import ConnectionPool
 
 from footfall.store import redact
 from footfall.store.base import (
+    EVENT_COLUMNS,
     HASH_JOINS,
     ApiKey,
     EventRow,
@@ -59,27 +60,7 @@ _MIGRATION_LOCK = 0x466F6F7446616C6C  # "FootFall"
 _IDENTITY_ALL = 0x466F6F7449640000
 _IDENTITY_CLASS = 0x46464944  # "FFID": first key of every per-tenant identity lock
 
-_EVENT_COLUMNS = (
-    "site_id",
-    "ts",
-    "received_at",
-    "event",
-    "token",
-    "ephemeral",
-    "ab_group",
-    "chatbot_id",
-    "popup_version",
-    "open_way",
-    "order_num",
-    "duplicate",
-    "total_value_base",
-    "items",
-    "url",
-    "user_agent",
-    "data",
-    "id_kind",
-)
-_COPY_EVENTS = f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
+_COPY_EVENTS = f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
 _EPOCH = datetime(1970, 1, 1)
 _LOADABLE = frozenset({"events", "identity_nodes", "links", "link_log", "orders"})
 POOL_MAX = 10

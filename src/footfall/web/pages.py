@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
@@ -49,6 +49,7 @@ from footfall.web.auth import (
 from footfall.web.people import display_name, has_events, search_identifiers
 
 log = logging.getLogger("footfall.web")
+_T = TypeVar("_T")
 
 PREFIX = "/dashboard"
 COOKIE = "footfall_dashboard"
@@ -634,6 +635,23 @@ class Dashboard:
                 return tenant, node.person_id
         return None
 
+    async def _on_person(
+        self, tenants: Mapping[str, Sequence[str]], name: str, work: Callable[[str, int], _T]
+    ) -> _T:
+        """``work(tenant, person_id)`` off the event loop, once every acknowledged event is
+        readable; 404 when no person has the name."""
+        services = self.services()
+        await services.committer.settled()
+
+        def run() -> tuple[_T] | None:
+            found = self._locate(tenants, name)
+            return None if found is None else (work(*found),)
+
+        result = await asyncio.to_thread(run)
+        if result is None:
+            raise ApiError(404, "NOT_FOUND", "No person has that identifier (it may be erased).")
+        return result[0]
+
     async def person(self, request: Request) -> Response:
         viewer = await self.viewer(request)
         params = request.query_params
@@ -642,13 +660,8 @@ class Dashboard:
         a = (params.get("a") or "").strip()
         b = (params.get("b") or "").strip()
         services = self.services()
-        await services.committer.settled()
 
-        def load() -> dict[str, Any] | None:
-            found = self._locate(tenants, name)
-            if found is None:
-                return None
-            tenant, person_id = found
+        def load(tenant: str, person_id: int) -> dict[str, Any]:
             profile = services.identity.profile(tenant, person_id)
             events = services.identity.person_events(tenant, person_id, JOURNEY_LIMIT)
             chain = None
@@ -657,9 +670,7 @@ class Dashboard:
                 chain = [s.to_dict() for s in steps] if steps is not None else []
             return {"tenant": tenant, "profile": profile, "events": events, "chain": chain}
 
-        found = await asyncio.to_thread(load)
-        if found is None:
-            raise ApiError(404, "NOT_FOUND", "No person has that identifier (it may be erased).")
+        found = await self._on_person(tenants, name, load)
         profile = found["profile"]
         names = [f"{i['kind']}:{i['value']}" for i in profile["identifiers"]]
         message = DONE_MESSAGES["split"] if params.get("done") == "split" else None
@@ -691,19 +702,10 @@ class Dashboard:
         params = request.query_params
         name = _name(params.get("name"), "name")
         tenants = self._person_scope(viewer, params.get("tenant"))
-        services = self.services()
-        await services.committer.settled()
-
-        def load() -> tuple[int, dict[str, Any]] | None:
-            found = self._locate(tenants, name)
-            if found is None:
-                return None
-            return found[1], services.identity.export(*found)
-
-        result = await asyncio.to_thread(load)
-        if result is None:
-            raise ApiError(404, "NOT_FOUND", "No person has that identifier (it may be erased).")
-        person_id, document = result
+        identity = self.services().identity
+        person_id, document = await self._on_person(
+            tenants, name, lambda tenant, person: (person, identity.export(tenant, person))
+        )
         return Response(
             msgspec.json.encode(document),
             media_type="application/json",
@@ -718,19 +720,10 @@ class Dashboard:
         params = request.query_params
         name = _name(params.get("name"), "name")
         tenants = self._person_scope(viewer, params.get("tenant"))
-        services = self.services()
-        await services.committer.settled()
-
-        def load() -> tuple[str, dict[str, Any]] | None:
-            found = self._locate(tenants, name)
-            if found is None:
-                return None
-            return found[0], services.identity.profile(*found)
-
-        result = await asyncio.to_thread(load)
-        if result is None:
-            raise ApiError(404, "NOT_FOUND", "No person has that identifier (it may be erased).")
-        tenant, profile = result
+        identity = self.services().identity
+        tenant, profile = await self._on_person(
+            tenants, name, lambda tenant, person: (tenant, identity.profile(tenant, person))
+        )
         return self.render(
             request,
             "erase.html",
@@ -755,17 +748,11 @@ class Dashboard:
         name = _name(form.get("name"), "name")
         tenants = self._person_scope(viewer, form.get("tenant"))
         services = self.services()
-        await services.committer.settled()
-
-        def run() -> dict[str, int] | None:
-            found = self._locate(tenants, name)
-            if found is None:
-                return None
-            return services.identity.erase(*found, viewer.actor)
-
-        counts = await asyncio.to_thread(run)
-        if counts is None:
-            raise ApiError(404, "NOT_FOUND", "No person has that identifier (it may be erased).")
+        counts = await self._on_person(
+            tenants,
+            name,
+            lambda tenant, person: services.identity.erase(tenant, person, viewer.actor),
+        )
         services.tombstones = await asyncio.to_thread(services.identity.tombstones)
         log.info("dashboard erase", extra={"actor": viewer.actor, **counts})
         query = urlencode({"done": "erased", **{k: str(v) for k, v in counts.items()}})
