@@ -22,6 +22,8 @@ import argparse
 import json
 import sys
 import tempfile
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -39,10 +41,27 @@ from traffic import (  # noqa: E402
 )
 
 
-def report(elapsed: float, result: LoadResult) -> None:
-    answers = list(result.answers)
-    last = result.rss[-1][1] // 1024 if result.rss else 0
-    print(f"  {elapsed:5.0f} s: {len(answers)} requests, RSS {last} MiB", flush=True)
+def store_memory_mib(base_url: str) -> float | None:
+    """DuckDB's buffer memory in the server, from /metrics (None if not reported)."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("footfall_store_memory_bytes "):
+                return round(float(line.split()[1]) / 2**20, 1)
+    return None
+
+
+def reporter(base_url: str, samples: list[float | None]) -> Callable[[float, LoadResult], None]:
+    def report(elapsed: float, result: LoadResult) -> None:
+        answers = list(result.answers)
+        last = result.rss[-1][1] // 1024 if result.rss else 0
+        samples.append(store_memory_mib(base_url))
+        print(
+            f"  {elapsed:5.0f} s: {len(answers)} requests, RSS {last} MiB, "
+            f"DuckDB {samples[-1]} MiB",
+            flush=True,
+        )
+
+    return report
 
 
 def main() -> int:
@@ -69,7 +88,10 @@ def main() -> int:
         server.start()
         assert server.process is not None
         try:
-            result = run_load(server.url, key, plan, server.process.pid, progress=report)
+            duckdb_mib: list[float | None] = []
+            result = run_load(
+                server.url, key, plan, server.process.pid, progress=reporter(server.url, duckdb_mib)
+            )
         finally:
             code = server.stop()
         stored = int(server.rows("SELECT count(*) FROM events")[0][0])
@@ -120,6 +142,7 @@ def main() -> int:
             "max": max(rss) // 1024,
             "slope_after_warmup_mib_per_min": round(slope_per_minute(warm), 2),
             "every_10s": list({int(t) // 10: kib // 1024 for t, kib in result.rss}.values()),
+            "duckdb_buffers_every_10s": duckdb_mib,
         },
         "limiter": {
             "limit_per_minute": 120,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -40,6 +41,9 @@ def test_metrics_count_committed_events(api: httpx.Client) -> None:
     text = api.get("/metrics").text
     assert "footfall_commit_seconds_bucket" in text
     assert 'footfall_http_responses_total{route="/api/analytics/track",status="200"}' in text
+    held = re.search(r"^footfall_store_memory_bytes (\S+)$", text, re.M)
+    assert held is not None
+    assert float(held.group(1)) > 0  # DuckDB's buffers hold the events
 
 
 def test_openapi_document_describes_every_public_route(api: httpx.Client) -> None:

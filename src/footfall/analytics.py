@@ -607,7 +607,7 @@ def funnel(
     source, params = events_with_persons(store, filters)
     kinds = sorted(set(steps))
     kind_of = {kind: number for number, kind in enumerate(kinds, 1)}
-    whens = " ".join(f"WHEN ? THEN {kind_of[k]}" for k in kinds)
+    step_kinds = ", ".join(f"(?, {kind_of[k]})" for k in kinds)
     first = kind_of[steps[0]]
     # Steps are small integers and persons BIGINT keys, so every join is on integers; the
     # breakdown value rides along the chain, so no step is joined back to the first.
@@ -622,14 +622,16 @@ def funnel(
             f"s1 AS (SELECT pk, min(ts) AS t1, NULL AS bd FROM ev WHERE kind = {first} "  # noqa: S608
             "GROUP BY pk)"
         )
+    # Joining a few-row table of the step events picks the rows and numbers their kind in
+    # one hash probe (a CASE plus an IN list cost a third of the query at 10M events).
     ctes = [
-        f"ev AS (SELECT pk, ts, CASE event {whens} END AS kind"  # noqa: S608 - constants only
+        "ev AS (SELECT pk, ts, k.kind"  # noqa: S608 - constants only
         + (f", {breakdown} AS bd" if breakdown else "")
-        + f" FROM ({source}) src WHERE NOT ephemeral"
-        f" AND event IN ({', '.join('?' * len(kinds))}))",
+        + f" FROM ({source}) src JOIN (VALUES {step_kinds}) k(name, kind) ON src.event = k.name"
+        " WHERE NOT ephemeral)",
         start_step,
     ]
-    query_params: list[Any] = [*kinds, *params, *kinds]
+    query_params: list[Any] = [*params, *kinds]
     for index in range(1, len(steps)):
         n = index + 1
         after = ">" if steps[index] == steps[index - 1] else ">="

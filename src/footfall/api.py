@@ -70,6 +70,9 @@ HTTP_RESPONSES = Counter(
 )
 QUEUED_EVENTS = Gauge("footfall_ingest_queued_events", "Events waiting for the group commit")
 RATE_LIMITED_IPS = Gauge("footfall_rate_limiter_tracked_ips", "Client IPs in the rate window")
+STORE_MEMORY = Gauge(
+    "footfall_store_memory_bytes", "Memory DuckDB's buffer manager holds in the server process"
+)
 
 TRACK_PATHS = ("/api/analytics/track", "/api/events/track", "/api/save")
 BATCH_PATH = "/api/analytics/batch"
@@ -392,6 +395,9 @@ class PublicApi:
                 raise ApiError(401, UNAUTHORIZED, "metrics need the configured bearer token")
         QUEUED_EVENTS.set(services.committer.queued_events)
         RATE_LIMITED_IPS.set(len(services.limiter))
+        held = services.store.memory_bytes()
+        if held is not None:
+            STORE_MEMORY.set(held)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

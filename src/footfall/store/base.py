@@ -115,6 +115,11 @@ class Store(Protocol):
 
     def count_events(self, site_id: str | None = None) -> int: ...
 
+    def memory_bytes(self) -> int | None:
+        """Memory the database holds inside this process (DuckDB's buffers); None when the
+        database runs in its own process."""
+        ...
+
     def upsert_site(
         self, site_id: str, name: str, allowed_origins: list[str], tenant: str | None = None
     ) -> Site: ...

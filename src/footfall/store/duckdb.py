@@ -263,6 +263,12 @@ class DuckDBStore:
             row = cur.execute("SELECT count(*) FROM events WHERE site_id = ?", [site_id]).fetchone()
         return int(row[0]) if row else 0
 
+    def memory_bytes(self) -> int | None:
+        row = (
+            self._cursor().execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()
+        )
+        return int(row[0]) if row and row[0] is not None else 0
+
     # ------------------------------------------------------------------ sites and keys
 
     def upsert_site(

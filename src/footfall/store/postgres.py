@@ -385,6 +385,9 @@ class PostgresStore:
             rows = self.query("SELECT count(*) FROM events WHERE site_id = ?", [site_id])
         return int(rows[0][0]) if rows else 0
 
+    def memory_bytes(self) -> int | None:
+        return None
+
     # ------------------------------------------------------------------ sites and keys
 
     def upsert_site(
