@@ -323,6 +323,8 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
     if data.get("currency") is not None:
         currency = _currency(data["currency"], "data.currency")
 
+    # Checked whenever it is sent (the OpenAPI schema bounds it), even when items decide.
+    amount = None if data.get("value") is None else _number(data["value"], "data.value")
     items_json: str | None = None
     total: float | None = None
     if data.get("items") is not None:
@@ -334,8 +336,7 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
                 "unknown currency, total_value_base left empty",
                 extra={"currencies": sorted(set(parsed.unknown_currencies)), "event": event},
             )
-    elif data.get("value") is not None:
-        amount = _number(data["value"], "data.value")
+    elif amount is not None:
         rate = EUR_RATES.get(currency)
         if rate is None:
             log.warning(
