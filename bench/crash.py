@@ -18,7 +18,6 @@ import re
 import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,37 +26,27 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
 from conftest import CLEAN_EXIT, Server, config_with  # noqa: E402
-from traffic import CrashTally, full_speed  # noqa: E402
+from traffic import CrashTally, load_then_kill  # noqa: E402
 
 
 def one_run(workdir: Path, kills: int, acks: int, workers: int) -> dict[str, Any]:
-    server = Server(workdir, config_with("journal_load_interval_ms = 0")).start()
-    server.stop()
-    key = server.new_key("default")
-    server.start()
+    server = Server(workdir, config_with("journal_load_interval_ms = 0"))
+    key = server.start_with_key()
     tally = CrashTally()
     errors: list[BaseException] = []
     restarts: list[float] = []
-
-    def sender(worker: int, cycle: int, stop: threading.Event) -> None:
-        try:
-            full_speed(server.url, key, tally, stop, worker, cycle)
-        except BaseException as exc:
-            errors.append(exc)
-
     for cycle in range(kills):
-        stop = threading.Event()
-        threads = [threading.Thread(target=sender, args=(w, cycle, stop)) for w in range(workers)]
-        target = len(tally.acknowledged) + acks
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 300
-        while len(tally.acknowledged) < target and time.monotonic() < deadline and not errors:
-            time.sleep(0.005)
-        server.stop(signal.SIGKILL)
-        stop.set()
-        for thread in threads:
-            thread.join()
+        _, failed = load_then_kill(
+            server.url,
+            key,
+            tally,
+            lambda: server.stop(signal.SIGKILL),
+            cycle=cycle,
+            workers=workers,
+            acks=acks,
+            within_s=300,
+        )
+        errors.extend(failed)
         began = time.monotonic()
         server.start()
         restarts.append(time.monotonic() - began)

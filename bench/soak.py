@@ -82,10 +82,8 @@ def main() -> int:
         workers=args.workers,
     )
     with tempfile.TemporaryDirectory(prefix="footfall-soak-") as tmp:
-        server = Server(Path(tmp) / "srv").start()
-        server.stop()
-        key = server.new_key("default")
-        server.start()
+        server = Server(Path(tmp) / "srv")
+        key = server.start_with_key()
         assert server.process is not None
         try:
             duckdb_mib: list[float | None] = []

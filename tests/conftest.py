@@ -67,9 +67,7 @@ def launch_chromium(playwright: Playwright, *extra_args: str) -> Browser:
     """One browser for a test module; scripts/test installs the chromium package."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium package")
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args]
-    )
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
 
 
 def free_port() -> int:
@@ -177,6 +175,35 @@ class Server:
             check=True,
         )
         return out.stdout.strip()
+
+    def start_with_key(self, site: str = "default") -> str:
+        """Start once (creating the sites), make a key for ``site`` while the file is free
+        (DuckDB lets one process write), start again; returns the key."""
+        self.start()
+        self.stop()
+        key = self.new_key(site)
+        self.start()
+        return key
+
+    def load_demo(self, events: int, timeout: float) -> None:
+        """``footfall demo`` into this server's database (stopped, for DuckDB)."""
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "footfall",
+                "demo",
+                "--events",
+                str(events),
+                "--database",
+                self.target,
+            ],
+            env=self.env,
+            cwd=self.workdir,
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
 
     def client(self, ip: str | None = None, **kwargs: Any) -> httpx.Client:
         """A client whose calls appear to come from ``ip`` (via the trusted loopback proxy)."""

@@ -47,6 +47,17 @@ TRACK_PATHS = frozenset({"/api/analytics/track", "/api/events/track", "/api/save
 BATCH_PATH = "/api/analytics/batch"
 
 
+def _fuzz_settings(examples: int) -> settings:
+    """Fresh examples every run (no example database), no deadlines on a busy machine."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.generate],
+    )
+
+
 def rejection_problem(status: int, headers: Mapping[str, str], body: bytes) -> str | None:
     """Why a 4xx/5xx answer breaks the documented error contract, or None if it keeps it."""
     if status >= 500 and status != 503:
@@ -186,13 +197,7 @@ def run_schemathesis(
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
-            @settings(
-                max_examples=examples,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-                phases=[Phase.generate],
-            )
+            @_fuzz_settings(examples)
             @given(case=operation.as_strategy(generation_mode=mode))
             def send(case: Case[Any]) -> None:
                 headers = {"x-forwarded-for": next(ips)}
@@ -365,13 +370,7 @@ def run_garbled(base_url: str, key: str, examples: int, tally: Tally, ips: Itera
     """Hypothesis-made requests to every public endpoint (and a few others); every answer
     is checked and tallied, problems are collected in ``tally.failures``."""
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.generate],
-    )
+    @_fuzz_settings(examples)
     @given(
         endpoint=st.sampled_from(ENDPOINTS),
         headers=headers_strategy,

@@ -91,23 +91,7 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     workdir = tmp_path_factory.mktemp("dashboard")
     # A cheaper scrypt cost than the default keeps the tests quick; the format is the same.
     srv = Server(workdir, config=CONFIG.format(hash=hash_password(PASSWORD, n=2**12)))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "footfall",
-            "demo",
-            "--events",
-            str(EVENTS),
-            "--database",
-            str(srv.database),
-        ],
-        env=srv.env,
-        cwd=workdir,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    srv.load_demo(EVENTS, timeout=300)
     key, other_key = srv.new_key("default"), srv.new_key("other")
     srv.start()
     shots = Path(os.environ.get("FOOTFALL_SCREENSHOTS") or workdir / "screenshots")

@@ -15,8 +15,6 @@ import json
 import platform
 import re
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -55,23 +53,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str,
     workdir = tmp_path_factory.mktemp("dashboard-1m")
     srv = Server(workdir, config='default_site = "default"\nallowed_origins = ["*"]\n')
     started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "footfall",
-            "demo",
-            "--events",
-            str(EVENTS),
-            "--database",
-            str(srv.database),
-        ],
-        env=srv.env,
-        cwd=workdir,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    srv.load_demo(EVENTS, timeout=600)
     built = time.perf_counter() - started
     key = srv.new_key("default")
     srv.start()

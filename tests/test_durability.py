@@ -7,14 +7,12 @@ stored that was not sent, each order number counts once, and the store opens cle
 from __future__ import annotations
 
 import signal
-import threading
-import time
 from pathlib import Path
 
 import httpx
 
 from conftest import CLEAN_EXIT, Server, config_with
-from traffic import CrashTally, full_speed
+from traffic import CrashTally, load_then_kill
 
 CYCLES = 3
 ACKS_PER_CYCLE = 1_500
@@ -22,32 +20,22 @@ WORKERS = 12
 
 
 def test_acknowledged_events_survive_repeated_sigkills(tmp_path: Path) -> None:
-    server = Server(tmp_path / "srv", config_with("journal_load_interval_ms = 0")).start()
-    server.stop()
-    key = server.new_key("default")
-    server.start()
+    server = Server(tmp_path / "srv", config_with("journal_load_interval_ms = 0"))
+    key = server.start_with_key()
     tally = CrashTally()
-    errors: list[BaseException] = []
-
-    def sender(worker: int, cycle: int, stop: threading.Event) -> None:
-        try:
-            full_speed(server.url, key, tally, stop, worker, cycle)
-        except BaseException as exc:  # surfaced below, not lost in the thread
-            errors.append(exc)
-
     for cycle in range(CYCLES):
-        stop = threading.Event()
-        threads = [threading.Thread(target=sender, args=(w, cycle, stop)) for w in range(WORKERS)]
         target = len(tally.acknowledged) + ACKS_PER_CYCLE
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 120
-        while len(tally.acknowledged) < target and time.monotonic() < deadline and not errors:
-            time.sleep(0.01)
-        assert server.stop(signal.SIGKILL) == -signal.SIGKILL
-        stop.set()
-        for thread in threads:
-            thread.join()
+        status, errors = load_then_kill(
+            server.url,
+            key,
+            tally,
+            lambda: server.stop(signal.SIGKILL),
+            cycle=cycle,
+            workers=WORKERS,
+            acks=ACKS_PER_CYCLE,
+            within_s=120,
+        )
+        assert status == -signal.SIGKILL
         assert errors == []
         assert len(tally.acknowledged) >= target
         server.start()  # replays the journal; healthy means the store opened cleanly

@@ -23,10 +23,9 @@ from fuzzing import Tally, client_ips, encode, rejection_problem, run_garbled, r
 
 def keyed_server(workdir: Path) -> tuple[Server, str]:
     """A running server and an API key of its default site."""
-    server = Server(workdir).start()
-    server.stop()
-    key = server.new_key("default")
-    return server.start(), key
+    server = Server(workdir)
+    key = server.start_with_key()
+    return server, key
 
 
 def stored_events(server: Server) -> int:

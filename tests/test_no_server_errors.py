@@ -84,10 +84,7 @@ def test_gets(server: Server, params: dict[str, str], path: str) -> None:
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
     srv = Server(tmp_path_factory.mktemp("keyed"))
-    srv.start()
-    srv.stop()
-    key = srv.new_key("default")
-    srv.start()
+    key = srv.start_with_key()
     yield srv, key
     srv.stop()
 

@@ -88,10 +88,8 @@ def test_a_running_server_deletes_old_events_even_before_they_are_loaded(
         "retention_interval_minutes = 0.01",
         "journal_load_interval_ms = 10000",
     )
-    server = Server(tmp_path / "srv", config).start()
-    server.stop()
-    key = server.new_key("default")
-    server.start()
+    server = Server(tmp_path / "srv", config)
+    key = server.start_with_key()
     try:
         with server.client("10.70.0.1") as api:
             for i in range(5):
@@ -115,10 +113,8 @@ def test_a_running_server_deletes_old_events_even_before_they_are_loaded(
 
 def test_the_cli_deletes_old_events_a_crash_left_in_the_journal(tmp_path: Path) -> None:
     config = config_with("journal_load_interval_ms = 10000", "rate_limit_per_minute = 0")
-    server = Server(tmp_path / "srv", config).start()
-    server.stop()
-    key = server.new_key("default")
-    server.start()
+    server = Server(tmp_path / "srv", config)
+    key = server.start_with_key()
     with server.client("10.70.0.2") as api:
         back_dated(api, key, "warm-visitor", days_ago=1)  # loaded at once; the rest waits
         for i in range(4):

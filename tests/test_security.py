@@ -264,11 +264,9 @@ def files_under(directory: Path) -> Iterator[Path]:
 def test_keys_are_stored_hashed_and_never_written_raw(tmp_path: Path) -> None:
     """The raw key appears in no file the server writes: DuckDB file, WAL, journal, log."""
     config = config_with("journal_load_interval_ms = 10000")
-    server = Server(tmp_path / "srv", config).start()
-    server.stop()
-    key = server.new_key("default")
+    server = Server(tmp_path / "srv", config)
+    key = server.start_with_key()
     secret = key.split("_", 2)[2]
-    server.start()
 
     def use_key() -> None:
         with server.client("10.60.0.3", headers={"authorization": f"Bearer {key}"}) as api:
@@ -535,10 +533,8 @@ def sent_of(sent: list[str], payload: int, field: str) -> str:
 
 def test_logs_hold_no_raw_email_key_or_client_ip(tmp_path: Path) -> None:
     config = config_with("identity_max_per_kind = 1", "journal_load_interval_ms = 10000")
-    server = Server(tmp_path / "srv", config).start()
-    server.stop()
-    key = server.new_key("default")
-    server.start()
+    server = Server(tmp_path / "srv", config)
+    key = server.start_with_key()
     emails = ["jane.doe@example.com", "Bob.Smith+tag@Example.org", "o'reilly@corp.test"]
     wrong_keys = [f"ff_{'ab' * 6}_{'x' * 43}", key[:-3] + "zzz"]
     ips = ["203.0.113.77", "198.51.100.23"]

@@ -14,10 +14,8 @@ PLAN = LoadPlan(duration=20, light_ips=57, light_rate=1.2, heavy_ips=3, heavy_ra
 
 
 def test_steady_load_holds_the_limit_stores_everything_and_keeps_memory(tmp_path: Path) -> None:
-    server = Server(tmp_path / "srv").start()
-    server.stop()
-    key = server.new_key("default")
-    server.start()
+    server = Server(tmp_path / "srv")
+    key = server.start_with_key()
     assert server.process is not None
     try:
         result = run_load(server.url, key, PLAN, server.process.pid)

@@ -24,21 +24,13 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Response, sync_playwright
 
-from conftest import Server
+from conftest import Server, launch_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+# The test sites' names all lead to this machine, over plain http.
+SITE_ARGS = (
     "--disable-features=HttpsUpgrades",
     "--host-resolver-rules=MAP *.shop.test 127.0.0.1, MAP *.other.test 127.0.0.1",
-]
+)
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22,128}")  # 128 random bits are 22 base64url characters
 WAIT_S = 30.0
 SECONDS_399_DAYS = 399 * 86400
@@ -93,10 +85,8 @@ def pages() -> Iterator[PageServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium package")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = launch_chromium(playwright, *SITE_ARGS)
         yield launched
         launched.close()
 
@@ -129,10 +119,8 @@ def footfall(tmp_path: Path, pages: PageServer) -> Iterator[Server]:
 @pytest.fixture
 def keyed_footfall(tmp_path: Path, pages: PageServer) -> Iterator[tuple[Server, str]]:
     """A Footfall server and an API key of its default site (for the keyed person API)."""
-    srv = Server(tmp_path / "footfall", config=_config(pages)).start()
-    srv.stop()
-    key = srv.new_key("default")
-    srv.start()
+    srv = Server(tmp_path / "footfall", config=_config(pages))
+    key = srv.start_with_key()
     yield srv, key
     if srv.process is not None:
         srv.stop()

@@ -305,3 +305,40 @@ def full_speed(
             tally.record(tokens, stored)
             if status >= 500 and status != 503:
                 raise AssertionError(f"{kind} answered {status}")
+
+
+def load_then_kill(
+    base_url: str,
+    key: str,
+    tally: CrashTally,
+    kill: Callable[[], int],
+    *,
+    cycle: int,
+    workers: int,
+    acks: int,
+    within_s: float,
+) -> tuple[int, list[BaseException]]:
+    """Full-speed senders until ``acks`` more events are acknowledged (or ``within_s`` has
+    passed, or a sender failed), then ``kill()`` in the middle of the traffic. Returns what
+    ``kill`` returned and the senders' errors."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def sender(worker: int) -> None:
+        try:
+            full_speed(base_url, key, tally, stop, worker, cycle)
+        except BaseException as exc:  # handed to the caller, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sender, args=(w,)) for w in range(workers)]
+    target = len(tally.acknowledged) + acks
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + within_s
+    while len(tally.acknowledged) < target and time.monotonic() < deadline and not errors:
+        time.sleep(0.005)
+    status = kill()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return status, errors
