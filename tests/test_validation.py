@@ -55,6 +55,27 @@ REJECTED: list[tuple[str, Any, int, str, str | None]] = [
     ("value not numeric", item(value="cheap"), 422, "VALIDATION_ERROR", "data.items[0].value"),
     ("price not numeric", item(price=[1]), 422, "VALIDATION_ERROR", "data.items[0].price"),
     ("value boolean", item(value=True), 422, "VALIDATION_ERROR", "data.items[0].value"),
+    (
+        "id object beside item_id",
+        item(item_id="a", id={}),
+        422,
+        "VALIDATION_ERROR",
+        "data.items[0].id",
+    ),
+    (
+        "id list beside null item_id",
+        item(item_id=None, id=[]),
+        422,
+        "VALIDATION_ERROR",
+        "data.items[0].id",
+    ),
+    (
+        "price text beside value",
+        item(value=1, price="x"),
+        422,
+        "VALIDATION_ERROR",
+        "data.items[0].price",
+    ),
     ("value over 1e12", data(value=1e13), 422, "VALIDATION_ERROR", "data.value"),
     (
         "value over 1e12 beside items",

@@ -241,14 +241,19 @@ def _items(raw: Any, default_currency: str) -> _Items:
         if not isinstance(item, dict):
             raise invalid(where, "must be an object")
         out = {k: v for k, v in item.items() if k not in ("id", "item_id", "price", "value")}
-        item_id = item.get("item_id", item.get("id"))
-        key = "item_id" if "item_id" in item else "id"
-        out["item_id"] = (
-            None if item_id is None else _string(item_id, f"{where}.{key}", MAX_ITEM_ID_CHARS, True)
-        )
-        raw_value = item.get("value", item.get("price"))
-        key = "value" if "value" in item else "price"
-        value = None if raw_value is None else _number(raw_value, f"{where}.{key}")
+        # Both spellings are checked when sent (the schema bounds both); the newer one wins.
+        ids = [
+            _string(item[key], f"{where}.{key}", MAX_ITEM_ID_CHARS, True)
+            for key in ("item_id", "id")
+            if item.get(key) is not None
+        ]
+        out["item_id"] = ids[0] if ids else None
+        values = [
+            _number(item[key], f"{where}.{key}")
+            for key in ("value", "price")
+            if item.get(key) is not None
+        ]
+        value = values[0] if values else None
         out["value"] = value
         quantity = item.get("quantity", 1)
         if isinstance(quantity, float) and quantity.is_integer():
