@@ -283,6 +283,17 @@ def test_split_explain_export_and_erase_with_tombstone(acme: tuple[Server, dict[
             json={"token": "phone-token-1", "user": {"email": "sam@example.com"}},
         )
         assert again.json()["erased"] is True
+        for user, field in [
+            ({"email": "sam@example.com", "uniqueClientId": 1.5}, "user.uniqueClientId"),
+            ({"email": " " * 256}, "user.email"),
+        ]:
+            bad = api.post(
+                "/api/identify",
+                headers={"origin": FORUM},
+                json={"token": "phone-token-1", "user": user},
+            )
+            assert bad.status_code == 422, user  # checked before the erased short-cut
+            assert bad.json()["error"]["field"] == field
         assert api.get("/api/persons/desk-token-22", headers=key).status_code == 200
     srv.stop()
     assert srv.rows("SELECT token FROM events ORDER BY event_id") == [("desk-token-22",)]

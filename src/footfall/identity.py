@@ -70,6 +70,21 @@ def normalise(kind: str, value: Any, field_name: str | None = None) -> Identifie
     return Identifier(kind, text)
 
 
+def check_user_ids(client_id: Any, email: Any) -> None:
+    """The identify rules for the user's ids, for callers that answer before identifying
+    (an erased identifier is acknowledged unstored, but a bad id is still a 422)."""
+    if isinstance(email, str) and not email.strip():  # an empty field clears the email
+        if len(email) > MAX_NAME_CHARS:
+            raise invalid("user.email", f"at most {MAX_NAME_CHARS} characters")
+        email = None
+    for kind, name, value in (
+        ("client_id", "uniqueClientId", client_id),
+        ("email", "email", email),
+    ):
+        if value not in (None, ""):
+            normalise(kind, value, f"user.{name}")
+
+
 def parse_name(text: str) -> Identifier | None:
     """``email:jane@x.com`` style names name their kind; bare names return None.
 
@@ -321,6 +336,7 @@ class IdentityGraph:
         ``email=""`` (a form submitted with an empty email field) clears the email: see
         ``_clear_email``. ``None`` leaves it as it is.
         """
+        check_user_ids(client_id, email)
         result = IdentifyResult(person_id=None)
         clear_email = isinstance(email, str) and not email.strip()
         if clear_email:

@@ -23,7 +23,7 @@ from footfall.api import (
     _read_body,
 )
 from footfall.errors import ApiError, invalid, malformed
-from footfall.identity import MAX_NAME_CHARS, Identifier
+from footfall.identity import MAX_NAME_CHARS, Identifier, check_user_ids
 from footfall.ingest import MAX_PAYLOAD_BYTES, decode_json, flag, now_us, validate_token
 from footfall.store.base import EventRow, Site
 
@@ -70,6 +70,7 @@ class IdentityApi:
         if token is None:
             raise invalid("token", "required")
         validate_token(token)  # the event endpoints' rule; checked when ephemeral too
+        check_user_ids(user.get("uniqueClientId"), user.get("email"))
         services = self.svc()
         tenant = site.scope
         names = [
