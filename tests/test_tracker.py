@@ -19,10 +19,18 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Response, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Response,
+    Route,
+    sync_playwright,
+)
 
 from conftest import Server, launch_chromium
 
@@ -437,6 +445,60 @@ def test_consent_accept_persists_the_id_and_revoke_deletes_it(
         ("message_sent", accepted, False),
         ("message_like", after, True),
     ]
+
+
+def hold_next_track(page: Page, action: str) -> Route:
+    """Run ``action`` in the page and keep the tracking request it makes in flight."""
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/api/analytics/track*", hold, times=1)
+    page.evaluate(action)
+    for _ in range(int(WAIT_S * 20)):
+        if held:
+            break
+        page.wait_for_timeout(50)  # lets Playwright deliver the intercepted request
+    assert held, f"no tracking request after {action}"
+    return held[0]
+
+
+def answer_late(page: Page, route: Route, cookie: str) -> None:
+    """Let a held request reach the server as sent before the page changed its mind (with
+    the old id cookie), and check the answer did renew that cookie."""
+    url = urlsplit(route.request.url)
+    headers = {**route.request.headers, "host": url.netloc, "cookie": f"footfall_id={cookie}"}
+    # Playwright's own client does not know Chromium's host mapping: ask 127.0.0.1 by name.
+    answer = route.fetch(url=url._replace(netloc=f"127.0.0.1:{url.port}").geturl(), headers=headers)
+    assert f"footfall_id={cookie};" in answer.headers.get("set-cookie", "")
+    route.fulfill(response=answer)
+
+
+def test_a_late_renewal_does_not_undo_reset_or_revoke(
+    footfall: Server, pages: PageServer, context: BrowserContext
+) -> None:
+    """An answer that renews the id cookie may arrive after reset() or revoke(): the page's
+    later choice wins (the cookie holds the new id, or stays deleted)."""
+    pages.pages["/late.html"] = tracker_page(footfall)
+    page = open_page(context, pages.url("www.shop.test", "/late.html"))
+    first = page.evaluate("footfall.getId()")
+    assert cookies(context)["footfall_id"]["value"] == first
+
+    in_flight = hold_next_track(page, "footfall.track('bot_open')")
+    page.evaluate("footfall.reset()")
+    second = page.evaluate("footfall.getId()")
+    assert second != first
+    answer_late(page, in_flight, first)
+    page.wait_for_function(f"() => document.cookie.includes('footfall_id={second}')")
+    assert cookies(context)["footfall_id"]["value"] == second
+
+    in_flight = hold_next_track(page, "footfall.track('message_sent', {text: 'hi'})")
+    page.evaluate("footfall.consent.revoke()")
+    answer_late(page, in_flight, second)
+    page.wait_for_function("() => !document.cookie.includes('footfall_id=')")
+    assert "footfall_id" not in cookies(context)
+    assert cookies(context)["footfall_consent"]["value"] == "0"
 
 
 def test_consent_reject_stays_ephemeral_across_reloads(

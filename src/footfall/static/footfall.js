@@ -230,6 +230,16 @@
     });
   }
 
+  var retired; // the id reset() replaced
+
+  /** An answer may renew the id cookie (Set-Cookie) for a request sent before the page
+   *  changed its mind: consent withdrawn, or a new id from reset(). The page's choice wins. */
+  function settleCookie() {
+    var stored = getCookie(cookieName);
+    if (stored && mode != 'c') deleteCookie(cookieName);
+    else if (stored && stored == retired) setCookie(cookieName, token);
+  }
+
   /** JSON POST with keepalive: it survives the page unloading; failures are queued. */
   function deliver(item) {
     function failed() {
@@ -239,6 +249,7 @@
       // A string body goes as text/plain: a simple request, no CORS preflight before it.
       fetch(item.u, { method: 'POST', body: item.b, keepalive: true, credentials: 'include' }).then(
         function (answer) {
+          settleCookie();
           var status = answer.status;
           if (status >= 500 || status == 429 || status == 408) return failed();
           backoff = 0; // delivered, or refused for good (4xx): either way it is done
@@ -488,7 +499,10 @@
     reset: function () {
       if (win.footfallSettings) delete win.footfallSettings.user;
       lastUser = null;
-      if (mode == 'c') setCookie(cookieName, (token = newToken()));
+      if (mode == 'c') {
+        retired = token;
+        setCookie(cookieName, (token = newToken()));
+      }
       if (mode == 'e') ephemeralToken = token = newToken();
     },
     getId: function () {
