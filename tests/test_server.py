@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 from openapi_spec_validator import validate
@@ -190,3 +191,22 @@ def test_logs_are_json_without_emails_or_keys(fresh_server: Server) -> None:
     assert any("unknown currency" in r["message"] for r in records)
     assert "jane.doe@example.com" not in text
     assert "10.3.0.1" not in text, "client IPs are never written to logs"
+
+
+def _logged_memory_limit(srv: Server) -> str:
+    records = [json.loads(line) for line in srv.log.read_text().splitlines() if line[:1] == "{"]
+    return str(next(r["store_memory_limit"] for r in records if r["message"] == "footfall started"))
+
+
+def test_duckdb_memory_limit_caps_the_server_store(tmp_path: Path) -> None:
+    """The setting reaches the server's DuckDB connection (the start-up log states the cap
+    DuckDB reports); without it, DuckDB's own default applies."""
+    capped = Server(tmp_path / "capped", config='duckdb_memory_limit = "256MB"\n').start()
+    capped.stop()
+    default = Server(tmp_path / "default").start()
+    default.stop()
+    with duckdb.connect(config={"memory_limit": "256MB"}) as probe:
+        expected = probe.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert expected is not None
+    assert _logged_memory_limit(capped) == expected[0]
+    assert _logged_memory_limit(default) != expected[0]

@@ -115,6 +115,11 @@ def test_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.allowed_origins == ["https://a.test", "https://b.test"]
     assert settings.sites[0].id == "shop"
     assert load_settings(str(config), port=7000).port == 7000  # explicit flag beats all
+    assert settings.duckdb_memory_limit is None  # DuckDB's own default
+    for accepted in ("1GB", "512 MiB", "1.5gb", "25%"):
+        assert load_settings(str(config), duckdb_memory_limit=accepted).duckdb_memory_limit
+    with pytest.raises(ValueError, match="duckdb_memory_limit"):
+        load_settings(str(config), duckdb_memory_limit="plenty")
     monkeypatch.setenv("FOOTFALL_TRUSTED_PROXIES", "not-a-network")
     with pytest.raises(ValueError, match="not-a-network"):
         load_settings(str(config))

@@ -577,7 +577,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings.database)
+        store = open_store(settings.database, memory_limit=settings.duckdb_memory_limit)
         applied = store.migrate()
         seed_sites(store, settings)
         committer = make_committer(store, settings)  # DuckDB: replays its journal first
@@ -601,6 +601,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "store": store.backend,
                 "migrations_applied": applied,
                 "schema_version": store.schema_version(),
+                "store_memory_limit": store.memory_limit(),
             },
         )
         refresher = asyncio.create_task(

@@ -47,7 +47,7 @@ def _settings(config: str | None, **overrides: object) -> Settings:
 
 def _store(settings: Settings) -> Store:
     try:
-        store = open_store(settings.database)
+        store = open_store(settings.database, memory_limit=settings.duckdb_memory_limit)
     except (StoreBusyError, StoreUnavailableError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -135,7 +135,7 @@ def migrate(config: ConfigOpt = None, database: DatabaseOpt = None) -> None:
     """Apply pending schema migrations."""
     settings = _settings(config, database=database)
     try:
-        store = open_store(settings.database)
+        store = open_store(settings.database, memory_limit=settings.duckdb_memory_limit)
     except (StoreBusyError, StoreUnavailableError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

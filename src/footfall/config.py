@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     CPU to the requests: 250 ms gave ~2,300 events per load at 11k events/s, 1 s ~10,000."""
     journal_load_max_events: int = Field(default=50_000, ge=1)
     """Most events in one DuckDB load transaction."""
+    duckdb_memory_limit: (
+        Annotated[str, Field(pattern=r"(?i)^\s*\d+(\.\d+)?\s*(([KMGT]i?B)|%)\s*$")] | None
+    ) = None
+    """Cap on DuckDB's buffer memory, e.g. ``1GB``, ``512MiB`` or ``25%`` of RAM; beyond it
+    DuckDB spills large queries to disk. Unset: DuckDB's default (80 % of RAM)."""
 
     identity_max_per_kind: int = Field(default=100, ge=1)
     """A person with more identifiers of one kind refuses further automatic merges."""

@@ -120,6 +120,11 @@ class Store(Protocol):
         database runs in its own process."""
         ...
 
+    def memory_limit(self) -> str | None:
+        """DuckDB's cap on its buffers as DuckDB states it (``1.8 GiB``); None when the
+        database runs in its own process."""
+        ...
+
     def upsert_site(
         self, site_id: str, name: str, allowed_origins: list[str], tenant: str | None = None
     ) -> Site: ...

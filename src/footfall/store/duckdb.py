@@ -57,12 +57,17 @@ class DuckDBStore:
 
     backend = "duckdb"
 
-    def __init__(self, path: str, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str, *, read_only: bool = False, memory_limit: str | None = None
+    ) -> None:
         self.path = path
         if not read_only and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": memory_limit} if memory_limit else {}
+        )
         try:
-            self._conn = duckdb.connect(path, read_only=read_only)
+            self._conn = duckdb.connect(path, read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreBusyError(
@@ -262,6 +267,10 @@ class DuckDBStore:
         else:
             row = cur.execute("SELECT count(*) FROM events WHERE site_id = ?", [site_id]).fetchone()
         return int(row[0]) if row else 0
+
+    def memory_limit(self) -> str | None:
+        row = self._cursor().execute("SELECT current_setting('memory_limit')").fetchone()
+        return str(row[0]) if row else None
 
     def memory_bytes(self) -> int | None:
         row = (

@@ -388,6 +388,9 @@ class PostgresStore:
     def memory_bytes(self) -> int | None:
         return None
 
+    def memory_limit(self) -> str | None:
+        return None
+
     # ------------------------------------------------------------------ sites and keys
 
     def upsert_site(
