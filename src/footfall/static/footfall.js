@@ -230,14 +230,14 @@
     });
   }
 
-  var retired; // the id reset() replaced
+  var retired; // the id this page gave up: consent withdrawn, or reset()
 
   /** An answer may renew the id cookie (Set-Cookie) for a request sent before the page
-   *  changed its mind: consent withdrawn, or a new id from reset(). The page's choice wins. */
+   *  gave that id up; the page's choice wins: the new id, or no cookie at all. */
   function settleCookie() {
-    var stored = getCookie(cookieName);
-    if (stored && mode != 'c') deleteCookie(cookieName);
-    else if (stored && stored == retired) setCookie(cookieName, token);
+    if (!retired || getCookie(cookieName) != retired) return;
+    if (mode == 'c') setCookie(cookieName, token);
+    else deleteCookie(cookieName);
   }
 
   /** JSON POST with keepalive: it survives the page unloading; failures are queued. */
@@ -458,7 +458,10 @@
   function decide(choice) {
     var wasPersistent = mode != 'e';
     setCookie(CONSENT, choice);
-    if (choice == '0') deleteCookie(cookieName);
+    if (choice == '0') {
+      if (mode == 'c') retired = token;
+      deleteCookie(cookieName);
+    }
     hideConsent();
     chooseMode();
     if (wasPersistent && mode == 'e') ephemeralToken = token = newToken(); // no link to before
