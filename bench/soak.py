@@ -64,6 +64,19 @@ def reporter(base_url: str, samples: list[float | None]) -> Callable[[float, Loa
     return report
 
 
+def loop_stalls(log: Path) -> list[dict[str, object]]:
+    """The watchdog's reports from the server log: how long the event loop stood still and
+    the last lines of where it was when the watchdog looked."""
+    stalls: list[dict[str, object]] = []
+    for line in log.read_text().splitlines():
+        record = json.loads(line) if line.startswith("{") else {}
+        if record.get("message") == "event loop blocked":
+            stalls.append({"at": record["time"], "stack": record["stack"].splitlines()[-4:]})
+        elif record.get("message") == "event loop turning again" and stalls:
+            stalls[-1]["seconds"] = record["stalled_seconds"]
+    return stalls
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
@@ -93,6 +106,7 @@ def main() -> int:
         finally:
             code = server.stop()
         stored = int(server.rows("SELECT count(*) FROM events")[0][0])
+        stalls = loop_stalls(server.log)
 
     latencies = result.latencies()
     ok_latencies = [a.latency for a in result.answers if a.status == 200]
@@ -127,6 +141,7 @@ def main() -> int:
         "sent_late": result.late,
         "statuses": statuses,
         "server_errors": sum(n for s, n in statuses.items() if s >= 500),
+        "server_loop_stalls": stalls,
         "latency_ms": {
             "p50": round(percentile(latencies, 0.5) * 1000, 1),
             "p90": round(percentile(latencies, 0.9) * 1000, 1),

@@ -56,6 +56,7 @@ from footfall.sites import KeyVerifier, SiteRegistry, normalise_origin, seed_sit
 from footfall.store import Store, open_store
 from footfall.store.base import EventRow, Site
 from footfall.tracker import mount_demo, renew_id_cookie, tracker_route
+from footfall.watchdog import LoopWatchdog
 
 log = logging.getLogger("footfall.api")
 
@@ -621,9 +622,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             else None
         )
         _tune_gc()
+        watchdog = LoopWatchdog()
+        watchdog.start()
         try:
             yield
         finally:
+            await watchdog.stop()
             refresher.cancel()
             if retention is not None:
                 retention_stop.set()
