@@ -70,19 +70,25 @@ def normalise(kind: str, value: Any, field_name: str | None = None) -> Identifie
     return Identifier(kind, text)
 
 
-def check_user_ids(client_id: Any, email: Any) -> None:
-    """The identify rules for the user's ids, for callers that answer before identifying
-    (an erased identifier is acknowledged unstored, but a bad id is still a 422)."""
-    if isinstance(email, str) and not email.strip():  # an empty field clears the email
+def user_identifiers(client_id: Any, email: Any) -> tuple[list[Identifier], bool]:
+    """The user's ids by the identify rules, normalised, and whether the email was sent empty
+    (a form's empty field: it clears the email). Callers that answer before identifying (an
+    erased identifier is acknowledged unstored) check with it first: a bad id is still a 422.
+    """
+    clear_email = isinstance(email, str) and not email.strip()
+    if clear_email:
         if len(email) > MAX_NAME_CHARS:
             raise invalid("user.email", f"at most {MAX_NAME_CHARS} characters")
         email = None
-    for kind, name, value in (
-        ("client_id", "uniqueClientId", client_id),
-        ("email", "email", email),
-    ):
-        if value not in (None, ""):
-            normalise(kind, value, f"user.{name}")
+    named = [
+        normalise(kind, value, f"user.{name}")
+        for kind, name, value in (
+            ("client_id", "uniqueClientId", client_id),
+            ("email", "email", email),
+        )
+        if value not in (None, "")
+    ]
+    return named, clear_email
 
 
 def parse_name(text: str) -> Identifier | None:
@@ -336,20 +342,10 @@ class IdentityGraph:
         ``email=""`` (a form submitted with an empty email field) clears the email: see
         ``_clear_email``. ``None`` leaves it as it is.
         """
-        check_user_ids(client_id, email)
+        named, clear_email = user_identifiers(client_id, email)
         result = IdentifyResult(person_id=None)
-        clear_email = isinstance(email, str) and not email.strip()
-        if clear_email:
-            email = None
         with self.store.transaction(tenant) as tx:
-            explicit = [
-                self._ensure(tx, tenant, normalise(kind, value, f"user.{name}"))
-                for kind, name, value in (
-                    ("client_id", "uniqueClientId", client_id),
-                    ("email", "email", email),
-                )
-                if value not in (None, "")
-            ]
+            explicit = [self._ensure(tx, tenant, ident) for ident in named]
             target: Node | None = explicit[0] if explicit else None
             if len(explicit) == 2:
                 c, e = explicit

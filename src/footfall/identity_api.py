@@ -23,7 +23,7 @@ from footfall.api import (
     _read_body,
 )
 from footfall.errors import ApiError, invalid, malformed
-from footfall.identity import MAX_NAME_CHARS, Identifier, check_user_ids
+from footfall.identity import MAX_NAME_CHARS, Identifier, user_identifiers
 from footfall.ingest import MAX_PAYLOAD_BYTES, decode_json, flag, now_us, validate_token
 from footfall.store.base import EventRow, Site
 
@@ -70,19 +70,12 @@ class IdentityApi:
         if token is None:
             raise invalid("token", "required")
         validate_token(token)  # the event endpoints' rule; checked when ephemeral too
-        check_user_ids(user.get("uniqueClientId"), user.get("email"))
+        named, _ = user_identifiers(user.get("uniqueClientId"), user.get("email"))
         services = self.svc()
         tenant = site.scope
-        names = [
-            ("token", token),
-            ("client_id", user.get("uniqueClientId")),
-            ("email", user.get("email")),
-        ]
         if any(
-            (tenant, kind, str(value).strip().lower() if kind == "email" else str(value))
-            in services.tombstones
-            for kind, value in names
-            if value
+            (tenant, ident.kind, ident.value) in services.tombstones
+            for ident in (Identifier("token", token), *named)
         ):
             return _json({"success": True, "erased": True}, headers=_cors_headers(call.origin))
         await self.run(
