@@ -37,7 +37,7 @@ class LoopWatchdog:
         self.interval_s = interval_s
         self._beat = time.monotonic()
         self._loop_thread = threading.get_ident()
-        self._stalled_since: float | None = None  # set by the thread when it reports
+        self._reported = False  # the thread has reported the stall under way
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._task: asyncio.Task[None] | None = None
@@ -63,8 +63,7 @@ class LoopWatchdog:
             now = time.monotonic()
             with self._lock:
                 gap, self._beat = now - self._beat, now
-                reported = self._stalled_since is not None
-                self._stalled_since = None
+                reported, self._reported = self._reported, False
             if reported:
                 self.longest = max(self.longest, gap)
                 LOOP_STALL_MAX.set(self.longest)
@@ -75,9 +74,9 @@ class LoopWatchdog:
         while not self._done.wait(self.interval_s):
             with self._lock:
                 stalled = time.monotonic() - self._beat
-                if stalled < self.threshold_s or self._stalled_since is not None:
+                if stalled < self.threshold_s or self._reported:
                     continue
-                self._stalled_since = self._beat
+                self._reported = True
             frame = sys._current_frames().get(self._loop_thread)
             stack = "".join(traceback.format_stack(frame)[-12:]) if frame else "(no frame)"
             LOOP_STALLS.inc()
