@@ -594,6 +594,39 @@ def funnel(
 ) -> dict[str, Any]:
     """Persons completing ordered steps within the window from their first step-1 event."""
     steps = list(steps)
+    sql, params = funnel_query(store, filters, steps, window_seconds, breakdown)
+    per_step: dict[str, list[int]] = {}
+    for step, grp, count in store.query(sql, params):
+        per_step.setdefault(str(grp), [0] * len(steps))[int(step) - 1] = int(count)
+    ordered = sorted(per_step.items(), key=lambda item: (-item[1][0], item[0]))
+    groups = [_funnel_group(name, counts_, steps) for name, counts_ in ordered]
+    if breakdown is None:
+        overall = groups[0] if groups else _funnel_group("all", [0] * len(steps), steps)
+    else:
+        totals = [sum(g["steps"][i]["people"] for g in groups) for i in range(len(steps))]
+        overall = _funnel_group("all", totals, steps)
+    return {
+        "filters": filters.describe(),
+        "steps": steps,
+        "window_seconds": window_seconds,
+        "breakdown": breakdown,
+        "overall": overall,
+        "groups": groups if breakdown else [],
+    }
+
+
+def funnel_query(
+    store: Store,
+    filters: Filters,
+    steps: Sequence[str],
+    window_seconds: int,
+    breakdown: str | None,
+) -> tuple[str, list[Any]]:
+    """The funnel's SQL: rows of (step number, breakdown group, people).
+
+    Separate from ``funnel`` so bench/funnel_bounds.py times exactly this query against
+    other layouts of the same data.
+    """
     if not 2 <= len(steps) <= MAX_FUNNEL_STEPS:
         raise ValueError(f"a funnel has 2 to {MAX_FUNNEL_STEPS} steps")
     for step in steps:
@@ -649,25 +682,7 @@ def funnel(
         f"SELECT {i} AS step, {group} AS grp, count(*) FROM s{i} GROUP BY 2"  # noqa: S608
         for i in range(1, len(steps) + 1)
     )
-    per_step: dict[str, list[int]] = {}
-    rows = store.query(f"{HASH_JOINS}WITH {', '.join(ctes)} {counts}", query_params)
-    for step, grp, count in rows:
-        per_step.setdefault(str(grp), [0] * len(steps))[int(step) - 1] = int(count)
-    ordered = sorted(per_step.items(), key=lambda item: (-item[1][0], item[0]))
-    groups = [_funnel_group(name, counts_, steps) for name, counts_ in ordered]
-    if breakdown is None:
-        overall = groups[0] if groups else _funnel_group("all", [0] * len(steps), steps)
-    else:
-        totals = [sum(g["steps"][i]["people"] for g in groups) for i in range(len(steps))]
-        overall = _funnel_group("all", totals, steps)
-    return {
-        "filters": filters.describe(),
-        "steps": steps,
-        "window_seconds": window_seconds,
-        "breakdown": breakdown,
-        "overall": overall,
-        "groups": groups if breakdown else [],
-    }
+    return f"{HASH_JOINS}WITH {', '.join(ctes)} {counts}", query_params
 
 
 def _funnel_group(name: str, counts: list[int], steps: list[str]) -> dict[str, Any]:
