@@ -24,6 +24,7 @@ import sys
 import tempfile
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -35,29 +36,43 @@ from traffic import (  # noqa: E402
     LoadPlan,
     LoadResult,
     accepted_in_window,
+    change_per_minute,
     percentile,
     run_load,
     slope_per_minute,
 )
 
 
-def store_memory_mib(base_url: str) -> float | None:
-    """DuckDB's buffer memory in the server, from /metrics (None if not reported)."""
-    with urllib.request.urlopen(base_url + "/metrics", timeout=10) as answer:
-        for line in answer.read().decode().splitlines():
-            if line.startswith("footfall_store_memory_bytes "):
-                return round(float(line.split()[1]) / 2**20, 1)
-    return None
+@dataclass
+class MemorySamples:
+    """What the server's /metrics says its memory is made of, sampled with the progress."""
+
+    duckdb_mib: list[float | None] = field(default_factory=list)
+    python_blocks: list[tuple[float, int]] = field(default_factory=list)
+
+    def sample(self, base_url: str, elapsed: float) -> None:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=10) as answer:
+            gauges = dict(
+                line.split(" ", 1)
+                for line in answer.read().decode().splitlines()
+                if line.startswith(("footfall_store_memory_bytes ", "footfall_python_allocated"))
+            )
+        held = gauges.get("footfall_store_memory_bytes")
+        self.duckdb_mib.append(round(float(held) / 2**20, 1) if held else None)
+        blocks = gauges.get("footfall_python_allocated_blocks")
+        if blocks:
+            self.python_blocks.append((elapsed, int(float(blocks))))
 
 
-def reporter(base_url: str, samples: list[float | None]) -> Callable[[float, LoadResult], None]:
+def reporter(base_url: str, memory: MemorySamples) -> Callable[[float, LoadResult], None]:
     def report(elapsed: float, result: LoadResult) -> None:
         answers = list(result.answers)
         last = result.rss[-1][1] // 1024 if result.rss else 0
-        samples.append(store_memory_mib(base_url))
+        memory.sample(base_url, elapsed)
+        blocks = memory.python_blocks[-1][1] if memory.python_blocks else None
         print(
             f"  {elapsed:5.0f} s: {len(answers)} requests, RSS {last} MiB, "
-            f"DuckDB {samples[-1]} MiB",
+            f"DuckDB {memory.duckdb_mib[-1]} MiB, Python blocks {blocks}",
             flush=True,
         )
 
@@ -99,9 +114,9 @@ def main() -> int:
         key = server.start_with_key()
         assert server.process is not None
         try:
-            duckdb_mib: list[float | None] = []
+            memory = MemorySamples()
             result = run_load(
-                server.url, key, plan, server.process.pid, progress=reporter(server.url, duckdb_mib)
+                server.url, key, plan, server.process.pid, progress=reporter(server.url, memory)
             )
         finally:
             code = server.stop()
@@ -112,6 +127,7 @@ def main() -> int:
     ok_latencies = [a.latency for a in result.answers if a.status == 200]
     warm = [(t, kib) for t, kib in result.rss if t >= min(60.0, plan.duration / 5)]
     rss = [kib for _, kib in result.rss]
+    warm_blocks = [(t, n) for t, n in memory.python_blocks if t >= min(60.0, plan.duration / 5)]
     heavy: dict[str, object] = {}
     light_429 = 0
     limiter_ok = True
@@ -155,7 +171,16 @@ def main() -> int:
             "max": max(rss) // 1024,
             "slope_after_warmup_mib_per_min": round(slope_per_minute(warm), 2),
             "every_10s": list({int(t) // 10: kib // 1024 for t, kib in result.rss}.values()),
-            "duckdb_buffers_every_10s": duckdb_mib,
+            "duckdb_buffers_every_10s": memory.duckdb_mib,
+        },
+        # Blocks per minute after warm-up: about zero unless Python code keeps objects.
+        "python_blocks": {
+            "first": memory.python_blocks[0][1] if memory.python_blocks else None,
+            "last": memory.python_blocks[-1][1] if memory.python_blocks else None,
+            "slope_after_warmup_per_min": round(
+                change_per_minute([(t, float(n)) for t, n in warm_blocks])
+            ),
+            "every_10s": [n for _, n in memory.python_blocks],
         },
         "limiter": {
             "limit_per_minute": 120,

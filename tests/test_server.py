@@ -45,6 +45,9 @@ def test_metrics_count_committed_events(api: httpx.Client) -> None:
     held = re.search(r"^footfall_store_memory_bytes (\S+)$", text, re.M)
     assert held is not None
     assert float(held.group(1)) > 0  # DuckDB's buffers hold the events
+    blocks = re.search(r"^footfall_python_allocated_blocks (\S+)$", text, re.M)
+    assert blocks is not None
+    assert float(blocks.group(1)) > 10_000  # a running interpreter holds far more than this
 
 
 def test_openapi_document_describes_every_public_route(api: httpx.Client) -> None:

@@ -45,10 +45,15 @@ def percentile(values: list[float], share: float) -> float:
 
 def slope_per_minute(samples: list[tuple[float, int]]) -> float:
     """Least-squares slope of (seconds, KiB) samples, in MiB per minute."""
+    return change_per_minute([(t, kib / 1024) for t, kib in samples])
+
+
+def change_per_minute(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) samples, per minute."""
     if len(samples) < 2:
         return 0.0
     xs = [t for t, _ in samples]
-    ys = [kib / 1024 for _, kib in samples]
+    ys = [value for _, value in samples]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     spread = sum((x - mx) ** 2 for x in xs)
     if spread == 0:

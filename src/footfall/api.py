@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,11 @@ QUEUED_EVENTS = Gauge("footfall_ingest_queued_events", "Events waiting for the g
 RATE_LIMITED_IPS = Gauge("footfall_rate_limiter_tracked_ips", "Client IPs in the rate window")
 STORE_MEMORY = Gauge(
     "footfall_store_memory_bytes", "Memory DuckDB's buffer manager holds in the server process"
+)
+PYTHON_BLOCKS = Gauge(
+    "footfall_python_allocated_blocks",
+    "Memory blocks the Python interpreter holds: flat under steady load unless Python code "
+    "leaks (then RSS growth beside it is DuckDB or the C allocators)",
 )
 
 TRACK_PATHS = ("/api/analytics/track", "/api/events/track", "/api/save")
@@ -399,6 +405,7 @@ class PublicApi:
         held = services.store.memory_bytes()
         if held is not None:
             STORE_MEMORY.set(held)
+        PYTHON_BLOCKS.set(sys.getallocatedblocks())
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
