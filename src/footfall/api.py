@@ -77,8 +77,8 @@ STORE_MEMORY = Gauge(
 )
 PYTHON_BLOCKS = Gauge(
     "footfall_python_allocated_blocks",
-    "Memory blocks the Python interpreter holds: flat under steady load unless Python code "
-    "leaks (then RSS growth beside it is DuckDB or the C allocators)",
+    "Small-object blocks (up to 512 bytes) Python's allocator holds, where nearly every "
+    "Python-level leak shows: flat under steady load unless Python code keeps objects",
 )
 
 TRACK_PATHS = ("/api/analytics/track", "/api/events/track", "/api/save")
