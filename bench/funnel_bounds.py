@@ -26,32 +26,23 @@ scratch database file, so the store file is not changed. Build the store with ``
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+# bench/analytics.py (this directory is first on sys.path), not footfall.analytics
+from analytics import END, median_seconds
 from footfall import analytics
 from footfall.analytics import DEFAULT_FUNNEL, Filters
 from footfall.store import open_store
 from footfall.store.base import Store
 
-END = datetime(2026, 11, 1)
 WINDOW = 7 * 86400
+STEPS = list(DEFAULT_FUNNEL)
 BREAKDOWN = "ab_group"
-
-
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
 
 
 def chain(step_rows: Callable[[int], str], steps: int, person_values: str | None) -> str:
@@ -87,8 +78,7 @@ def prepare(store: Store, everything: Filters) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="footfall-funnel-")) / "scratch.duckdb"
     store.query(f"ATTACH '{scratch}' AS scratch")
     source, params = analytics.events_with_persons(store, everything)
-    steps = list(DEFAULT_FUNNEL)
-    codes = ", ".join(f"('{name}', {n})" for n, name in enumerate(steps, 1))
+    codes = ", ".join(f"('{name}', {n})" for n, name in enumerate(STEPS, 1))
     store.query(
         "CREATE OR REPLACE TABLE scratch.resolved AS SELECT pk, ts, k.step, "  # noqa: S608
         f"{BREAKDOWN} AS bd FROM ({source}) src JOIN (VALUES {codes}) k(name, step) "
@@ -115,7 +105,6 @@ def prepare(store: Store, everything: Filters) -> None:
 
 
 def variants(store: Store) -> dict[str, str]:
-    steps = list(DEFAULT_FUNNEL)
     tenant = store.query("SELECT coalesce(tenant, site_id) FROM sites LIMIT 1")[0][0]
 
     def from_cte(n: int) -> str:
@@ -129,19 +118,19 @@ def variants(store: Store) -> dict[str, str]:
             "(SELECT coalesce(-k.person_id, i.token_key) AS pk, i.ts FROM scratch.step_index i "  # noqa: S608
             f"LEFT JOIN scratch.node_keys k ON k.tenant = '{tenant}' AND k.value_key = i.token_key "
             "AND k.kind = i.id_kind AND i.ts >= k.valid_from AND i.ts < k.valid_to "
-            f"WHERE i.event = '{steps[n - 1]}' AND NOT i.ephemeral)"
+            f"WHERE i.event = '{STEPS[n - 1]}' AND NOT i.ephemeral)"
         )
 
     through_cte = "WITH ev AS MATERIALIZED (SELECT pk, ts, step FROM scratch.resolved), "
     return {
         "identity resolved (through a CTE)": through_cte
-        + chain(from_cte, len(steps), None)[len("WITH ") :],
-        "resolved, by event type": chain(by_type, len(steps), None),
-        "per-event-type index": chain(index, len(steps), None),
+        + chain(from_cte, len(STEPS), None)[len("WITH ") :],
+        "resolved, by event type": chain(by_type, len(STEPS), None),
+        "per-event-type index": chain(index, len(STEPS), None),
         "resolved by type + breakdown per person": chain(
-            by_type, len(steps), "scratch.person_values"
+            by_type, len(STEPS), "scratch.person_values"
         ),
-        "index + breakdown per person": chain(index, len(steps), "scratch.person_values"),
+        "index + breakdown per person": chain(index, len(STEPS), "scratch.person_values"),
     }
 
 
@@ -160,18 +149,18 @@ def main() -> int:
     prepare(store, everything)
     print(f"scratch tables built in {time.perf_counter() - started:.1f} s\n")
 
-    steps = list(DEFAULT_FUNNEL)
-    plain_sql, plain_params = analytics.funnel_query(store, everything, steps, WINDOW, None)
-    split_sql, split_params = analytics.funnel_query(store, everything, steps, WINDOW, BREAKDOWN)
+    plain_sql, plain_params = analytics.funnel_query(store, everything, STEPS, WINDOW, None)
+    split_sql, split_params = analytics.funnel_query(store, everything, STEPS, WINDOW, BREAKDOWN)
     store.query("CHECKPOINT scratch")
     plain = counts(store.query(plain_sql, plain_params))
     split = counts(store.query(split_sql, split_params))
     # The shipped plain chain, its counts joined to the precomputed per-person values.
-    head, tail = plain_sql.split(" SELECT 1 AS step", 1)
-    assert tail, "funnel_query's counting tail moved"
-    joined = f"{head} {counting(len(steps), 'scratch.person_values')}"
+    head, found, _ = plain_sql.partition(" SELECT 1 AS step")
+    if not found:
+        raise SystemExit("funnel_query no longer ends with its per-step counts; update this")
+    joined = f"{head} {counting(len(STEPS), 'scratch.person_values')}"
 
-    baseline = median_ms(
+    baseline = 1000 * median_seconds(
         lambda: store.query("SELECT count(DISTINCT token) FROM events"), args.repeat + 4
     )
     print(f"baseline COUNT(DISTINCT token): {baseline:.0f} ms\n")
@@ -185,7 +174,7 @@ def main() -> int:
         got = counts(store.query(sql, params))
         same = got == expected
         failures += not same
-        ms = median_ms(lambda: store.query(sql, params), args.repeat)
+        ms = 1000 * median_seconds(lambda: store.query(sql, params), args.repeat)
         print(f"{name:42s} {ms:6.0f} {ms / baseline:6.1f}x  {'yes' if same else 'NO'}")
 
     report("shipped", plain_sql, plain_params, plain)

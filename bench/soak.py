@@ -125,9 +125,10 @@ def main() -> int:
 
     latencies = result.latencies()
     ok_latencies = [a.latency for a in result.answers if a.status == 200]
-    warm = [(t, kib) for t, kib in result.rss if t >= min(60.0, plan.duration / 5)]
+    warm_from = min(60.0, plan.duration / 5)
+    warm = [(t, kib) for t, kib in result.rss if t >= warm_from]
     rss = [kib for _, kib in result.rss]
-    warm_blocks = [(t, n) for t, n in memory.python_blocks if t >= min(60.0, plan.duration / 5)]
+    warm_blocks = [(t, n) for t, n in memory.python_blocks if t >= warm_from]
     heavy: dict[str, object] = {}
     light_429 = 0
     limiter_ok = True
