@@ -91,6 +91,8 @@ REJECTED: list[tuple[str, Any, int, str, str | None]] = [
     ("currency over 3", item(currency="EURO"), 422, "VALIDATION_ERROR", "data.items[0].currency"),
     ("orderNum over 512", data(orderNum="o" * 513), 422, "VALIDATION_ERROR", "data.orderNum"),
     ("open_way other", data(open_way="email"), 422, "VALIDATION_ERROR", "data.open_way"),
+    ("open_way object", data(open_way={"a": 1}), 422, "VALIDATION_ERROR", "data.open_way"),
+    ("open_way array", data(open_way=["popup"]), 422, "VALIDATION_ERROR", "data.open_way"),
     ("ab_test not boolean", body(ab_test="yes"), 422, "VALIDATION_ERROR", "ab_test"),
     ("ab_test number", body(ab_test=1), 422, "VALIDATION_ERROR", "ab_test"),
     (

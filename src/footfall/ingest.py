@@ -321,7 +321,8 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
     if order_num is not None:
         order_num = _string(order_num, "data.orderNum", MAX_ID_CHARS, True)
     open_way = data.get("open_way")
-    if open_way is not None and open_way not in OPEN_WAYS:
+    # A type check first: an object or array is unhashable and would fail the set lookup.
+    if open_way is not None and (not isinstance(open_way, str) or open_way not in OPEN_WAYS):
         raise invalid("data.open_way", "must be 'popup' or 'chat_button'")
 
     currency = "EUR"
