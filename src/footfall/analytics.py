@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from footfall import funnel_steps
 from footfall.ingest import EUR_RATES, EVENT_TYPES
 from footfall.store.base import HASH_JOINS, Store
 
@@ -621,11 +622,14 @@ def funnel_query(
     steps: Sequence[str],
     window_seconds: int,
     breakdown: str | None,
+    *,
+    events_path: bool = False,
 ) -> tuple[str, list[Any]]:
     """The funnel's SQL: rows of (step number, breakdown group, people).
 
-    Separate from ``funnel`` so bench/funnel_bounds.py times exactly this query against
-    other layouts of the same data.
+    The embedded store reads the funnel step tables (folded in first); PostgreSQL, or
+    ``events_path`` (tests and benchmarks compare the two), reads the events with the
+    identity join. Separate from ``funnel`` so bench/funnel_bounds.py times exactly this.
     """
     if not 2 <= len(steps) <= MAX_FUNNEL_STEPS:
         raise ValueError(f"a funnel has 2 to {MAX_FUNNEL_STEPS} steps")
@@ -636,6 +640,91 @@ def funnel_query(
         raise ValueError(f"breakdown must be one of {', '.join(BREAKDOWNS)}")
     if window_seconds <= 0:
         raise ValueError("the conversion window must be positive")
+    if funnel_steps.usable(store) and not events_path:
+        funnel_steps.refresh(store)
+        return _funnel_from_step_tables(filters, list(steps), window_seconds, breakdown)
+    return _funnel_from_events(store, filters, list(steps), window_seconds, breakdown)
+
+
+def _step_chain(
+    step_rows: Callable[[int], tuple[str, list[Any]]],
+    steps: list[str],
+    window_seconds: int,
+    dialect: Dialect,
+    *,
+    carry_breakdown: bool,
+) -> tuple[list[str], list[Any]]:
+    """CTEs ``s2``..``sN`` after an ``s1`` (pk, t1[, bd]): step n is the person's first
+    step-n event after step n-1, inside the window that opened with their first step 1.
+
+    ``step_rows(n)`` is a row source of (pk, ts) for step n and its parameters;
+    ``carry_breakdown`` takes ``s1``'s breakdown value ``bd`` along the chain."""
+    ctes: list[str] = []
+    params: list[Any] = []
+    carried = ", min(p.bd) AS bd" if carry_breakdown else ""
+    for index in range(1, len(steps)):
+        n = index + 1
+        after = ">" if steps[index] == steps[index - 1] else ">="
+        rows, rows_params = step_rows(n)
+        ctes.append(
+            f"s{n} AS (SELECT e.pk, min(p.t1) AS t1, min(e.ts) AS t{n}{carried} "  # noqa: S608
+            f"FROM {rows} e JOIN s{index} p ON p.pk = e.pk WHERE e.ts {after} p.t{index} "
+            f"AND e.ts <= p.t1 + {dialect.seconds()} GROUP BY e.pk)"
+        )
+        params += [*rows_params, window_seconds]
+    return ctes, params
+
+
+def _funnel_from_step_tables(
+    filters: Filters, steps: list[str], window_seconds: int, breakdown: str | None
+) -> tuple[str, list[Any]]:
+    """Each step reads its type's step table (persons resolved, see footfall.funnel_steps);
+    the breakdown value, each person's earliest among their step events, is one aggregate
+    joined once to every step's persons."""
+    where, where_params = filters.where()
+
+    def step_rows(n: int, columns: str = "pk, ts") -> tuple[str, list[Any]]:
+        table = funnel_steps.table_of(steps[n - 1])
+        return f"(SELECT {columns} FROM {table} WHERE {where})", list(where_params)  # noqa: S608
+
+    first, first_params = step_rows(1)
+    ctes = [f"s1 AS (SELECT pk, min(ts) AS t1 FROM {first} e GROUP BY pk)"]  # noqa: S608
+    params: list[Any] = list(first_params)
+    chain, chain_params = _step_chain(
+        step_rows, steps, window_seconds, Dialect("duckdb"), carry_breakdown=False
+    )
+    ctes += chain
+    params += chain_params
+    if breakdown is None:
+        counts = " UNION ALL ".join(
+            f"SELECT {i} AS step, 'all' AS grp, count(*) FROM s{i} GROUP BY 2"  # noqa: S608
+            for i in range(1, len(steps) + 1)
+        )
+        return f"WITH {', '.join(ctes)} {counts}", params
+    kinds = sorted(set(steps))
+    valued = []
+    for kind in kinds:
+        source, source_params = step_rows(steps.index(kind) + 1, f"pk, ts, {breakdown} AS bd")
+        valued.append(f"SELECT * FROM {source} v WHERE bd IS NOT NULL")  # noqa: S608
+        params += source_params
+    ctes.append(
+        f"bd AS (SELECT pk, arg_min(bd, ts) AS bd FROM ({' UNION ALL '.join(valued)}) v "  # noqa: S608
+        "GROUP BY pk)"
+    )
+    reached = " UNION ALL ".join(
+        f"SELECT {i} AS step, pk FROM s{i}"  # noqa: S608
+        for i in range(1, len(steps) + 1)
+    )
+    return (
+        f"WITH {', '.join(ctes)} SELECT r.step, coalesce(CAST(b.bd AS VARCHAR), '(none)'), "  # noqa: S608
+        f"count(*) FROM ({reached}) r LEFT JOIN bd b ON b.pk = r.pk GROUP BY 1, 2",
+        params,
+    )
+
+
+def _funnel_from_events(
+    store: Store, filters: Filters, steps: list[str], window_seconds: int, breakdown: str | None
+) -> tuple[str, list[Any]]:
     sql_dialect = dialect_of(store)
     source, params = events_with_persons(store, filters)
     kinds = sorted(set(steps))
@@ -664,25 +753,20 @@ def funnel_query(
         " WHERE NOT ephemeral)",
         start_step,
     ]
-    query_params: list[Any] = [*params, *kinds]
-    for index in range(1, len(steps)):
-        n = index + 1
-        after = ">" if steps[index] == steps[index - 1] else ">="
-        # Step n: the person's first step-n event after step n-1, inside the window that
-        # opened with their first step 1 (t1 and the breakdown value ride along).
-        ctes.append(
-            f"s{n} AS (SELECT e.pk, min(p.t1) AS t1, min(e.ts) AS t{n}, min(p.bd) AS bd "  # noqa: S608
-            f"FROM ev e JOIN s{index} p ON p.pk = e.pk WHERE e.kind = {kind_of[steps[index]]} "
-            f"AND e.ts {after} p.t{index} AND e.ts <= p.t1 + {sql_dialect.seconds()} "
-            "GROUP BY e.pk)"
-        )
-        query_params.append(window_seconds)
+    chain, chain_params = _step_chain(
+        lambda n: (f"(SELECT * FROM ev WHERE kind = {kind_of[steps[n - 1]]})", []),  # noqa: S608
+        steps,
+        window_seconds,
+        sql_dialect,
+        carry_breakdown=True,
+    )
+    ctes += chain
     group = "coalesce(CAST(bd AS VARCHAR), '(none)')" if breakdown else "'all'"
     counts = " UNION ALL ".join(
         f"SELECT {i} AS step, {group} AS grp, count(*) FROM s{i} GROUP BY 2"  # noqa: S608
         for i in range(1, len(steps) + 1)
     )
-    return f"{HASH_JOINS}WITH {', '.join(ctes)} {counts}", query_params
+    return f"{HASH_JOINS}WITH {', '.join(ctes)} {counts}", [*params, *kinds, *chain_params]
 
 
 def _funnel_group(name: str, counts: list[int], steps: list[str]) -> dict[str, Any]:

@@ -690,6 +690,7 @@ def demo_command(
     """Generate realistic synthetic traffic: visits, chats, carts, orders, merging identities."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from footfall import funnel_steps
     from footfall.analytics import refresh_presence
     from footfall.demo import HELP_SITE, DemoPlan, generate
 
@@ -713,8 +714,9 @@ def demo_command(
         ) as progress:
             task = progress.add_task("generating events", total=events)
             result = generate(store, plan, lambda n: progress.advance(task, n))
-        with err.status("building the daily rollup the reports read"):
+        with err.status("building the daily rollup and funnel step tables the reports read"):
             refresh_presence(store)
+            funnel_steps.refresh(store)
     finally:
         store.close()
     console.print(

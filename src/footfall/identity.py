@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from footfall import funnel_steps
 from footfall.errors import ApiError, invalid
 from footfall.ingest import TOKEN_PATTERN
 from footfall.store.base import Store, Transaction
@@ -745,6 +746,8 @@ class IdentityGraph:
                 "(SELECT site_id FROM sites WHERE coalesce(tenant, site_id) = ?)",
                 [*values, tenant],
             )
+            if funnel_steps.usable(self.store):
+                funnel_steps.forget_erased(tx, values)
             tx.query(f"DELETE FROM identity_properties WHERE node_id IN ({marks})", ids)  # noqa: S608
             tx.query(
                 f"DELETE FROM links WHERE a_node IN ({marks}) OR b_node IN ({marks})",  # noqa: S608

@@ -5,8 +5,9 @@ The cut-off is midnight (UTC) ``retention_days`` days before today, so whole day
 daily rollup never keeps a day half-built from deleted events. Derived data goes in the same
 transaction: the ``orders`` rows of purchases first seen before the cut-off (a re-sent old
 order number then counts as new: its first sighting is forgotten too) and the rows of the
-daily presence rollup for days before the cut-off. Identity profiles (identifiers, links,
-metadata) are not events and stay until erased.
+daily presence rollup for days before the cut-off, and the funnel step tables' rows of
+the deleted events. Identity profiles (identifiers, links, metadata) are not events and
+stay until erased.
 
 Callers make sure every acknowledged event is in the database first: the server waits for
 its ingest journal to be loaded (``settled``), the CLI replays what a crashed server left.
@@ -24,6 +25,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from footfall import funnel_steps
 from footfall.store.base import Store, Transaction
 
 log = logging.getLogger("footfall.retention")
@@ -76,6 +78,8 @@ def apply_retention(store: Store, days: int, now: datetime | None = None) -> Ret
             if _has_table(tx, table):
                 # Fixed names from the constant above, never from input.
                 rollup += _affected(tx.query(f"DELETE FROM {table} WHERE {column} < ?", [day]))  # noqa: S608
+        if funnel_steps.usable(store) and _has_table(tx, "funnel_state"):
+            rollup += funnel_steps.forget_before(tx, cutoff)
     DELETED_EVENTS.inc(events)
     RUNS.inc()
     result = RetentionResult(cutoff, events, orders, rollup)

@@ -1,0 +1,188 @@
+"""The funnel step tables (DuckDB) give the funnels of the events path, and keep doing so
+through new events, merges, splits, erasure, retention and a site changing tenant.
+
+Every comparison runs the same funnel twice on the same store: once through the step tables
+(what the reports run) and once through the events with the identity join (the path the
+hand-computed tests of test_analytics.py also pin on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analytics_data import EPOCH, load
+from footfall import analytics, funnel_steps
+from footfall.analytics import BREAKDOWNS, DEFAULT_FUNNEL, Filters
+from footfall.demo import DemoPlan, generate
+from footfall.identity import IdentityGraph
+from footfall.ingest import EVENT_TYPES, RequestContext, validate_event
+from footfall.retention import apply_retention
+from footfall.store import open_store
+from footfall.store.base import Store
+from footfall.store.migrations import FUNNEL_STEP_TYPES
+
+RANGE = Filters(("default", "help"), datetime(2026, 3, 2), datetime(2026, 3, 23))
+WEEK = 7 * 86400
+FUNNELS: list[tuple[list[str], int]] = [
+    (list(DEFAULT_FUNNEL), WEEK),
+    (["visitor", "bot_open", "message_sent"], 86400),
+    (["message_sent", "message_sent", "purchase"], 30 * 86400),  # a repeated step
+    (["bot_open", "visitor"], 3 * 86400),
+    (["popup_displayed", "popup_opened", "convo_started"], WEEK),
+]
+
+
+@pytest.fixture
+def duck(tmp_path: Path) -> Iterator[Store]:
+    store = open_store(str(tmp_path / "store.duckdb"))
+    store.migrate()
+    store.upsert_site("default", "Default site", ["*"])
+    yield store
+    store.close()
+
+
+Counts = list[tuple[int, str, int]]
+
+
+def both_paths(
+    store: Store, filters: Filters, steps: list[str], window: int, breakdown: str | None
+) -> tuple[Counts, Counts]:
+    def run(events_path: bool) -> Counts:
+        sql, params = analytics.funnel_query(
+            store, filters, steps, window, breakdown, events_path=events_path
+        )
+        return sorted((int(s), str(g), int(n)) for s, g, n in store.query(sql, params))
+
+    return run(False), run(True)
+
+
+def assert_paths_agree(store: Store, filters: Filters) -> int:
+    """Every funnel and breakdown in FUNNELS agrees; returns the people counted in all."""
+    people = 0
+    for steps, window in FUNNELS:
+        for breakdown in (None, *BREAKDOWNS):
+            fast, slow = both_paths(store, filters, steps, window, breakdown)
+            assert fast == slow, (steps, breakdown)
+            people += sum(n for _, _, n in fast)
+    return people
+
+
+def default_funnel(store: Store, filters: Filters = RANGE) -> list[int]:
+    return [s["people"] for s in analytics.funnel(store, filters)["overall"]["steps"]]
+
+
+def test_every_event_type_has_a_step_table(duck: Store) -> None:
+    assert set(FUNNEL_STEP_TYPES) == EVENT_TYPES
+    tables = {name for (name,) in duck.query("SELECT table_name FROM information_schema.tables")}
+    assert {f"funnel_{event}" for event in EVENT_TYPES} <= tables
+    with pytest.raises(ValueError, match="no funnel step table"):
+        funnel_steps.table_of("teleport")
+
+
+def test_step_tables_match_the_events_path_on_demo_traffic(duck: Store) -> None:
+    plan = DemoPlan(events=12_000, tokens=1_200, days=20, end=datetime(2026, 3, 23))
+    generate(duck, plan)
+    everything = Filters(None, datetime(2026, 2, 1), datetime(2026, 3, 24))
+    assert assert_paths_agree(duck, everything) > 1_000
+    # Not midnight-aligned, and one site only (the help site shares the shop's persons).
+    unaligned = Filters(None, datetime(2026, 3, 5, 13, 30), datetime(2026, 3, 19, 8, 15))
+    assert assert_paths_agree(duck, unaligned) > 100
+    assert assert_paths_agree(duck, Filters(("help",), everything.start, everything.end)) > 10
+    # The A/B breakdown names the demo's groups, not only "(none)".
+    split = analytics.funnel(duck, everything, breakdown="ab_group")
+    assert {"control", "test"} <= {g["group"] for g in split["groups"]}
+
+
+def _insert(store: Store, site: str, token: str, event: str, at: datetime, **data: Any) -> None:
+    moment = (at - EPOCH) // timedelta(microseconds=1)
+    body: dict[str, Any] = {"event": event, "token": token, "data": data}
+    store.insert_events([validate_event(body, RequestContext(site, moment))])
+
+
+def _rows_of(store: Store, token: str) -> int:
+    key = funnel_steps.TOKEN_KEY.format("CAST(? AS VARCHAR)")
+    return sum(
+        int(store.query(f"SELECT count(*) FROM funnel_{e} WHERE token_key = {key}", [token])[0][0])  # noqa: S608
+        for e in FUNNEL_STEP_TYPES
+    )
+
+
+def test_step_tables_follow_new_events_and_identity_changes(
+    duck: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    graph: IdentityGraph = load(duck)
+    assert assert_paths_agree(duck, RANGE) > 0
+    before = default_funnel(duck)
+
+    # Frank buys on day 4 with no visit of his own: a new event, folded in, no funnel yet.
+    _insert(duck, "default", "frankshop1", "purchase", datetime(2026, 3, 6, 9, 0), value=5)
+    assert assert_paths_agree(duck, RANGE) > 0
+    assert default_funnel(duck) == before
+    # Frank is Bob, who went as far as a message on day 0: Bob's person now completes the
+    # funnel through Frank's token, without any event being rewritten.
+    graph.alias("default", "frankshop1", "bobshop000")
+    assert assert_paths_agree(duck, RANGE) > 0
+    assert default_funnel(duck) == [*before[:4], before[4] + 1]
+
+    graph.split("default", "frankshop1", "bobshop000")
+    assert assert_paths_agree(duck, RANGE) > 0
+    assert default_funnel(duck) == before
+    graph.split("default", "carolone0", "caroltwo0")
+    assert assert_paths_agree(duck, RANGE) > 0
+    visitors = default_funnel(duck)[0]
+    assert visitors == before[0] + 1  # Carol's two tokens are two persons again
+
+    # The help site moves to a tenant of its own: Alice's help token is someone else there.
+    duck.upsert_site("help", "Help centre", ["*"], "helpdesk")
+    assert assert_paths_agree(duck, RANGE) > 0
+    assert default_funnel(duck)[0] == visitors + 1
+    duck.upsert_site("help", "Help centre", ["*"], "default")
+    assert assert_paths_agree(duck, RANGE) > 0
+    assert default_funnel(duck)[0] == visitors
+
+    # Erasing Alice drops her step rows in the erase itself, before any report runs.
+    assert _rows_of(duck, "aliceshop1") > 0
+    alice = graph.find("default", "alice@example.test")
+    assert alice is not None
+    graph.erase("default", alice.person_id)
+    assert _rows_of(duck, "aliceshop1") == 0
+    assert _rows_of(duck, "alicehelp1") == 0
+    assert assert_paths_agree(duck, RANGE) > 0
+    assert default_funnel(duck)[0] == visitors - 1
+
+    # Retention drops the rows of the deleted days with the events.
+    result = apply_retention(duck, 10, now=datetime(2026, 3, 17, 12, 0))
+    assert result.events > 0
+    oldest = [
+        duck.query(f"SELECT min(ts) FROM funnel_{e}")[0][0]  # noqa: S608
+        for e in FUNNEL_STEP_TYPES
+    ]
+    assert all(ts is None or ts >= result.cutoff for ts in oldest)
+    assert assert_paths_agree(duck, RANGE) > 0
+    # Every fold above kept the tables right by itself: the count check never rebuilt them.
+    assert "disagreed" not in caplog.text
+
+
+def test_quiet_folds_write_nothing_and_damage_is_repaired(duck: Store) -> None:
+    load(duck)
+    built = funnel_steps.refresh(duck)
+    stored = duck.query("SELECT count(*) FROM events WHERE NOT ephemeral")[0][0]
+    assert built == stored
+    assert funnel_steps.refresh(duck) == 0  # nothing new: nothing written
+
+    # Rows lost by some bug: the next fold's count check rebuilds the tables.
+    duck.query("DELETE FROM funnel_visitor WHERE ts < TIMESTAMP '2026-03-03'")
+    _insert(duck, "default", "frankshop1", "visitor", datetime(2026, 3, 6, 9, 0))
+    assert funnel_steps.refresh(duck) == stored + 1
+    assert assert_paths_agree(duck, RANGE) > 0
+
+    # Keys made by another DuckDB's hash function would not match new ones: rebuilt.
+    duck.query("UPDATE funnel_state SET hash_check = hash_check + 1")
+    assert funnel_steps.refresh(duck) == stored + 1
+    assert funnel_steps.refresh(duck) == 0
+    assert assert_paths_agree(duck, RANGE) > 0
