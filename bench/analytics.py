@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from footfall import analytics
+from footfall import analytics, funnel_steps
 from footfall.analytics import Filters
 from footfall.demo import DemoPlan, generate
 from footfall.identity import IdentityGraph
@@ -84,6 +84,10 @@ def main() -> int:
     days = analytics.refresh_presence(store)
     refresh_s = time.perf_counter() - started
     print(f"daily rollup: {days} days rebuilt in {refresh_s:.1f} s (once, after loading)")
+    started = time.perf_counter()
+    step_rows = funnel_steps.refresh(store)
+    steps_s = time.perf_counter() - started
+    print(f"funnel step tables: {step_rows:,} rows folded in {steps_s:.1f} s (once, after loading)")
 
     baseline = median_seconds(
         lambda: store.query("SELECT count(DISTINCT token) FROM events"), args.repeat
@@ -132,6 +136,7 @@ def main() -> int:
                 "merged_share": args.merged,
                 "baseline_seconds": round(baseline, 4),
                 "rollup_refresh_seconds": round(refresh_s, 2),
+                "funnel_steps_refresh_seconds": round(steps_s, 2),
                 "reports": rows,
             },
             indent=2,

@@ -9,7 +9,7 @@ hand-computed tests of test_analytics.py also pin on PostgreSQL).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,17 @@ def test_step_tables_follow_new_events_and_identity_changes(
     assert assert_paths_agree(duck, RANGE) > 0
     assert default_funnel(duck)[0] == visitors
 
+    # Bob's token is taken over (a shared computer: another email signs in on it). His
+    # events stay his; the token's events from now on are the newcomer's.
+    graph.identify("default", "bobshop000", email="bob@example.test")
+    assert graph.identify("default", "bobshop000", email="zed@example.test").moved_token
+    later = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=1)
+    _insert(duck, "default", "bobshop000", "visitor", later)
+    _insert(duck, "default", "bobshop000", "bot_open", later + timedelta(minutes=1))
+    until_now = Filters(RANGE.sites, RANGE.start, later + timedelta(days=1))
+    assert assert_paths_agree(duck, until_now) > 0
+    assert default_funnel(duck, until_now)[:2] == [visitors + 1, default_funnel(duck)[1] + 1]
+
     # Erasing Alice drops her step rows in the erase itself, before any report runs.
     assert _rows_of(duck, "aliceshop1") > 0
     alice = graph.find("default", "alice@example.test")
@@ -168,21 +179,59 @@ def test_step_tables_follow_new_events_and_identity_changes(
     assert "disagreed" not in caplog.text
 
 
-def test_quiet_folds_write_nothing_and_damage_is_repaired(duck: Store) -> None:
+def test_quiet_folds_write_nothing_and_damage_is_repaired(
+    duck: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     load(duck)
     built = funnel_steps.refresh(duck)
     stored = duck.query("SELECT count(*) FROM events WHERE NOT ephemeral")[0][0]
     assert built == stored
     assert funnel_steps.refresh(duck) == 0  # nothing new: nothing written
 
-    # Rows lost by some bug: the next fold's count check rebuilds the tables.
+    # Rows lost by some bug: within the hour the fold only appends...
     duck.query("DELETE FROM funnel_visitor WHERE ts < TIMESTAMP '2026-03-03'")
     _insert(duck, "default", "frankshop1", "visitor", datetime(2026, 3, 6, 9, 0))
-    assert funnel_steps.refresh(duck) == stored + 1
+    assert funnel_steps.refresh(duck) == 1
+    # ...and the first fold after the hour counts, finds the gap and rebuilds.
+    monkeypatch.setattr(funnel_steps, "CHECK_EVERY", timedelta(0))
+    _insert(duck, "default", "frankshop2", "visitor", datetime(2026, 3, 6, 9, 5))
+    stored += 2
+    assert funnel_steps.refresh(duck) == stored
     assert assert_paths_agree(duck, RANGE) > 0
 
     # Keys made by another DuckDB's hash function would not match new ones: rebuilt.
     duck.query("UPDATE funnel_state SET hash_check = hash_check + 1")
-    assert funnel_steps.refresh(duck) == stored + 1
+    assert funnel_steps.refresh(duck) == stored
     assert funnel_steps.refresh(duck) == 0
+    assert assert_paths_agree(duck, RANGE) > 0
+
+
+def _pk_order(store: Store) -> list[int]:
+    return [int(pk) for (pk,) in store.query("SELECT pk FROM funnel_visitor ORDER BY rowid")]
+
+
+def test_tables_are_rewritten_in_person_order_as_they_grow(
+    duck: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load(duck)
+    funnel_steps.refresh(duck)
+    assert _pk_order(duck) == sorted(_pk_order(duck))  # one build: one batch in person order
+    # New visitors fold in as a batch of their own after the built rows.
+    monkeypatch.setattr(funnel_steps, "RECLUSTER_MIN_ROWS", 1_000_000)
+    for n in range(12):
+        _insert(duck, "default", f"newcomer{n:03d}", "visitor", datetime(2026, 3, 4, 9, n))
+    funnel_steps.refresh(duck)
+    assert _pk_order(duck) != sorted(_pk_order(duck))
+    appended = duck.query("SELECT appended_rows FROM funnel_tables WHERE event = 'visitor'")
+    assert appended == [(12,)]
+    # Past the share, the next fold rewrites the table in person order.
+    monkeypatch.setattr(funnel_steps, "RECLUSTER_MIN_ROWS", 0)
+    _insert(duck, "default", "newcomer999", "visitor", datetime(2026, 3, 4, 10, 0))
+    funnel_steps.refresh(duck)
+    assert _pk_order(duck) == sorted(_pk_order(duck))
+    visitors = duck.query("SELECT count(*) FROM funnel_visitor")[0][0]
+    state = duck.query(
+        "SELECT appended_rows, clustered_rows FROM funnel_tables WHERE event = 'visitor'"
+    )
+    assert state == [(0, visitors)]
     assert assert_paths_agree(duck, RANGE) > 0

@@ -257,9 +257,9 @@ MIGRATIONS = (
 
 
 # Funnels on the embedded store read each step's events from a table of that event type
-# alone, with the person already resolved (``pk``): a 5-step funnel at 10M events reads its
-# step rows directly instead of scanning every event and joining the identity graph
-# (about half the time; see footfall/funnel_steps.py). The types are spelled out: a
+# alone, with the person already resolved (``pk``) and kept in person order: a 5-step funnel
+# at 10M events reads its step rows directly instead of scanning every event and joining
+# the identity graph (see footfall/funnel_steps.py). The types are spelled out: a
 # migration must not change when the product learns a new event type (that is a new one).
 FUNNEL_STEP_TYPES = (
     "visitor",
@@ -287,6 +287,7 @@ MIGRATIONS = (
                     "duckdb": f"""CREATE TABLE funnel_{event} (
                         site_id VARCHAR NOT NULL,
                         ts TIMESTAMP NOT NULL,
+                        id_kind VARCHAR,
                         token_key BIGINT NOT NULL,
                         pk BIGINT NOT NULL,
                         ab_group VARCHAR,
@@ -319,10 +320,22 @@ MIGRATIONS = (
                     last_event_id BIGINT NOT NULL,
                     hash_check BIGINT,
                     nodes_check VARCHAR,
+                    checked_at TIMESTAMP,
                     refreshed_at TIMESTAMP
                 )"""
             },
-            {"duckdb": "INSERT INTO funnel_state VALUES (1, 0, NULL, NULL, NULL)"},
+            {"duckdb": "INSERT INTO funnel_state VALUES (1, 0, NULL, NULL, NULL, NULL)"},
+            {
+                "duckdb": """CREATE TABLE funnel_tables (
+                    event VARCHAR PRIMARY KEY,
+                    appended_rows BIGINT NOT NULL,
+                    clustered_rows BIGINT NOT NULL
+                )"""
+            },
+            *(
+                {"duckdb": f"INSERT INTO funnel_tables VALUES ('{event}', 0, 0)"}  # noqa: S608
+                for event in FUNNEL_STEP_TYPES
+            ),
         ),
     ),
 )
