@@ -8,14 +8,18 @@ hand-computed tests of test_analytics.py also pin on PostgreSQL).
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from analytics_data import EPOCH, load
+from conftest import Server, config_with
 from footfall import analytics, funnel_steps
 from footfall.analytics import BREAKDOWNS, DEFAULT_FUNNEL, Filters
 from footfall.demo import DemoPlan, generate
@@ -235,3 +239,43 @@ def test_tables_are_rewritten_in_person_order_as_they_grow(
     )
     assert state == [(0, visitors)]
     assert assert_paths_agree(duck, RANGE) > 0
+
+
+def _folded(server: Server) -> float:
+    text = httpx.get(server.url + "/metrics", timeout=5).text
+    found = re.search(r"^footfall_funnel_step_rows_folded_total (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_server_folds_new_events_in_the_background(tmp_path: Path) -> None:
+    server = Server(tmp_path / "srv", config_with("rollup_refresh_seconds = 0.2")).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            for n in range(5):
+                answer = client.post(
+                    "/api/events/track", json={"event": "visitor", "token": f"background{n:02d}"}
+                )
+                assert answer.status_code == 200
+        # No report is asked for: the server's own folds bring the rows in.
+        deadline = time.monotonic() + 30
+        while _folded(server) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _folded(server) == 5
+    finally:
+        server.stop()
+    assert server.rows("SELECT count(*) FROM funnel_visitor") == [(5,)]
+    assert server.rows("SELECT count(*) FROM daily_presence") == [(5,)]
+
+
+def test_background_folds_can_be_turned_off(tmp_path: Path) -> None:
+    server = Server(tmp_path / "srv", config_with("rollup_refresh_seconds = 0")).start()
+    try:
+        answer = httpx.post(
+            server.url + "/api/events/track", json={"event": "visitor", "token": "nofold001"}
+        )
+        assert answer.status_code == 200
+        time.sleep(1.0)  # what a background fold every 0.2 s would have folded by now
+        assert _folded(server) == 0
+    finally:
+        server.stop()
+    assert server.rows("SELECT count(*) FROM funnel_visitor") == [(0,)]

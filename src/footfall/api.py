@@ -546,6 +546,31 @@ async def _apply_retention(public: PublicApi, days: int, every: float, stop: asy
             await asyncio.wait_for(stop.wait(), every)
 
 
+async def _fold_derived(public: PublicApi, every: float, stop: asyncio.Event) -> None:
+    """Fold new events and identity changes into the daily rollup and the funnel step
+    tables now, then every ``every`` seconds (DuckDB): a report's own fold then has little
+    left to do, and a store upgraded to a schema with new derived tables builds them at
+    start-up instead of in the first report that needs them. Shutdown waits for a fold
+    under way, like retention."""
+    from footfall import funnel_steps
+    from footfall.analytics import refresh_presence
+
+    def fold(store: Store) -> None:
+        refresh_presence(store)
+        funnel_steps.refresh(store)
+
+    while not stop.is_set():
+        services = public.services
+        if services is None:
+            return
+        try:
+            await asyncio.to_thread(fold, services.store)
+        except Exception as exc:
+            log.warning("folding the derived tables failed; retried", extra={"error": repr(exc)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
 async def _refresh_shared_state(public: PublicApi, every: float) -> None:
     """Re-read erase tombstones and sites every ``every`` seconds.
 
@@ -615,17 +640,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
         refresher = asyncio.create_task(
             _refresh_shared_state(public, settings.cache_refresh_seconds)
         )
-        retention_stop = asyncio.Event()
+        background_stop = asyncio.Event()
         retention = (
             asyncio.create_task(
                 _apply_retention(
                     public,
                     settings.retention_days,
                     settings.retention_interval_minutes * 60,
-                    retention_stop,
+                    background_stop,
                 )
             )
             if settings.retention_days
+            else None
+        )
+        folding = (
+            asyncio.create_task(
+                _fold_derived(public, settings.rollup_refresh_seconds, background_stop)
+            )
+            if store.backend == "duckdb" and settings.rollup_refresh_seconds
             else None
         )
         _tune_gc()
@@ -636,9 +668,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await watchdog.stop()
             refresher.cancel()
-            if retention is not None:
-                retention_stop.set()
-                await retention  # a pass under way finishes before the store closes
+            background_stop.set()
+            for task in (retention, folding):
+                if task is not None:
+                    await task  # a pass under way finishes before the store closes
             public.services = None  # late requests get 503, not a closed store
             await asyncio.to_thread(committer.stop)
             store.close()

@@ -38,6 +38,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import Counter
+
 from footfall.store.base import Store, Transaction
 from footfall.store.migrations import FUNNEL_STEP_TYPES
 
@@ -55,6 +57,10 @@ _SITE_CHANGES = (
 )
 """Sites that are new, gone or moved to another tenant since the last fold."""
 _LOCK = threading.Lock()
+FOLDS = Counter("footfall_funnel_step_folds_total", "Folds that changed the funnel step tables")
+FOLDED_ROWS = Counter(
+    "footfall_funnel_step_rows_folded_total", "Rows written into the funnel step tables"
+)
 _STEP_COLUMNS = ", ".join(("site_id", "ts", "id_kind", "token_key", "pk", *BREAKDOWN_COLUMNS))
 CHECK_EVERY = timedelta(hours=1)
 """How often a fold that changed something also counts rows against the events."""
@@ -80,7 +86,11 @@ def refresh(store: Store) -> int:
     if not usable(store):
         return 0
     with _LOCK, store.transaction(None) as tx:
-        return _fold(tx)
+        written = _fold(tx)
+    if written:
+        FOLDS.inc()
+        FOLDED_ROWS.inc(written)
+    return written
 
 
 def forget_erased(tx: Transaction, values: list[str]) -> None:
