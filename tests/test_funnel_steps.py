@@ -201,6 +201,10 @@ def test_quiet_folds_write_nothing_and_damage_is_repaired(
     _insert(duck, "default", "frankshop2", "visitor", datetime(2026, 3, 6, 9, 5))
     stored += 2
     assert funnel_steps.refresh(duck) == stored
+    # The rebuild also took a fresh copy of the identity graph's nodes.
+    copied = duck.query("SELECT count(*) FROM funnel_nodes")
+    assert copied == duck.query("SELECT count(*) FROM identity_nodes")
+    assert copied[0][0] > 0
     assert assert_paths_agree(duck, RANGE) > 0
 
     # Keys made by another DuckDB's hash function would not match new ones: rebuilt.

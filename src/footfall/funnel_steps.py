@@ -145,9 +145,6 @@ def _fold(tx: Transaction) -> int:
             tx.query(f"DELETE FROM {table_of(event)}")  # noqa: S608
         else:
             tx.query(f"DELETE FROM {table_of(event)} WHERE ts < ?", [oldest])  # noqa: S608
-    if fingerprint != nodes_check or last == 0:
-        tx.query("DELETE FROM funnel_nodes")
-        tx.query(f"INSERT INTO funnel_nodes SELECT {_NODE_COLUMNS} FROM identity_nodes")  # noqa: S608
     top = max(top, last)
     if check:
         checked_at = now
@@ -156,6 +153,9 @@ def _fold(tx: Transaction) -> int:
             _clear(tx)
             written = _append(tx, "e.event_id <= ?", [top])
             last = 0
+    if fingerprint != nodes_check or last == 0:
+        tx.query("DELETE FROM funnel_nodes")
+        tx.query(f"INSERT INTO funnel_nodes SELECT {_NODE_COLUMNS} FROM identity_nodes")  # noqa: S608
     if last == 0:
         # One build is one batch per table, already in person order.
         tx.query("UPDATE funnel_tables SET clustered_rows = appended_rows, appended_rows = 0")
