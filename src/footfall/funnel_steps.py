@@ -40,7 +40,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from footfall.store.base import Store, Transaction
+from footfall.store.base import Store, Transaction, affected_rows
 from footfall.store.migrations import FUNNEL_STEP_TYPES
 
 log = logging.getLogger("footfall.funnel_steps")
@@ -107,7 +107,7 @@ def forget_before(tx: Transaction, cutoff: datetime) -> int:
     """Drop rows of events older than ``cutoff`` (data retention, in its transaction)."""
     deleted = 0
     for event in FUNNEL_STEP_TYPES:
-        deleted += _affected(tx.query(f"DELETE FROM {table_of(event)} WHERE ts < ?", [cutoff]))  # noqa: S608
+        deleted += affected_rows(tx.query(f"DELETE FROM {table_of(event)} WHERE ts < ?", [cutoff]))  # noqa: S608
     return deleted
 
 
@@ -268,7 +268,7 @@ def _insert(
 ) -> int:
     """Append ``source``'s rows to the event type's table in person order, counting them
     towards its next rewrite."""
-    count = _affected(
+    count = affected_rows(
         tx.query(
             f"INSERT INTO {table_of(event)} ({_STEP_COLUMNS}) SELECT {_STEP_COLUMNS} "  # noqa: S608
             f"FROM {source} {where} ORDER BY pk, ts",
@@ -310,11 +310,6 @@ def _recluster(tx: Transaction) -> list[str]:
         )
         rewritten.append(event)
     return rewritten
-
-
-def _affected(rows: list[tuple[Any, ...]]) -> int:
-    """The row count an INSERT or DELETE reports."""
-    return int(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else 0
 
 
 def _counts_agree(tx: Transaction, top: int) -> bool:

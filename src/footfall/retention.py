@@ -18,15 +18,13 @@ new data rather than wiping them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from prometheus_client import Counter
 
 from footfall import funnel_steps
-from footfall.store.base import Store, Transaction
+from footfall.store.base import Store, Transaction, affected_rows
 
 log = logging.getLogger("footfall.retention")
 
@@ -53,11 +51,6 @@ def cutoff_for(days: int, now: datetime | None = None) -> datetime:
     return datetime.combine(moment.date() - timedelta(days=days), datetime.min.time())
 
 
-def _affected(rows: Sequence[tuple[Any, ...]]) -> int:
-    """The row count a DELETE reports (DuckDB returns it as a row, the PostgreSQL store too)."""
-    return int(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else 0
-
-
 def _has_table(tx: Transaction, table: str) -> bool:
     rows = tx.query("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table])
     return bool(rows and rows[0][0])
@@ -71,13 +64,13 @@ def apply_retention(store: Store, days: int, now: datetime | None = None) -> Ret
     day: date = cutoff.date()
     # Serialised with identity changes (an erase deletes events too) in every tenant.
     with store.transaction(None) as tx:
-        events = _affected(tx.query("DELETE FROM events WHERE ts < ?", [cutoff]))
-        orders = _affected(tx.query("DELETE FROM orders WHERE first_seen < ?", [cutoff]))
+        events = affected_rows(tx.query("DELETE FROM events WHERE ts < ?", [cutoff]))
+        orders = affected_rows(tx.query("DELETE FROM orders WHERE first_seen < ?", [cutoff]))
         rollup = 0
         for table, column in _DERIVED_BY_DAY:
             if _has_table(tx, table):
                 # Fixed names from the constant above, never from input.
-                rollup += _affected(tx.query(f"DELETE FROM {table} WHERE {column} < ?", [day]))  # noqa: S608
+                rollup += affected_rows(tx.query(f"DELETE FROM {table} WHERE {column} < ?", [day]))  # noqa: S608
         if funnel_steps.usable(store) and _has_table(tx, "funnel_state"):
             rollup += funnel_steps.forget_before(tx, cutoff)
     DELETED_EVENTS.inc(events)

@@ -160,6 +160,12 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def affected_rows(rows: Sequence[tuple[Any, ...]]) -> int:
+    """The row count an INSERT or DELETE reports (DuckDB returns it as a row, the
+    PostgreSQL store too)."""
+    return int(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else 0
+
+
 HASH_JOINS = "/* footfall:hash-joins */ "
 """Prefix for a report whose plan must not use nested loops.
 
