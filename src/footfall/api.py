@@ -524,34 +524,45 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-async def _apply_retention(public: PublicApi, days: int, every: float, stop: asyncio.Event) -> None:
-    """Delete events older than the retention setting now, then every ``every`` seconds.
-
-    Acknowledged events still in the ingest journal are loaded first (``settled``), so an old
-    event answered before a pass is deleted by that pass. Shutdown sets ``stop`` and waits
-    for a pass under way to finish, so the store is never closed under it.
-    """
-    from footfall.retention import apply_retention
-
+async def _every(
+    public: PublicApi,
+    every: float,
+    stop: asyncio.Event,
+    job: Callable[[Services], Awaitable[None]],
+    failure: str,
+) -> None:
+    """Run ``job`` now, then every ``every`` seconds until ``stop`` is set; a failure is
+    logged and the job runs again next time. Shutdown sets ``stop`` and waits for a run
+    under way, so the store is never closed under it."""
     while not stop.is_set():
         services = public.services
         if services is None:
             return
         try:
-            await services.committer.settled()
-            await asyncio.to_thread(apply_retention, services.store, days)
+            await job(services)
         except Exception as exc:
-            log.warning("data retention failed; retried next time", extra={"error": repr(exc)})
+            log.warning(failure, extra={"error": repr(exc)})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
 
 
-async def _fold_derived(public: PublicApi, every: float, stop: asyncio.Event) -> None:
+async def _apply_retention(services: Services, days: int) -> None:
+    """Delete events older than the retention setting.
+
+    Acknowledged events still in the ingest journal are loaded first (``settled``), so an old
+    event answered before a pass is deleted by that pass.
+    """
+    from footfall.retention import apply_retention
+
+    await services.committer.settled()
+    await asyncio.to_thread(apply_retention, services.store, days)
+
+
+async def _fold_derived(services: Services) -> None:
     """Fold new events and identity changes into the daily rollup and the funnel step
-    tables now, then every ``every`` seconds (DuckDB): a report's own fold then has little
-    left to do, and a store upgraded to a schema with new derived tables builds them at
-    start-up instead of in the first report that needs them. Shutdown waits for a fold
-    under way, like retention."""
+    tables (DuckDB): a report's own fold then has little left to do, and a store upgraded
+    to a schema with new derived tables builds them at start-up instead of in the first
+    report that needs them."""
     from footfall import funnel_steps
     from footfall.analytics import refresh_presence
 
@@ -559,16 +570,7 @@ async def _fold_derived(public: PublicApi, every: float, stop: asyncio.Event) ->
         refresh_presence(store)
         funnel_steps.refresh(store)
 
-    while not stop.is_set():
-        services = public.services
-        if services is None:
-            return
-        try:
-            await asyncio.to_thread(fold, services.store)
-        except Exception as exc:
-            log.warning("folding the derived tables failed; retried", extra={"error": repr(exc)})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+    await asyncio.to_thread(fold, services.store)
 
 
 async def _refresh_shared_state(public: PublicApi, every: float) -> None:
@@ -643,11 +645,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         background_stop = asyncio.Event()
         retention = (
             asyncio.create_task(
-                _apply_retention(
+                _every(
                     public,
-                    settings.retention_days,
                     settings.retention_interval_minutes * 60,
                     background_stop,
+                    lambda services: _apply_retention(services, settings.retention_days),
+                    "data retention failed; retried next time",
                 )
             )
             if settings.retention_days
@@ -655,7 +658,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         folding = (
             asyncio.create_task(
-                _fold_derived(public, settings.rollup_refresh_seconds, background_stop)
+                _every(
+                    public,
+                    settings.rollup_refresh_seconds,
+                    background_stop,
+                    _fold_derived,
+                    "folding the derived tables failed; retried next time",
+                )
             )
             if store.backend == "duckdb" and settings.rollup_refresh_seconds
             else None
