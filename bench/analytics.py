@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from footfall import analytics, funnel_steps
-from footfall.analytics import Filters
+from footfall.analytics import funnel_steps, reports
+from footfall.analytics.reports import Filters
 from footfall.demo import DemoPlan, generate
 from footfall.identity import IdentityGraph
 from footfall.store import open_store
@@ -81,7 +81,7 @@ def main() -> int:
     assert person is not None
 
     started = time.perf_counter()
-    days = analytics.refresh_presence(store)
+    days = reports.refresh_presence(store)
     refresh_s = time.perf_counter() - started
     print(f"daily rollup: {days} days rebuilt in {refresh_s:.1f} s (once, after loading)")
     started = time.perf_counter()
@@ -93,27 +93,27 @@ def main() -> int:
         lambda: store.query("SELECT count(DISTINCT token) FROM events"), args.repeat
     )
     runs: list[tuple[str, Callable[[], Any]]] = [
-        ("overview", lambda: analytics.overview(store, everything)),
-        ("people per day", lambda: analytics.unique_people(store, everything, "day")),
-        ("people per week", lambda: analytics.unique_people(store, everything, "week")),
-        ("people per month", lambda: analytics.unique_people(store, everything, "month")),
-        ("retention (weekly)", lambda: analytics.retention(store, everything, "week")),
+        ("overview", lambda: reports.overview(store, everything)),
+        ("people per day", lambda: reports.unique_people(store, everything, "day")),
+        ("people per week", lambda: reports.unique_people(store, everything, "week")),
+        ("people per month", lambda: reports.unique_people(store, everything, "month")),
+        ("retention (weekly)", lambda: reports.retention(store, everything, "week")),
         ("journey of a person", lambda: graph.person_events("default", person.person_id)),
-        ("power users + questions", lambda: analytics.power_users(store, everything)),
-        ("funnel (5 steps)", lambda: analytics.funnel(store, everything)),
+        ("power users + questions", lambda: reports.power_users(store, everything)),
+        ("funnel (5 steps)", lambda: reports.funnel(store, everything)),
         (
             "funnel by A/B group",
-            lambda: analytics.funnel(store, everything, breakdown="ab_group"),
+            lambda: reports.funnel(store, everything, breakdown="ab_group"),
         ),
         (
             "funnel by popup version",
-            lambda: analytics.funnel(store, everything, breakdown="popup_version"),
+            lambda: reports.funnel(store, everything, breakdown="popup_version"),
         ),
-        ("A/B test", lambda: analytics.ab_test(store, everything)),
-        ("revenue + top items", lambda: analytics.revenue(store, everything)),
-        ("answer feedback", lambda: analytics.feedback(store, everything)),
-        ("popup open rate", lambda: analytics.popups(store, everything)),
-        ("client errors", lambda: analytics.client_errors(store, everything)),
+        ("A/B test", lambda: reports.ab_test(store, everything)),
+        ("revenue + top items", lambda: reports.revenue(store, everything)),
+        ("answer feedback", lambda: reports.feedback(store, everything)),
+        ("popup open rate", lambda: reports.popups(store, everything)),
+        ("client errors", lambda: reports.client_errors(store, everything)),
     ]
     rows: list[dict[str, Any]] = []
     print(f"\nbaseline COUNT(DISTINCT token): {baseline * 1000:.0f} ms\n")

@@ -26,9 +26,9 @@ from typing import Any
 
 # bench/analytics.py (this directory is first on sys.path), not footfall.analytics
 from analytics import END, median_seconds
-from footfall import analytics, funnel_steps
-from footfall.analytics import BREAKDOWNS, DEFAULT_FUNNEL, Filters
-from footfall.ingest import RequestContext, validate_event
+from footfall.analytics import funnel_steps, reports
+from footfall.analytics.reports import BREAKDOWNS, DEFAULT_FUNNEL, Filters
+from footfall.ingest.validate import RequestContext, validate_event
 from footfall.store import open_store
 
 WINDOW = 7 * 86400
@@ -64,7 +64,7 @@ def main() -> int:
         timings = []
         results = []
         for events_path in (True, False):
-            sql, params = analytics.funnel_query(
+            sql, params = reports.funnel_query(
                 store, everything, STEPS, WINDOW, breakdown, events_path=events_path
             )
             results.append(counts(store.query(sql, params)))

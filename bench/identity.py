@@ -20,7 +20,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from footfall.analytics import Filters, people_count
+from footfall.analytics.reports import Filters, people_count
 from footfall.identity import IdentityGraph
 from footfall.store.duckdb import DuckDBStore
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from footfall.identity import IdentityGraph
-from footfall.ingest import RequestContext, validate_event
+from footfall.ingest.validate import RequestContext, validate_event
 from footfall.store.base import Store
 
 DAY0 = datetime(2026, 3, 2, 10, 0)

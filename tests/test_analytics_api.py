@@ -14,7 +14,7 @@ import pytest
 
 from analytics_data import load
 from conftest import Server
-from footfall.analytics import REPORTS
+from footfall.analytics.reports import REPORTS
 from footfall.store import open_store
 
 RANGE = {"from": "2026-03-02", "to": "2026-03-22", "site": "default,help"}

@@ -34,7 +34,7 @@ from playwright.sync_api import (
 )
 
 from conftest import Server, launch_chromium
-from footfall.web.auth import hash_password, verify_password
+from footfall.passwords import hash_password, verify_password
 
 PASSWORD = "admin password for the tests"
 EVENTS = 30_000

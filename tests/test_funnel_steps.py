@@ -20,11 +20,11 @@ import pytest
 
 from analytics_data import EPOCH, load
 from conftest import Server, config_with
-from footfall import analytics, funnel_steps
-from footfall.analytics import BREAKDOWNS, DEFAULT_FUNNEL, Filters
+from footfall.analytics import funnel_steps, reports
+from footfall.analytics.reports import BREAKDOWNS, DEFAULT_FUNNEL, Filters
 from footfall.demo import DemoPlan, generate
 from footfall.identity import IdentityGraph
-from footfall.ingest import EVENT_TYPES, RequestContext, validate_event
+from footfall.ingest.validate import EVENT_TYPES, RequestContext, validate_event
 from footfall.retention import apply_retention
 from footfall.store import open_store
 from footfall.store.base import Store
@@ -57,7 +57,7 @@ def both_paths(
     store: Store, filters: Filters, steps: list[str], window: int, breakdown: str | None
 ) -> tuple[Counts, Counts]:
     def run(events_path: bool) -> Counts:
-        sql, params = analytics.funnel_query(
+        sql, params = reports.funnel_query(
             store, filters, steps, window, breakdown, events_path=events_path
         )
         return sorted((int(s), str(g), int(n)) for s, g, n in store.query(sql, params))
@@ -77,7 +77,7 @@ def assert_paths_agree(store: Store, filters: Filters) -> int:
 
 
 def default_funnel(store: Store, filters: Filters = RANGE) -> list[int]:
-    return [s["people"] for s in analytics.funnel(store, filters)["overall"]["steps"]]
+    return [s["people"] for s in reports.funnel(store, filters)["overall"]["steps"]]
 
 
 def test_every_event_type_has_a_step_table(duck: Store) -> None:
@@ -98,7 +98,7 @@ def test_step_tables_match_the_events_path_on_demo_traffic(duck: Store) -> None:
     assert assert_paths_agree(duck, unaligned) > 100
     assert assert_paths_agree(duck, Filters(("help",), everything.start, everything.end)) > 10
     # The A/B breakdown names the demo's groups, not only "(none)".
-    split = analytics.funnel(duck, everything, breakdown="ab_group")
+    split = reports.funnel(duck, everything, breakdown="ab_group")
     assert {"control", "test"} <= {g["group"] for g in split["groups"]}
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from footfall.errors import ApiError
 from footfall.identity import Identifier, IdentityGraph
-from footfall.ingest import now_us
+from footfall.ingest.validate import now_us
 from footfall.store.base import EventRow, Store
 
 TENANT = "default"

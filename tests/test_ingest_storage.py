@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from conftest import Server
-from footfall.ingest import EUR_RATES, EVENT_TYPES
+from footfall.ingest.validate import EUR_RATES, EVENT_TYPES
 
 RATES = {
     "EUR": 1.0,

@@ -20,14 +20,14 @@ import msgspec
 import pytest
 
 from conftest import CLEAN_EXIT, Server, config_with
-from footfall.ingest import now_us
-from footfall.journal import (
+from footfall.ingest.journal import (
     FIELDS,
     MAGIC,
     Journal,
     JournalCommitter,
     JournalError,
 )
+from footfall.ingest.validate import now_us
 from footfall.store.base import EventRow
 from footfall.store.duckdb import DuckDBStore
 

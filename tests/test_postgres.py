@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from footfall.identity import Identifier, IdentityGraph
-from footfall.ingest import now_us
+from footfall.ingest.validate import now_us
 from footfall.store import open_store, redact
 from footfall.store.base import HASH_JOINS, EventRow, StoreUnavailableError
 from footfall.store.migrations import MIGRATIONS

@@ -15,7 +15,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from conftest import CLEAN_EXIT, Server, config_with
-from footfall.analytics import REPORTS
+from footfall.analytics.reports import REPORTS
 
 
 def test_healthz(api: httpx.Client) -> None:

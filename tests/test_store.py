@@ -8,7 +8,7 @@ from datetime import datetime
 import pyarrow as pa
 import pytest
 
-from footfall.ingest import now_us
+from footfall.ingest.validate import now_us
 from footfall.store.base import HASH_JOINS, EventRow, Store
 from footfall.store.migrations import MIGRATIONS
 

@@ -10,9 +10,14 @@ import httpx
 import pytest
 
 from conftest import Server
+from footfall.http.tracker import (
+    COOKIE_MAX_AGE,
+    SIZE_BUDGET_BYTES,
+    build_tracker,
+    registrable_domain,
+)
 from footfall.identity import IdentityGraph
 from footfall.store import Store
-from footfall.tracker import COOKIE_MAX_AGE, SIZE_BUDGET_BYTES, build_tracker, registrable_domain
 
 TOKEN = "cookieToken_0123456789"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from footfall.config import load_settings
+from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.logs import redact
-from footfall.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.sites import normalise_origin, validate_origin_pattern
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from footfall.watchdog import LOOP_STALLS, LoopWatchdog
+from footfall.http.watchdog import LOOP_STALLS, LoopWatchdog
 
 
 def block_the_loop_for(seconds: float) -> None:

@@ -1,3 +1,3 @@
-from footfall.cli import main
+from footfall.cli.main import main
 
 main()

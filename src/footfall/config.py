@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     def _password_hash(cls, value: str | None) -> str | None:
         """A plain password or a mistyped hash fails at start-up, not at the first login."""
         if value:
-            from footfall.web.auth import parse_password_hash
+            from footfall.passwords import parse_password_hash
 
             parse_password_hash(value)
         return value or None

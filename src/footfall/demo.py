@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from footfall.ingest import EUR_RATES
+from footfall.ingest.validate import EUR_RATES
 from footfall.store.base import EVENT_COLUMNS, Store
 
 HELP_SITE = "help"

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from footfall import funnel_steps
+from footfall.analytics import funnel_steps
 from footfall.errors import ApiError, invalid
-from footfall.ingest import TOKEN_PATTERN
+from footfall.ingest.validate import TOKEN_PATTERN
 from footfall.store.base import Store, Transaction
 
 log = logging.getLogger("footfall.identity")
@@ -90,6 +90,18 @@ def user_identifiers(client_id: Any, email: Any) -> tuple[list[Identifier], bool
         if value not in (None, "")
     ]
     return named, clear_email
+
+
+def checked_name(value: Any, field_name: str) -> str:
+    """A name given to the API (alias, explain, split, vendor ``_p``): a non-empty string of
+    at most ``MAX_NAME_CHARS``; its meaning is decided later by ``find``."""
+    if value is None or value == "":
+        raise invalid(field_name, "required")
+    if not isinstance(value, str):
+        raise invalid(field_name, "must be a string")
+    if len(value) > MAX_NAME_CHARS:
+        raise invalid(field_name, f"at most {MAX_NAME_CHARS} characters")
+    return value
 
 
 def parse_name(text: str) -> Identifier | None:

@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from prometheus_client import Counter
 
-from footfall import funnel_steps
+from footfall.analytics import funnel_steps
 from footfall.store.base import Store, Transaction, affected_rows
 
 log = logging.getLogger("footfall.retention")

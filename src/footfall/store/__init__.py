@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
-from footfall.store.base import ApiKey, EventRow, Site, Store
+from footfall.store.base import ApiKey, EventRow, Site, Store, redact
 
 __all__ = ["ApiKey", "EventRow", "Site", "Store", "open_store", "redact"]
-
-
-def redact(database: str) -> str:
-    """The database path or URL without its password, for messages and logs."""
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", database)
 
 
 def open_store(database: str, *, read_only: bool = False, memory_limit: str | None = None) -> Store:

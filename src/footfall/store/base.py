@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -158,6 +159,11 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def redact(database: str) -> str:
+    """The database path or URL without its password, for messages and logs."""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", database)
 
 
 def affected_rows(rows: Sequence[tuple[Any, ...]]) -> int:

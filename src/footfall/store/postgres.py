@@ -39,7 +39,6 @@ from psycopg.adapt import Buffer, Loader
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool
 
-from footfall.store import redact
 from footfall.store.base import (
     EVENT_COLUMNS,
     HASH_JOINS,
@@ -48,6 +47,7 @@ from footfall.store.base import (
     Site,
     StoreUnavailableError,
     Transaction,
+    redact,
 )
 from footfall.store.migrations import MIGRATIONS, render
 

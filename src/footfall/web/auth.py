@@ -1,15 +1,13 @@
-"""Dashboard logins: the admin password's hash, signed session cookies and CSRF tokens.
+"""Dashboard logins: signed session cookies and CSRF tokens.
 
-The admin password is never stored: the config holds an scrypt hash (``footfall
-hash-password`` prints one). A session is a small JSON object signed with HMAC-SHA256 and
-kept in an HttpOnly, SameSite=Lax cookie scoped to /dashboard; it carries an expiry, a
-CSRF token and who logged in (``admin``, or the id of the API key, never the key itself),
-so revoking the key or changing the password ends the session at its next request.
+A session is a small JSON object signed with HMAC-SHA256 and kept in an HttpOnly,
+SameSite=Lax cookie scoped to /dashboard; it carries an expiry, a CSRF token and who logged
+in (``admin``, or the id of the API key, never the key itself), so revoking the key or
+changing the admin password (``footfall.passwords``) ends the session at its next request.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -22,71 +20,12 @@ from typing import Any
 
 import msgspec
 
+from footfall.passwords import b64url, unb64url
+
 log = logging.getLogger("footfall.web")
 
-SCRYPT_N = 2**15
-SCRYPT_R = 8
-SCRYPT_P = 1
-_MAX_N = 2**20
 SESSION_SECONDS = 12 * 3600
 CSRF_FIELD = "csrf"
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-# --------------------------------------------------------------------------- passwords
-
-
-def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
-    """``scrypt$N$r$p$salt$hash``: a memory-hard hash, so a leaked config is slow to crack."""
-    if not password:
-        raise ValueError("the password must not be empty")
-    salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, n, r, p, 32)
-    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
-
-
-def parse_password_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
-    """The parameters, salt and digest of a hash; ValueError names what is wrong."""
-    parts = encoded.strip().split("$")
-    if len(parts) != 6 or parts[0] != "scrypt":
-        raise ValueError("admin_password_hash must look like scrypt$N$r$p$salt$hash")
-    try:
-        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
-        salt, digest = _unb64(parts[4]), _unb64(parts[5])
-    except (ValueError, binascii.Error):
-        raise ValueError("admin_password_hash is not a valid scrypt hash") from None
-    if n < 2 or n > _MAX_N or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16:
-        raise ValueError("admin_password_hash has out-of-range scrypt parameters")
-    if len(salt) < 8 or len(digest) < 16:
-        raise ValueError("admin_password_hash has a too short salt or digest")
-    return n, r, p, salt, digest
-
-
-def verify_password(password: str, encoded: str) -> bool:
-    """Constant-time comparison of the password's scrypt digest with the configured one."""
-    n, r, p, salt, expected = parse_password_hash(encoded)
-    digest = _scrypt(password, salt, n, r, p, len(expected))
-    return hmac.compare_digest(digest, expected)
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
-    memory = 128 * r * n * p + 1024 * 1024
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=memory, dklen=length)
-
-
-def password_fingerprint(encoded: str) -> str:
-    """Sessions of an admin remember which hash they logged in with: a new password ends them."""
-    return hashlib.sha256(encoded.strip().encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------- sessions
 
 
 class SessionCodec:
@@ -98,10 +37,10 @@ class SessionCodec:
         self.max_age = max_age
 
     def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+        return b64url(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
     def encode(self, data: dict[str, Any]) -> str:
-        payload = _b64(msgspec.json.encode({**data, "exp": int(time.time()) + self.max_age}))
+        payload = b64url(msgspec.json.encode({**data, "exp": int(time.time()) + self.max_age}))
         return f"{payload}.{self._sign(payload)}"
 
     def decode(self, value: str | None) -> dict[str, Any] | None:
@@ -112,7 +51,7 @@ class SessionCodec:
         if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             return None
         try:
-            data = msgspec.json.decode(_unb64(payload))
+            data = msgspec.json.decode(unb64url(payload))
         except (msgspec.DecodeError, binascii.Error, ValueError):
             return None
         if not isinstance(data, dict) or not isinstance(data.get("exp"), int):

@@ -25,14 +25,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from footfall.analytics import BREAKDOWNS, DEFAULT_FUNNEL, INTERVALS, REPORTS, Filters
-from footfall.analytics_api import report_filters, report_options, site_scope
-from footfall.api import PublicApi, Services
+from footfall.analytics.params import report_filters, report_options, site_scope
+from footfall.analytics.reports import BREAKDOWNS, DEFAULT_FUNNEL, INTERVALS, REPORTS, Filters
 from footfall.config import Settings
 from footfall.errors import ApiError, invalid
+from footfall.http.ratelimit import SlidingWindowLimiter
+from footfall.http.shared import Gate, Services
 from footfall.identity import MAX_NAME_CHARS, parse_name
-from footfall.ingest import EVENT_TYPES, TOKEN_PATTERN
-from footfall.ratelimit import SlidingWindowLimiter
+from footfall.ingest.validate import EVENT_TYPES, TOKEN_PATTERN
+from footfall.passwords import password_fingerprint, verify_password
 from footfall.store.base import Site
 from footfall.web import charts
 from footfall.web.assets import Assets
@@ -43,8 +44,6 @@ from footfall.web.auth import (
     csrf_matches,
     load_session_secret,
     new_csrf_token,
-    password_fingerprint,
-    verify_password,
 )
 from footfall.web.people import display_name, has_events, search_identifiers
 
@@ -160,8 +159,8 @@ class View:
 class Dashboard:
     """The dashboard's routes; it shares the running services with the JSON API."""
 
-    def __init__(self, public: PublicApi, settings: Settings) -> None:
-        self.public = public
+    def __init__(self, gate: Gate, settings: Settings) -> None:
+        self.gate = gate
         self.settings = settings
         self.assets = Assets()
         self.login_limiter = SlidingWindowLimiter(LOGIN_ATTEMPTS_PER_MINUTE)
@@ -189,7 +188,7 @@ class Dashboard:
     # ------------------------------------------------------------------ plumbing
 
     def services(self) -> Services:
-        return self.public._svc()
+        return self.gate.running()
 
     @property
     def codec(self) -> SessionCodec:
@@ -411,7 +410,7 @@ class Dashboard:
         else:
             key = form.get("key", "").strip()
             try:
-                site = await asyncio.to_thread(self.public.site_for_key, key)
+                site = await asyncio.to_thread(self.gate.site_for_key, key)
             except ApiError:
                 log.warning("dashboard key login refused")
                 return self._login_page(

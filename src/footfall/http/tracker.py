@@ -152,7 +152,7 @@ def renew_id_cookie(
 
 def examples_dir() -> Path:
     """The repository's ``examples/`` (the demo pages), next to ``src/`` in a checkout."""
-    return Path(__file__).resolve().parents[2] / "examples"
+    return Path(__file__).resolve().parents[3] / "examples"
 
 
 def mount_demo(app: Starlette) -> None:

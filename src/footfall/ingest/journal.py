@@ -41,14 +41,12 @@ import msgspec
 from prometheus_client import Counter, Gauge, Histogram
 
 from footfall.errors import UNAVAILABLE, ApiError
-from footfall.ingest import (
-    COMMIT_BATCH,
+from footfall.ingest.commit import (
     COMMIT_FAILURES,
-    COMMIT_SECONDS,
     GroupCommitter,
     Outcome,
-    _Pending,
-    count_committed,
+    Pending,
+    record_commit,
     split_flags,
 )
 from footfall.store.base import EventRow, Store
@@ -574,7 +572,7 @@ class JournalCommitter(GroupCommitter):
         A waiting reader makes the loader load at once instead of at its next interval.
         """
         target = self._journaled
-        loop = self._loop
+        loop = self.loop
         if self._loaded >= target or loop is None:
             return
         future: asyncio.Future[None] = loop.create_future()
@@ -611,7 +609,7 @@ class JournalCommitter(GroupCommitter):
 
     # ------------------------------------------------------------------ writer thread
 
-    def _write(self, group: list[_Pending]) -> list[Outcome]:
+    def write_group(self, group: list[Pending]) -> list[Outcome]:
         rows = [row for item in group for row in item[0]]
         started = time.perf_counter()
         good_end = self._journal.end
@@ -625,13 +623,11 @@ class JournalCommitter(GroupCommitter):
             log.exception("journal write failed; the group is answered 503")
             if isinstance(exc, OSError):
                 self._journal.abandon_tail(good_end)
-            if len(group) > 1 and not isinstance(exc, OSError):
-                return [self._write([item])[0] for item in group]  # one bad request fails alone
+            if len(group) > 1 and not isinstance(exc, OSError):  # one bad request fails alone
+                return [self.write_group([item])[0] for item in group]
             error = ApiError(503, UNAVAILABLE, f"events could not be stored: {type(exc).__name__}")
             return [error] * len(group)
-        COMMIT_SECONDS.observe(time.perf_counter() - started)
-        COMMIT_BATCH.observe(len(rows))
-        count_committed(rows)
+        record_commit(rows, started)
         self._orders_pending.update((site, order) for site, order, _ in fresh)
         batch = _Batch(values, duplicates, fresh, end, time.time())
         with self._load_cond:
@@ -734,9 +730,9 @@ class JournalCommitter(GroupCommitter):
             due = [future for target, future in self._waiters if target <= end]
             self._waiters = [(t, f) for t, f in self._waiters if t > end]
             self._urgent = bool(self._waiters)
-        if due and self._loop is not None:
+        if due and self.loop is not None:
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting
-                self._loop.call_soon_threadsafe(_wake, due)
+                self.loop.call_soon_threadsafe(_wake, due)
         self._journal.release(end)
         return True
 

@@ -8,8 +8,8 @@ import msgspec
 from msgspec import Meta
 
 from footfall import __version__
-from footfall.analytics import BREAKDOWNS, INTERVALS, REPORTS
-from footfall.ingest import (
+from footfall.analytics.reports import BREAKDOWNS, INTERVALS, REPORTS
+from footfall.ingest.validate import (
     EVENT_TYPES,
     MAX_AMOUNT,
     MAX_CURRENCY_CHARS,

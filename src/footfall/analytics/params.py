@@ -1,38 +1,27 @@
-"""The authenticated reports API: one route per analytics report, same numbers as the CLI.
-
-Parameters are read by ``report_request`` for the HTTP API and the terminal alike, so both
-accept the same names, defaults and errors.
-"""
+"""A report's parameters (sites, time range, per-report options) read from text, for the
+reports API, the dashboard and the terminal alike: all three accept the same names, defaults
+and errors."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import msgspec
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from footfall.analytics import (
+from footfall.analytics.reports import (
     BREAKDOWNS,
     DEFAULT_DAYS,
     INTERVALS,
     MAX_FUNNEL_STEPS,
-    REPORTS,
     Filters,
     Report,
     utcnow,
 )
-from footfall.api import JSON, PublicApi
 from footfall.errors import ApiError, invalid
-from footfall.ingest import EVENT_TYPES
+from footfall.ingest.validate import EVENT_TYPES
 from footfall.store.base import Site
 
 FORBIDDEN = "FORBIDDEN"
-_encoder = msgspec.json.Encoder()
 _MAX_DAYS = 3660
 
 
@@ -141,46 +130,3 @@ def site_scope(key_site: Site, requested: str | None, known: Mapping[str, Site])
         if site is None or site.scope != key_site.scope:
             raise ApiError(403, FORBIDDEN, f"this key cannot read site '{name[:64]}'")
     return names
-
-
-class AnalyticsApi:
-    def __init__(self, public: PublicApi) -> None:
-        self.public = public
-
-    async def index(self, request: Request) -> Response:
-        self.public.authenticated(request)
-        payload = {
-            "reports": [
-                {"name": r.name, "title": r.title, "options": list(r.options)}
-                for r in REPORTS.values()
-            ]
-        }
-        return Response(_encoder.encode(payload), media_type=JSON)
-
-    async def report(self, request: Request) -> Response:
-        key_site = self.public.authenticated(request)
-        name = request.path_params["name"]
-        report = REPORTS.get(name)
-        if report is None:
-            raise ApiError(404, "NOT_FOUND", f"no report '{name[:64]}'; see /api/reports")
-        services = self.public._svc()
-        params = request.query_params
-        sites = site_scope(key_site, params.get("site"), services.sites.sites)
-        filters = report_filters(params, sites)
-        options = report_options(report, params)
-        for other in REPORTS.values():  # a bad value is a 422 even where this report ignores it
-            report_options(other, params)
-        await services.committer.settled()
-        try:
-            result = await asyncio.to_thread(report.run, services.store, filters, **options)
-        except ValueError as exc:  # a rule the options parser did not know about
-            raise invalid("options", str(exc)) from None
-        return Response(_encoder.encode({"report": name, **result}), media_type=JSON)
-
-
-def routes(public: PublicApi) -> list[Route]:
-    api = AnalyticsApi(public)
-    return [
-        Route("/api/reports", api.index, methods=["GET"]),
-        Route("/api/reports/{name}", api.report, methods=["GET"]),
-    ]

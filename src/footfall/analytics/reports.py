@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from footfall import funnel_steps
-from footfall.ingest import EUR_RATES, EVENT_TYPES
+from footfall.analytics import funnel_steps
+from footfall.ingest.validate import EUR_RATES, EVENT_TYPES
 from footfall.store.base import HASH_JOINS, Store
 
 INTERVALS = ("day", "week", "month")

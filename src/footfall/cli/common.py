@@ -1,0 +1,111 @@
+"""What every command group shares: the consoles, the options that recur, opening the
+settings and the store with a clear message on failure, and the client of a running
+server's API for ``--server``."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+
+from footfall.config import Settings, load_settings
+from footfall.sites import seed_sites
+from footfall.store import Store, open_store
+from footfall.store.base import StoreBusyError, StoreUnavailableError
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    str | None, typer.Option("--config", "-c", help="TOML config file (else FOOTFALL_CONFIG).")
+]
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database", help="DuckDB file or postgresql:// URL.")
+]
+SiteOpt = Annotated[
+    str | None, typer.Option("--site", help="Site whose identity graph to use (default site).")
+]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="FOOTFALL_SERVER",
+        help="Talk to a running server (e.g. http://localhost:8000) instead of the file.",
+    ),
+]
+KeyOpt = Annotated[
+    str | None, typer.Option("--key", envvar="FOOTFALL_API_KEY", help="Site API key for --server.")
+]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` and return the exit to raise."""
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def settings_or_exit(config: str | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except Exception as exc:  # pydantic's message names the bad setting
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def open_store_or_exit(settings: Settings, *, prepare: bool = True) -> Store:
+    """The store, migrated and with its sites seeded (``prepare``), or exit 1 with the reason
+    (a file another process holds, a database that cannot be reached)."""
+    try:
+        store = open_store(settings.database, memory_limit=settings.duckdb_memory_limit)
+    except (StoreBusyError, StoreUnavailableError) as exc:
+        raise fail(str(exc)) from None
+    if not prepare:
+        return store
+    store.migrate()
+    seed_sites(store, settings)
+    # After a crash the ingest journal may hold acknowledged events not yet in the file;
+    # load them first, or an erase here would be undone by the server's replay.
+    from footfall.ingest.journal import replay_pending
+
+    replay_pending(store, settings)
+    return store
+
+
+def quote_name(name: str) -> str:
+    """A name as one path segment of the API (``/`` and ``:`` included)."""
+    return quote(name, safe="")
+
+
+class Remote:
+    """A running server's authenticated API, for the commands' ``--server`` mode."""
+
+    def __init__(self, server: str, key: str | None) -> None:
+        if not key:
+            raise fail("--server needs --key (or FOOTFALL_API_KEY)", 2)
+        self.base = server.rstrip("/")
+        self.key = key
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - the operator's own server URL
+            self.base + path,
+            data=data,
+            method=method,
+            headers={"authorization": f"Bearer {self.key}", "content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read())["error"]["message"]
+            except Exception:
+                message = str(exc)
+            raise fail(message) from None
+        except urllib.error.URLError as exc:
+            raise fail(f"cannot reach {self.base}: {exc.reason}") from None

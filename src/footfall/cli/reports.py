@@ -1,0 +1,111 @@
+"""``footfall report NAME``: an analytics report as tables in the terminal (or its JSON),
+from the database file or a running server's reports API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+from urllib.parse import urlencode
+
+import typer
+
+from footfall.cli.common import (
+    ConfigOpt,
+    DatabaseOpt,
+    KeyOpt,
+    Remote,
+    ServerOpt,
+    console,
+    fail,
+    open_store_or_exit,
+    settings_or_exit,
+)
+from footfall.errors import ApiError
+
+
+def report_command(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="overview, people, retention, power-users, "
+            "funnel, ab, revenue, feedback, popups, errors"
+        ),
+    ],
+    site: Annotated[
+        str | None,
+        typer.Option(
+            "--site",
+            help="Site id(s), comma-separated, or 'all' (default: the "
+            "default site; with --server: the key's site).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="Start date (UTC), e.g. 2026-03-01.")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--to", help="End date, included.")] = None,
+    days: Annotated[int | None, typer.Option(help="Without --from: the last N days (30).")] = None,
+    interval: Annotated[str | None, typer.Option(help="day, week or month.")] = None,
+    steps: Annotated[str | None, typer.Option(help="Funnel steps, comma-separated.")] = None,
+    window: Annotated[str | None, typer.Option(help="Funnel window: 3600, 12h, 7d, 2w.")] = None,
+    breakdown: Annotated[
+        str | None,
+        typer.Option(help="Funnel breakdown: popup_version, open_way, chatbot_id, ab_group."),
+    ] = None,
+    goal: Annotated[str | None, typer.Option(help="A/B goal event (purchase).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Rows to show (power-users, errors).")] = None,
+    periods: Annotated[int | None, typer.Option(help="Retention periods (8).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the JSON the API returns.")
+    ] = False,
+    server: ServerOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Print an analytics report as tables (the same numbers as the API and dashboard)."""
+    from footfall.analytics.params import report_filters, report_options
+    from footfall.analytics.reports import REPORTS
+    from footfall.cli.terminal import show_report
+
+    report = REPORTS.get(name)
+    if report is None:
+        raise fail(f"no report '{name}'; choose from {', '.join(REPORTS)}", 2)
+    given = {
+        "from": since,
+        "to": until,
+        "days": days,
+        "interval": interval,
+        "steps": steps,
+        "window": window,
+        "breakdown": breakdown,
+        "goal": goal,
+        "limit": limit,
+        "periods": periods,
+    }
+    params = {k: str(v) for k, v in given.items() if v is not None}
+    if server:
+        if site and site != "all":
+            params["site"] = site
+        result = Remote(server, key).call("GET", f"/api/reports/{name}?{urlencode(params)}")
+    else:
+        settings = settings_or_exit(config, database=database)
+        sites = (
+            None if site == "all" else [s for s in (site or settings.default_site).split(",") if s]
+        )
+        try:
+            filters = report_filters(params, sites)
+            options = report_options(report, params)
+        except ApiError as exc:
+            raise fail(exc.message, 2) from None
+        store = open_store_or_exit(settings)
+        try:
+            result = report.run(store, filters, **options)
+        except ValueError as exc:
+            raise fail(str(exc), 2) from None
+        finally:
+            store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    else:
+        show_report(console, name, report.title, result)

@@ -1,0 +1,225 @@
+"""The HTTP server: the ASGI app factory, its start-up and shutdown, and the background jobs
+of a running server (retention, folding the derived tables, re-reading shared state).
+
+The routes live in one module per family (``tracking``, ``identity``, ``vendor``,
+``reports``, ``operations``) and the dashboard in ``footfall.web``; what they share is in
+``shared``, which imports none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from footfall.analytics import funnel_steps
+from footfall.analytics.reports import refresh_presence
+from footfall.config import Settings
+from footfall.http import identity, operations, reports, tracking, vendor
+from footfall.http.middleware import ResponseCounter, error_handlers
+from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
+from footfall.http.shared import Gate, Services
+from footfall.http.tracker import examples_dir, mount_demo, tracker_route
+from footfall.http.watchdog import LoopWatchdog
+from footfall.identity import IdentityGraph
+from footfall.ingest.writer import make_committer
+from footfall.retention import apply_retention
+from footfall.sites import SiteRegistry, seed_sites
+from footfall.store import Store, open_store
+from footfall.web.pages import Dashboard
+
+log = logging.getLogger("footfall.api")
+
+
+def _tune_gc() -> None:
+    """Fewer garbage collections, none over start-up objects; measured, not guessed.
+
+    A request waiting for its group commit keeps its objects alive past CPython's default
+    700-allocation threshold, so under load they were promoted and re-walked by every
+    collection: a quarter of the event loop's time (perf). Start-up objects (modules, the
+    store) never become garbage, so they are frozen out of collections altogether.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+async def _every(
+    gate: Gate,
+    every: float,
+    stop: asyncio.Event,
+    job: Callable[[Services], Awaitable[None]],
+    failure: str,
+) -> None:
+    """Run ``job`` now, then every ``every`` seconds until ``stop`` is set; a failure is
+    logged and the job runs again next time. Shutdown sets ``stop`` and waits for a run
+    under way, so the store is never closed under it."""
+    while not stop.is_set():
+        services = gate.services
+        if services is None:
+            return
+        try:
+            await job(services)
+        except Exception as exc:
+            log.warning(failure, extra={"error": repr(exc)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
+async def _apply_retention(services: Services, days: int) -> None:
+    """Delete events older than the retention setting.
+
+    Acknowledged events still in the ingest journal are loaded first (``settled``), so an old
+    event answered before a pass is deleted by that pass.
+    """
+    await services.committer.settled()
+    await asyncio.to_thread(apply_retention, services.store, days)
+
+
+async def _fold_derived(services: Services) -> None:
+    """Fold new events and identity changes into the daily rollup and the funnel step
+    tables (DuckDB): a report's own fold then has little left to do, and a store upgraded
+    to a schema with new derived tables builds them at start-up instead of in the first
+    report that needs them."""
+
+    def fold(store: Store) -> None:
+        refresh_presence(store)
+        funnel_steps.refresh(store)
+
+    await asyncio.to_thread(fold, services.store)
+
+
+async def _refresh_shared_state(gate: Gate, every: float) -> None:
+    """Re-read erase tombstones and sites every ``every`` seconds.
+
+    Other processes on a shared (PostgreSQL) database erase persons and add sites; this bounds
+    how long this process keeps accepting late events of a person erased elsewhere.
+    """
+    while True:
+        await asyncio.sleep(every)
+        services = gate.services
+        if services is None:
+            return
+        tombstones, sites = services.tombstones, services.sites
+        try:
+            fresh_tombstones = await asyncio.to_thread(services.identity.tombstones)
+            fresh_sites = await asyncio.to_thread(
+                SiteRegistry.load,
+                services.store,
+                services.settings.default_site,
+                services.settings.allow_missing_origin,
+            )
+        except Exception as exc:
+            log.warning("refreshing tombstones and sites failed", extra={"error": repr(exc)})
+            continue
+        # An erase in this process may have replaced the set meanwhile: that one is newer.
+        if services.tombstones is tombstones:
+            services.tombstones = fresh_tombstones
+        if services.sites is sites:
+            services.sites = fresh_sites
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the ASGI app; the store opens at start-up and is flushed and closed at shutdown."""
+    if settings is None:
+        settings = Settings()
+
+    gate = Gate()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = open_store(settings.database, memory_limit=settings.duckdb_memory_limit)
+        applied = store.migrate()
+        seed_sites(store, settings)
+        committer = make_committer(store, settings)  # DuckDB: replays its journal first
+        committer.start()
+        graph = IdentityGraph(store, settings.identity_max_per_kind, settings.erase_tombstone_days)
+        gate.services = Services(
+            settings=settings,
+            store=store,
+            sites=SiteRegistry.load(store, settings.default_site, settings.allow_missing_origin),
+            committer=committer,
+            limiter=SlidingWindowLimiter(settings.rate_limit_per_minute),
+            addresses=ClientAddress(settings.trusted_proxies),
+            identity=graph,
+            tombstones=graph.tombstones(),
+        )
+        log.info(
+            "footfall started",
+            extra={
+                "store": store.backend,
+                "migrations_applied": applied,
+                "schema_version": store.schema_version(),
+                "store_memory_limit": store.memory_limit(),
+            },
+        )
+        refresher = asyncio.create_task(_refresh_shared_state(gate, settings.cache_refresh_seconds))
+        background_stop = asyncio.Event()
+        retention = (
+            asyncio.create_task(
+                _every(
+                    gate,
+                    settings.retention_interval_minutes * 60,
+                    background_stop,
+                    lambda services: _apply_retention(services, settings.retention_days),
+                    "data retention failed; retried next time",
+                )
+            )
+            if settings.retention_days
+            else None
+        )
+        folding = (
+            asyncio.create_task(
+                _every(
+                    gate,
+                    settings.rollup_refresh_seconds,
+                    background_stop,
+                    _fold_derived,
+                    "folding the derived tables failed; retried next time",
+                )
+            )
+            if store.backend == "duckdb" and settings.rollup_refresh_seconds
+            else None
+        )
+        _tune_gc()
+        watchdog = LoopWatchdog()
+        watchdog.start()
+        try:
+            yield
+        finally:
+            await watchdog.stop()
+            refresher.cancel()
+            background_stop.set()
+            for task in (retention, folding):
+                if task is not None:
+                    await task  # a pass under way finishes before the store closes
+            gate.services = None  # late requests get 503, not a closed store
+            await asyncio.to_thread(committer.stop)
+            store.close()
+            log.info("footfall stopped; every acknowledged event is committed")
+
+    if settings.demo and not (examples_dir() / "shop.html").is_file():
+        raise ValueError(
+            f"--demo needs the examples/ of a source checkout; not found at {examples_dir()}"
+        )
+    routes: list[BaseRoute] = [
+        *tracking.routes(gate, settings),
+        *operations.routes(gate),
+        tracker_route(),
+        *identity.routes(gate),
+        *vendor.routes(gate),
+        *reports.routes(gate),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=error_handlers())
+    operations.mount_docs_assets(app)
+    app.router.routes.extend(Dashboard(gate, settings).routes())
+    if settings.demo:
+        mount_demo(app)
+    app.state.gate = gate  # error handlers check the origin against the sites
+    app.add_middleware(ResponseCounter)
+    return app

@@ -1,0 +1,223 @@
+"""What every route family shares: the running services, the gate a public call passes,
+the headers it is judged by, body reading, CORS and JSON answers.
+
+Every public call passes the same gate, in this order: rate limit (429), site and origin
+(422/403), payload size (400 ANALYTICS_002), JSON (400 ANALYTICS_001), field rules (422).
+This module imports no route module, so each of them (and the dashboard) can import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from footfall.config import Settings
+from footfall.errors import RATE_LIMITED, UNAUTHORIZED, UNAVAILABLE, ApiError, malformed, too_large
+from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
+from footfall.identity import IdentityGraph
+from footfall.ingest.commit import GroupCommitter
+from footfall.ingest.validate import RequestContext, now_us
+from footfall.sites import KeyVerifier, SiteRegistry, normalise_origin
+from footfall.store.base import EventRow, Site, Store
+
+JSON = "application/json"
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_encoder = msgspec.json.Encoder()
+
+TRACK_PATHS = ("/api/analytics/track", "/api/events/track", "/api/save")
+BATCH_PATH = "/api/analytics/batch"
+IDENTIFY_PATH = "/api/identify"
+NOOP_PATH = "/bench/noop"
+PUBLIC_PATHS = frozenset((*TRACK_PATHS, BATCH_PATH, IDENTIFY_PATH, NOOP_PATH))
+"""Routes any web page may call: their errors carry CORS headers for allowed origins."""
+KNOWN_ROUTES = frozenset(
+    (
+        *PUBLIC_PATHS,
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/footfall.js",
+        "/api/alias",
+        "/a",
+        "/e",
+        "/s",
+    )
+)
+"""Paths counted by name in /metrics; every other path counts as ``other``."""
+
+
+@dataclass(slots=True)
+class Services:
+    """What the handlers share; built at start-up, torn down at shutdown."""
+
+    settings: Settings
+    store: Store
+    sites: SiteRegistry
+    committer: GroupCommitter
+    limiter: SlidingWindowLimiter
+    addresses: ClientAddress
+    identity: IdentityGraph
+    tombstones: set[tuple[str, str, str]]
+    """(tenant, kind, value) of erased identifiers whose late events are dropped."""
+
+    def erased(self, site: Site, row: EventRow) -> bool:
+        return bool(self.tombstones) and (site.scope, row.id_kind, row.token) in self.tombstones
+
+
+_WANTED_HEADERS = frozenset(
+    {b"origin", b"referer", b"x-forwarded-for", b"content-length", b"user-agent"}
+)
+
+
+@dataclass(slots=True)
+class Call:
+    """The headers a public call is judged by, read in one pass over the raw header list."""
+
+    origin: str | None
+    referer: str | None
+    forwarded_for: str | None
+    content_length: str | None
+    user_agent: str | None
+    peer: str | None
+
+    @classmethod
+    def of(cls, request: Request) -> Call:
+        found: dict[bytes, str] = {}
+        for name, value in request.scope["headers"]:
+            if name in _WANTED_HEADERS and name not in found:
+                found[name] = value.decode("latin-1")
+        client = request.scope.get("client")
+        return cls(
+            origin=_origin(found.get(b"origin"), found.get(b"referer")),
+            referer=found.get(b"referer"),
+            forwarded_for=found.get(b"x-forwarded-for"),
+            content_length=found.get(b"content-length"),
+            user_agent=found.get(b"user-agent"),
+            peer=client[0] if client else None,
+        )
+
+
+def _origin(origin: str | None, referer: str | None) -> str | None:
+    """The calling page's origin: the Origin header, else the Referer's origin."""
+    if origin and origin != "null":
+        return normalise_origin(origin) or origin
+    if referer:
+        try:
+            parts = urlsplit(referer)
+        except ValueError:  # e.g. 'http://[abc': no origin can be read from it
+            return None
+        if parts.scheme and parts.netloc:
+            return normalise_origin(f"{parts.scheme}://{parts.netloc}")
+    return None
+
+
+def cors_headers(origin: str | None) -> dict[str, str]:
+    """Lets the calling page read the answer; only ever given for an origin already checked."""
+    if origin is None:
+        return {}
+    return {
+        "access-control-allow-origin": origin,
+        "access-control-allow-credentials": "true",
+        "vary": "Origin",
+    }
+
+
+def json_response(
+    payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(_encoder.encode(payload), status_code=status, media_type=JSON, headers=headers)
+
+
+async def run_blocking(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Store work (identity changes, reads) blocks: keep it off the event loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class RateLimited(ApiError):
+    """A 429 that knows when to come back (the ``Retry-After`` header)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(429, RATE_LIMITED, "too many requests from this IP; slow down")
+        self.retry_after = retry_after
+
+
+def query_site(request: Request) -> str | None:
+    if not request.scope["query_string"]:  # the common case; skips building QueryParams
+        return None
+    return request.query_params.get("site")
+
+
+async def read_body(request: Request, call: Call, limit: int) -> bytes:
+    """Read at most ``limit`` bytes; a larger body is refused without buffering it all."""
+    declared = call.content_length
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody reads the answer; no traceback in the log either
+        raise malformed("the client went away before sending the whole body") from None
+    return b"".join(chunks)
+
+
+class Gate:
+    """The checks every call passes (rate limit, site and origin, API keys), over the
+    running services it holds: set at start-up, cleared at shutdown, so handlers need no
+    lookup."""
+
+    def __init__(self) -> None:
+        self.services: Services | None = None
+        self.keys = KeyVerifier()
+
+    def running(self) -> Services:
+        """The services, or 503 while the server starts or stops."""
+        if self.services is None:
+            raise ApiError(503, UNAVAILABLE, "server is starting")
+        return self.services
+
+    def site_for_key(self, presented: str | None) -> Site:
+        """The site an API key belongs to, or 401."""
+        if not presented:
+            raise ApiError(401, UNAUTHORIZED, "an API key is required")
+        services = self.running()
+        site_id = self.keys.site_id(services.store, presented)
+        if site_id is None:
+            raise ApiError(401, UNAUTHORIZED, "unknown or revoked API key")
+        site = services.sites.sites.get(site_id)
+        if site is None:
+            raise ApiError(401, UNAUTHORIZED, "the key's site no longer exists")
+        return site
+
+    def authenticated(self, request: Request) -> Site:
+        """The key's site for ``Authorization: Bearer <key>`` or ``X-Api-Key``."""
+        header = request.headers.get("authorization", "")
+        key = header[7:].strip() if header.lower().startswith("bearer ") else None
+        return self.site_for_key(key or request.headers.get("x-api-key"))
+
+    def rate_limit(self, call: Call) -> None:
+        services = self.running()
+        wait = services.limiter.check(services.addresses.resolve(call.peer, call.forwarded_for))
+        if wait:
+            raise RateLimited(wait)
+
+    def site_for(self, request: Request, call: Call, explicit: str | None = None) -> Site:
+        return self.running().sites.resolve(explicit or query_site(request), call.origin)
+
+    def context(self, call: Call, site: Site) -> RequestContext:
+        return RequestContext(
+            site_id=site.id, now_us=now_us(), user_agent=call.user_agent, page_url=call.referer
+        )

@@ -1,0 +1,192 @@
+"""Where a tracking call enters: single events (POST and the legacy GET), batches, their CORS
+preflights, and the benchmark's no-op twin of the tracking route.
+
+Each handler passes the gate (``shared.Gate``), has the body validated into rows
+(``footfall.ingest.validate``) and waits for the group commit (``footfall.ingest.commit``):
+the answer is sent only once the rows are durable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from footfall.config import Settings
+from footfall.errors import ORIGIN_NOT_ALLOWED, ApiError, invalid, malformed
+from footfall.http.shared import (
+    BATCH_PATH,
+    IDENTIFY_PATH,
+    JSON,
+    NOOP_PATH,
+    TRACK_PATHS,
+    Call,
+    Gate,
+    cors_headers,
+    read_body,
+)
+from footfall.http.tracker import renew_id_cookie
+from footfall.ingest.validate import (
+    MAX_PAYLOAD_BYTES,
+    check_size,
+    decode_json,
+    parse_legacy_query,
+    validate_event,
+)
+from footfall.store.base import EventRow, Site
+
+_OK = b'{"success":true}'
+_OK_DUPLICATE = b'{"success":true,"duplicate":true}'
+_OK_ERASED = b'{"success":true,"erased":true}'
+_encoder = msgspec.json.Encoder()
+
+
+class _BatchEnvelope(msgspec.Struct):
+    events: list[msgspec.Raw]
+    site: str | None = None
+
+
+def _answer(flags: list[bool], headers: dict[str, str]) -> Response:
+    body = _OK_DUPLICATE if flags and flags[0] else _OK
+    return Response(body, media_type=JSON, headers=headers)
+
+
+def _detail(error: ApiError) -> dict[str, Any]:
+    return {"error": error.body()["error"]}
+
+
+class Tracking:
+    """The tracking routes' handlers."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def track_post(self, request: Request) -> Response:
+        gate = self.gate
+        call = Call.of(request)
+        gate.rate_limit(call)
+        site = gate.site_for(request, call)
+        raw = await read_body(request, call, MAX_PAYLOAD_BYTES)
+        check_size(raw)
+        body = decode_json(raw)
+        named = body.get("site") if isinstance(body, dict) else None
+        if named is not None:  # "site" in the body names it too, as in a batch
+            if not isinstance(named, str):
+                raise invalid("site", "must be a string")
+            site = gate.site_for(request, call, named)
+        row = validate_event(body, gate.context(call, site))
+        response = await self.commit(site, row, call)
+        if request.scope["query_string"]:  # footfall.js names its id cookie there
+            renew_id_cookie(request, call.origin, row, response)
+        return response
+
+    async def commit(self, site: Site, row: EventRow, call: Call) -> Response:
+        services = self.gate.running()
+        if services.erased(site, row):
+            return Response(_OK_ERASED, media_type=JSON, headers=cors_headers(call.origin))
+        flags = await services.committer.submit([row])
+        return _answer(flags, cors_headers(call.origin))
+
+    async def track_get(self, request: Request) -> Response:
+        gate = self.gate
+        call = Call.of(request)
+        gate.rate_limit(call)
+        site = gate.site_for(request, call)
+        row = parse_legacy_query(request.query_params, gate.context(call, site))
+        return await self.commit(site, row, call)
+
+    async def batch(self, request: Request) -> Response:
+        """Up to N events; each is validated alone, valid ones are committed together."""
+        gate = self.gate
+        services = gate.running()
+        call = Call.of(request)
+        gate.rate_limit(call)
+        raw = await read_body(request, call, services.settings.max_batch_bytes)
+        try:
+            body = msgspec.json.decode(raw, type=_BatchEnvelope | list[msgspec.Raw])
+        except msgspec.ValidationError as exc:
+            raise malformed(f"batch must be {{'events': [...]}} or an array: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise malformed(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise malformed("body is nested too deeply") from None
+        events = body if isinstance(body, list) else body.events
+        site = gate.site_for(request, call, None if isinstance(body, list) else body.site)
+        limit = services.settings.max_batch_events
+        if len(events) > limit:
+            raise invalid("events", f"at most {limit} events per batch")
+        ctx = gate.context(call, site)
+        results: list[dict[str, Any]] = []
+        rows: list[EventRow] = []
+        slots: list[int] = []
+        for index, item in enumerate(events):
+            try:
+                check_size(item)
+                row = validate_event(decode_json(item), ctx)
+                results.append({"index": index, "success": True, "status": 200})
+                if services.erased(site, row):
+                    results[-1]["erased"] = True
+                    continue
+                rows.append(row)
+                slots.append(index)
+            except ApiError as error:
+                results.append(
+                    {"index": index, "success": False, "status": error.status, **_detail(error)}
+                )
+        flags = await services.committer.submit(rows)
+        for slot, duplicate in zip(slots, flags, strict=True):
+            if duplicate:
+                results[slot]["duplicate"] = True
+        accepted = len(rows)
+        payload = {
+            "success": accepted == len(events),
+            "accepted": accepted,
+            "rejected": len(events) - accepted,
+            "results": results,
+        }
+        return Response(
+            _encoder.encode(payload), media_type=JSON, headers=cors_headers(call.origin)
+        )
+
+    async def noop(self, request: Request) -> Response:
+        """Benchmark baseline: the same server, framework and body read, no ingest work."""
+        await read_body(request, Call.of(request), MAX_PAYLOAD_BYTES)
+        return Response(_OK, media_type=JSON)
+
+    async def preflight(self, request: Request) -> Response:
+        """CORS preflight: answered with permissions only for origins the site allows."""
+        call = Call.of(request)
+        if call.origin is None or request.headers.get("origin") is None:
+            raise ApiError(403, ORIGIN_NOT_ALLOWED, "preflight without an Origin header")
+        method = request.headers.get("access-control-request-method", "").upper()
+        if method not in ("GET", "POST"):
+            raise ApiError(403, ORIGIN_NOT_ALLOWED, f"method {method or '(none)'} is not allowed")
+        self.gate.site_for(request, call)
+        headers = {
+            **cors_headers(call.origin),
+            "access-control-allow-methods": "GET, POST, OPTIONS",
+            "access-control-allow-headers": "Content-Type",
+            "access-control-max-age": "86400",
+        }
+        return Response(status_code=204, headers=headers)
+
+
+def routes(gate: Gate, settings: Settings) -> list[Route]:
+    """The tracking routes, first in the app's table: they take nearly all the traffic."""
+    tracking = Tracking(gate)
+    table = [
+        *(Route(p, tracking.track_post, methods=["POST"]) for p in TRACK_PATHS),
+        *(Route(p, tracking.track_get, methods=["GET"]) for p in TRACK_PATHS[:2]),
+        *(
+            Route(p, tracking.preflight, methods=["OPTIONS"])
+            for p in (*TRACK_PATHS, BATCH_PATH, IDENTIFY_PATH)
+        ),
+        Route(BATCH_PATH, tracking.batch, methods=["POST"]),
+    ]
+    if settings.bench_noop:
+        # First in the table, like the tracking route, so routing costs both the same.
+        table.insert(0, Route(NOOP_PATH, tracking.noop, methods=["POST"]))
+    return table
