@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import threading
@@ -192,6 +193,8 @@ def test_logs_are_json_without_emails_or_keys(fresh_server: Server) -> None:
     records = [json.loads(line) for line in lines]
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     assert any("unknown currency" in r["message"] for r in records)
+    if "MALLOC_ARENA_MAX" not in os.environ:  # the setting's default, applied at start-up
+        assert any(r.get("malloc_arena_max") == 2 for r in records)
     assert "jane.doe@example.com" not in text
     assert "10.3.0.1" not in text, "client IPs are never written to logs"
 

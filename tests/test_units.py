@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,7 @@ def test_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.sites[0].id == "shop"
     assert load_settings(str(config), port=7000).port == 7000  # explicit flag beats all
     assert settings.duckdb_memory_limit is None  # DuckDB's own default
+    assert settings.malloc_arena_max == 2
     for accepted in ("1GB", "512 MiB", "1.5gb", "25%"):
         assert load_settings(str(config), duckdb_memory_limit=accepted).duckdb_memory_limit
     with pytest.raises(ValueError, match="duckdb_memory_limit"):
@@ -123,3 +125,61 @@ def test_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("FOOTFALL_TRUSTED_PROXIES", "not-a-network")
     with pytest.raises(ValueError, match="not-a-network"):
         load_settings(str(config))
+
+
+_ARENA_PROBE = """
+import ctypes, sys, tempfile, threading
+from footfall.cli.allocator import limit_malloc_arenas
+
+capped = limit_malloc_arenas(int(sys.argv[1]))
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+together = threading.Barrier(12)
+
+def allocate():
+    together.wait()  # all alive at once: each asks for an arena of its own
+    libc.malloc(4096)
+    together.wait()
+
+threads = [threading.Thread(target=allocate) for _ in range(12)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+    stream = libc.fopen(out.name.encode(), b"w")
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(capped, open(out.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_malloc_arenas_are_capped_from_the_process() -> None:
+    """``malloc_arena_max`` takes effect without the environment variable: twelve threads
+    allocating at once share two arenas instead of getting up to 8 per core; 0 and an
+    explicit MALLOC_ARENA_MAX leave glibc alone."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+
+    def probe(arenas: int, **extra: str) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _ARENA_PROBE, str(arenas)],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        return out[0], int(out[1])
+
+    assert probe(2) == ("True", 2)
+    capped, heaps = probe(0)
+    assert capped == "False"
+    assert heaps > 2
+    assert probe(2, MALLOC_ARENA_MAX="3")[0] == "False"

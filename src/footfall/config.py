@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     ) = None
     """Cap on DuckDB's buffer memory, e.g. ``1GB``, ``512MiB`` or ``25%`` of RAM; beyond it
     DuckDB spills large queries to disk. Unset: DuckDB's default (80 % of RAM)."""
+    malloc_arena_max: int = Field(default=2, ge=0, le=1024)
+    """glibc malloc arenas of ``footfall serve`` (set from the process at start-up); glibc's
+    own default, 8 per core, scatters freed memory over many heaps. 0: glibc's default;
+    ``MALLOC_ARENA_MAX`` in the environment takes precedence."""
 
     identity_max_per_kind: int = Field(default=100, ge=1)
     """A person with more identifiers of one kind refuses further automatic merges."""

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from footfall import __version__
+from footfall.cli.allocator import limit_malloc_arenas
 from footfall.cli.common import (
     ConfigOpt,
     DatabaseOpt,
@@ -35,12 +36,14 @@ def serve(
     ] = False,
 ) -> None:
     """Run the server (embedded DuckDB by default)."""
+    settings = settings_or_exit(config, database=database, host=host, port=port, demo=demo or None)
+    configure_logging(settings.log_level)
+    # Before anything starts threads (DuckDB, the thread pool): see footfall.cli.allocator.
+    limit_malloc_arenas(settings.malloc_arena_max)
     import uvicorn  # the server's modules load only for this command (lazy: a fast CLI)
 
     from footfall.http.app import create_app
 
-    settings = settings_or_exit(config, database=database, host=host, port=port, demo=demo or None)
-    configure_logging(settings.log_level)
     try:
         app = create_app(settings)
     except ValueError as exc:  # e.g. --demo outside a source checkout
