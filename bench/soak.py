@@ -9,7 +9,15 @@ minute and in any sliding minute, 429s of the light IPs, and stored == acknowled
 clean stop. Exits non-zero on a 5xx, a limiter miss or a count mismatch.
 
     python bench/soak.py [--minutes 5] [--light-ips 150] [--light-rate 0.5]
-                         [--heavy-ips 10] [--heavy-rate 4]
+                         [--heavy-ips 10] [--heavy-rate 4] [--name soak]
+                         [--duckdb-memory-limit 64MB] [--malloc-arena-max 0]
+
+The memory options set the server's duckdb_memory_limit and malloc_arena_max (FOOTFALL_*
+variables are not passed on to the server; others are, so MALLOC_ARENA_MAX=2 in the
+environment reaches glibc). Results: bench/results/<name>.json, the server's log in
+<name>-server.log and a plot of RSS, DuckDB's buffer memory and Python's blocks over time in
+<name>-rss.png. Besides the slope after warm-up, RSS is fitted over the tail of the run (the
+last hour of runs of two hours or more, else the second half), also less DuckDB's buffers.
 
 The defaults (about 115 requests/s) are what the Python load generator keeps on schedule
 on a 2-core machine it shares with the server; "sent_late" counts requests sent more than a
@@ -20,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import tempfile
 import urllib.request
@@ -30,7 +40,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
-from conftest import CLEAN_EXIT, Server  # noqa: E402
+from conftest import CLEAN_EXIT, CONFIG, Server, config_with  # noqa: E402
 from traffic import (  # noqa: E402
     RATE_LIMITED_KINDS,
     LoadPlan,
@@ -48,6 +58,8 @@ class MemorySamples:
     """What the server's /metrics says its memory is made of, sampled with the progress."""
 
     duckdb_mib: list[float | None] = field(default_factory=list)
+    duckdb_at: list[tuple[float, float]] = field(default_factory=list)
+    """(seconds, MiB) of DuckDB's buffer memory, for the plot."""
     python_blocks: list[tuple[float, int]] = field(default_factory=list)
 
     def sample(self, base_url: str, elapsed: float) -> None:
@@ -59,6 +71,8 @@ class MemorySamples:
             )
         held = gauges.get("footfall_store_memory_bytes")
         self.duckdb_mib.append(round(float(held) / 2**20, 1) if held else None)
+        if held:
+            self.duckdb_at.append((elapsed, float(held) / 2**20))
         blocks = gauges.get("footfall_python_allocated_blocks")
         if blocks:
             self.python_blocks.append((elapsed, int(float(blocks))))
@@ -92,6 +106,85 @@ def loop_stalls(log: Path) -> list[dict[str, object]]:
     return stalls
 
 
+def outside_buffers(
+    rss: list[tuple[float, int]], duckdb_at: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """(seconds, MiB) of RSS less DuckDB's buffer memory, at each buffer sample (paired with
+    the RSS sample taken closest before it; RSS is sampled every second)."""
+    paired: list[tuple[float, float]] = []
+    index = 0
+    for t, mib in duckdb_at:
+        while index + 1 < len(rss) and rss[index + 1][0] <= t:
+            index += 1
+        if rss:
+            paired.append((t, rss[index][1] / 1024 - mib))
+    return paired
+
+
+def tail_window(duration: float) -> float:
+    """Where the tail slope starts: an hour before the end of runs of two hours or more
+    (the issue's measure), else half-way."""
+    return duration - 3600 if duration >= 7200 else duration / 2
+
+
+def plot(
+    path: Path,
+    rss: list[tuple[float, int]],
+    memory: MemorySamples,
+    tail_from: float,
+    tail_slope: float,
+    title: str,
+) -> None:
+    """RSS, DuckDB's buffers and Python's blocks against minutes, with the tail slope's line:
+    growth and where it goes are seen at a glance (Agg: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(10, 7), sharex=True, height_ratios=(3, 1.3), layout="constrained"
+    )
+    minutes = [t / 60 for t, _ in rss]
+    top.plot(minutes, [kib / 1024 for _, kib in rss], lw=0.8, label="server RSS")
+    if memory.duckdb_at:
+        top.plot(
+            [t / 60 for t, _ in memory.duckdb_at],
+            [mib for _, mib in memory.duckdb_at],
+            lw=0.8,
+            label="DuckDB buffer memory (duckdb_memory())",
+        )
+    tail = [(t, kib / 1024) for t, kib in rss if t >= tail_from]
+    if len(tail) >= 2:
+        mean_t = sum(t for t, _ in tail) / len(tail)
+        mean_v = sum(v for _, v in tail) / len(tail)
+        ends = (tail[0][0], tail[-1][0])
+        top.plot(
+            [t / 60 for t in ends],
+            [mean_v + tail_slope / 60 * (t - mean_t) for t in ends],
+            "k--",
+            lw=1.2,
+            label=f"RSS slope from minute {tail_from / 60:.0f}: {tail_slope:+.2f} MiB/min",
+        )
+    top.set_ylabel("MiB")
+    top.set_ylim(bottom=0)
+    top.grid(alpha=0.3)
+    top.legend(loc="lower right")
+    top.set_title(title, fontsize=10)
+    if memory.python_blocks:
+        bottom.plot(
+            [t / 60 for t, _ in memory.python_blocks],
+            [n / 1000 for _, n in memory.python_blocks],
+            lw=0.8,
+            color="tab:green",
+        )
+    bottom.set_ylabel("Python blocks (k)")
+    bottom.set_xlabel("minutes")
+    bottom.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
@@ -100,6 +193,13 @@ def main() -> int:
     parser.add_argument("--heavy-ips", type=int, default=10)
     parser.add_argument("--heavy-rate", type=float, default=4.0, help="req/s per heavy IP")
     parser.add_argument("--workers", type=int, default=24)
+    parser.add_argument("--duckdb-memory-limit", help="the server's duckdb_memory_limit (64MB)")
+    parser.add_argument(
+        "--malloc-arena-max", type=int, help="the server's malloc_arena_max (0: glibc's default)"
+    )
+    parser.add_argument(
+        "--name", default="soak", help="results file names (name.json, name-rss.png)"
+    )
     args = parser.parse_args()
     plan = LoadPlan(
         duration=args.minutes * 60,
@@ -110,7 +210,13 @@ def main() -> int:
         workers=args.workers,
     )
     with tempfile.TemporaryDirectory(prefix="footfall-soak-") as tmp:
-        server = Server(Path(tmp) / "srv")
+        settings = []
+        if args.duckdb_memory_limit:
+            settings.append(f'duckdb_memory_limit = "{args.duckdb_memory_limit}"')
+        if args.malloc_arena_max is not None:
+            settings.append(f"malloc_arena_max = {args.malloc_arena_max}")
+        config = config_with(*settings) if settings else CONFIG
+        server = Server(Path(tmp) / "srv", config)
         key = server.start_with_key()
         assert server.process is not None
         try:
@@ -122,6 +228,10 @@ def main() -> int:
             code = server.stop()
         stored = int(server.rows("SELECT count(*) FROM events")[0][0])
         stalls = loop_stalls(server.log)
+        # Kept for a look at what the server said (warnings, a 5xx's exception): the
+        # temporary directory goes with the database.
+        (BENCH / "results").mkdir(exist_ok=True)
+        shutil.copyfile(server.log, BENCH / "results" / f"{args.name}-server.log")
 
     latencies = result.latencies()
     ok_latencies = [a.latency for a in result.answers if a.status == 200]
@@ -129,6 +239,10 @@ def main() -> int:
     warm = [(t, kib) for t, kib in result.rss if t >= warm_from]
     rss = [kib for _, kib in result.rss]
     warm_blocks = [(t, n) for t, n in memory.python_blocks if t >= warm_from]
+    tail_from = tail_window(plan.duration)
+    tail_slope = slope_per_minute([(t, kib) for t, kib in result.rss if t >= tail_from])
+    outside = outside_buffers(result.rss, memory.duckdb_at)
+    outside_slope = change_per_minute([(t, mib) for t, mib in outside if t >= tail_from])
     heavy: dict[str, object] = {}
     light_429 = 0
     limiter_ok = True
@@ -153,6 +267,9 @@ def main() -> int:
     statuses = dict(sorted(result.statuses.items()))
     summary = {
         "minutes": args.minutes,
+        "env_malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+        "malloc_arena_max": args.malloc_arena_max,
+        "duckdb_memory_limit": args.duckdb_memory_limit,
         "requests": len(result.answers),
         "rate_per_second": round(len(result.answers) / result.wall, 1),
         "sent_late": result.late,
@@ -171,6 +288,11 @@ def main() -> int:
             "last": rss[-1] // 1024,
             "max": max(rss) // 1024,
             "slope_after_warmup_mib_per_min": round(slope_per_minute(warm), 2),
+            "tail_from_minute": round(tail_from / 60, 1),
+            "slope_tail_mib_per_min": round(tail_slope, 3),
+            # RSS less DuckDB's buffer memory: what grows besides the data's cache, which
+            # duckdb_memory_limit bounds.
+            "slope_tail_outside_duckdb_buffers_mib_per_min": round(outside_slope, 3),
             "every_10s": list({int(t) // 10: kib // 1024 for t, kib in result.rss}.values()),
             "duckdb_buffers_every_10s": memory.duckdb_mib,
         },
@@ -195,8 +317,30 @@ def main() -> int:
         "clean_exit": code in CLEAN_EXIT,
     }
     print(json.dumps(summary, indent=2))
-    (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / "soak.json").write_text(json.dumps(summary, indent=2) + "\n")
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{args.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    env_arenas = summary["env_malloc_arena_max"]
+    variant = ", ".join(
+        part
+        for part in (
+            f"MALLOC_ARENA_MAX={env_arenas}" if env_arenas else "",
+            f"malloc_arena_max={args.malloc_arena_max}"
+            if args.malloc_arena_max is not None
+            else "",
+            f"duckdb_memory_limit={args.duckdb_memory_limit}" if args.duckdb_memory_limit else "",
+        )
+        if part
+    )
+    plot(
+        results / f"{args.name}-rss.png",
+        result.rss,
+        memory,
+        tail_from,
+        tail_slope,
+        f"soak: {args.minutes:g} min at {summary['rate_per_second']} requests/s"
+        + (f" ({variant})" if variant else ""),
+    )
     ok = (
         summary["server_errors"] == 0
         and limiter_ok
