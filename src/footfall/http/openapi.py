@@ -170,8 +170,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "UNAUTHORIZED: missing, unknown or revoked API key",
         404: "NOT_FOUND: no person with that identifier (or no such report)",
         400: "ANALYTICS_001 malformed JSON or invalid payload; ANALYTICS_002 over 50,000 bytes",
-        403: "ORIGIN_NOT_ALLOWED: the Origin is not allowed for the site; FORBIDDEN: the key "
-        "may not read that site",
+        403: "ORIGIN_NOT_ALLOWED: the Origin is not allowed for the site (`Origin: null` "
+        "only where the site lists null); FORBIDDEN: the key may not read that site",
         409: "NO_DIRECT_LINK: the two names are not linked directly",
         422: "VALIDATION_ERROR: a field breaks a rule; `field` names it",
         429: "RATE_LIMITED: over the per-IP limit (120/min by default); see Retry-After",
