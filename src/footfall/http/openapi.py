@@ -231,7 +231,8 @@ _NAME_PARAM = {
     "in": "path",
     "required": True,
     "schema": {"type": "string"},
-    "description": "Any identifier of the person (bare or kind:value)",
+    "description": "Any identifier of the person (bare or kind:value), a token seen only "
+    "on events (a visitor who never identified) included",
 }
 
 
