@@ -147,8 +147,8 @@ def test_at_the_bound_the_longest_waiting_connection_makes_room(tmp_path: Path) 
 
 
 def test_shutdown_answers_stalled_requests_at_once(tmp_path: Path) -> None:
-    """SIGTERM does not wait for stalled clients' deadlines (uvicorn would hold the shutdown
-    for its 30 s grace period, then cut them without an answer)."""
+    """SIGTERM answers stalled requests at once, without waiting for their deadlines
+    (uvicorn alone closed them without an answer)."""
     config = config_with("header_timeout_seconds = 120", "body_timeout_seconds = 120")
     server = Server(tmp_path / "srv", config).start()
     stalled = [stall(server, kind) for kind in STALLS]

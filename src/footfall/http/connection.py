@@ -199,7 +199,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self.discarding = True
             return
         except httptools.HttpParserError as exc:
-            self.parse_failed(exc, data, before)
+            self.fail(self.parser_error(exc, data, before))
             return
         if self.phase != BODY and self.head_bytes - len(self.url) > self.limits.max_header_bytes:
             self.refuse_request(
@@ -286,11 +286,7 @@ class GuardedProtocol(HttpToolsProtocol):
         """Graceful shutdown: a request still waiting for its client is answered 503 at once
         instead of holding the shutdown until its deadline."""
         if self.phase in (HEAD, BODY):
-            error = ApiError(503, UNAVAILABLE, "the server is shutting down; retry")
-            if self.phase == HEAD:
-                self.refuse_request(error)
-            else:
-                self.stop_request(error)
+            self.fail(ApiError(503, UNAVAILABLE, "the server is shutting down; retry"))
         super().shutdown()
 
     # ------------------------------------------------------------------ deadlines and room
@@ -312,47 +308,34 @@ class GuardedProtocol(HttpToolsProtocol):
             f"the server is at its limit of {self.limits.max_connections} open connections, "
             "and this request waited longest for its client; retry",
         )
-        if self.phase == HEAD:
-            self.refuse_request(error)
-            self.transport.close()  # no lingering: the room is needed now
-        else:
-            self.stop_request(error)  # the app answers it, then the connection closes
-            self.loop.call_later(self.limits.body_timeout, self.transport.close)  # at the latest
+        self.fail(error)
+        if self.phase == CLOSING:  # answered here: no lingering, the room is needed now
+            self.transport.close()
+        else:  # the app answers it, then the connection closes (at the latest, then)
+            self.loop.call_later(self.limits.body_timeout, self.transport.close)
 
     def check_deadline(self, now: float) -> None:
-        waited = now - self.since
-        limits = self.limits
-        if self.phase == IDLE:
-            if waited > limits.header_timeout:  # nothing of a request arrived: no answer
-                self.transport.close()
-        elif self.phase == HEAD:
-            if waited > limits.header_timeout:
-                CUT_CONNECTIONS.labels("header_timeout").inc()
-                self.refuse_request(
-                    ApiError(
-                        408,
-                        REQUEST_TIMEOUT,
-                        f"the request headers did not arrive within {limits.header_timeout:g} s",
-                    )
-                )
-        elif self.phase == BODY:
-            if waited > limits.body_timeout:
-                CUT_CONNECTIONS.labels("body_timeout").inc()
-                self.stop_request(
-                    ApiError(
-                        408,
-                        REQUEST_TIMEOUT,
-                        f"the request body did not arrive within {limits.body_timeout:g} s "
-                        "of its headers",
-                    )
-                )
-        elif self.phase == CLOSING and waited > LINGER_SECONDS:
-            self.transport.close()
+        waited, phase, limits = now - self.since, self.phase, self.limits
+        if (phase == IDLE and waited > limits.header_timeout) or (
+            phase == CLOSING and waited > LINGER_SECONDS
+        ):
+            self.transport.close()  # no request under way, or already answered: no answer
+        elif phase == HEAD and waited > limits.header_timeout:
+            self.time_out("header", f"headers did not arrive within {limits.header_timeout:g} s")
+        elif phase == BODY and waited > limits.body_timeout:
+            self.time_out(
+                "body", f"body did not arrive within {limits.body_timeout:g} s of its headers"
+            )
+
+    def time_out(self, part: str, what: str) -> None:
+        CUT_CONNECTIONS.labels(f"{part}_timeout").inc()
+        self.fail(ApiError(408, REQUEST_TIMEOUT, f"the request {what}"))
 
     # ------------------------------------------------------------------ answers
 
-    def parse_failed(self, exc: httptools.HttpParserError, data: bytes, before: int) -> None:
-        error = self.parser_error(exc, data, before)
+    def fail(self, error: ApiError) -> None:
+        """Stop the request under way with ``error``: answered here while its headers are
+        arriving, by the app once it has them."""
         if self.phase == BODY:
             self.stop_request(error)
         else:
