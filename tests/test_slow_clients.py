@@ -76,7 +76,7 @@ def metric(server: Server, name: str) -> float:
 
 
 def test_stalled_requests_get_408_and_others_are_served_meanwhile(tmp_path: Path) -> None:
-    config = config_with("header_timeout_seconds = 3", "body_timeout_seconds = 4")
+    config = config_with("header_timeout_seconds = 5", "body_timeout_seconds = 6")
     server = Server(tmp_path / "srv", config).start()
     try:
         stalled = [(kind, stall(server, kind)) for kind in STALLS for _ in range(100)]
