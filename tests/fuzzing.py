@@ -31,14 +31,17 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi import checks as openapi_checks
 
 ERROR_CODES: Mapping[int, frozenset[str]] = {
-    400: frozenset({"ANALYTICS_001", "ANALYTICS_002"}),
+    400: frozenset({"ANALYTICS_001", "ANALYTICS_002", "BAD_REQUEST"}),
     401: frozenset({"UNAUTHORIZED"}),
     403: frozenset({"ORIGIN_NOT_ALLOWED", "FORBIDDEN"}),
     404: frozenset({"NOT_FOUND"}),
     405: frozenset({"METHOD_NOT_ALLOWED"}),
+    408: frozenset({"REQUEST_TIMEOUT"}),
     409: frozenset({"NO_DIRECT_LINK"}),
+    414: frozenset({"URI_TOO_LONG"}),
     422: frozenset({"VALIDATION_ERROR"}),
     429: frozenset({"RATE_LIMITED"}),
+    431: frozenset({"HEADERS_TOO_LARGE"}),
     503: frozenset({"SERVICE_UNAVAILABLE"}),
 }
 """Status -> error codes, as the README's error table documents them."""

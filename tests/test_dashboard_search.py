@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from analytics_data import load
 from footfall.store.base import Store
-from footfall.web.people import has_events, like_pattern, search_identifiers
+from footfall.web.people import like_pattern, search_identifiers
 
 DEFAULT = {"default": ["default", "help"]}
 
@@ -53,11 +53,3 @@ def test_like_wildcards_are_literal(store: Store) -> None:
     assert [h.name for h in search_identifiers(store, DEFAULT, "@example.")] == [
         "email:alice@example.test"
     ]
-
-
-def test_has_events_looks_at_the_given_sites_only(store: Store) -> None:
-    load(store)
-    assert has_events(store, ["default", "help"], "token", "bobshop000")
-    assert not has_events(store, ["rival"], "token", "bobshop000")
-    assert not has_events(store, [], "token", "bobshop000")
-    assert not has_events(store, ["default"], "email", "bobshop000")

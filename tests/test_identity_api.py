@@ -372,3 +372,85 @@ def test_person_cli_against_the_file(acme: tuple[Server, dict[str, str]]) -> Non
     erased = cli("person", "erase", "cli-token-01", "--yes")
     assert "erased 2 identifiers and 1 events" in erased.stdout
     assert cli("person", "show", "cli-user").returncode == 1
+
+
+ANON_CONFIG = f"""
+trusted_proxies = ["127.0.0.1"]
+allowed_origins = ["{FORUM}"]
+"""
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgresql"])
+def test_a_visitor_who_never_identified_is_a_person(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Show, journey, export and erase for a bare token and for ``token:...``, through the
+    API, ``footfall person`` against the server and against the database (they once
+    answered 404 while the dashboard showed the person)."""
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    srv = Server(tmp_path / "srv", config=ANON_CONFIG, database_url=url)
+    key = srv.start_with_key()
+
+    def person(*args: str, remote: bool) -> subprocess.CompletedProcess[str]:
+        target = ("--server", srv.url, "--key", key) if remote else ("--database", srv.target)
+        return subprocess.run(
+            [sys.executable, "-m", "footfall", "person", *args, *target],
+            capture_output=True,
+            text=True,
+            env={**srv.env, "COLUMNS": "160"},
+        )
+
+    tokens = ("anon-only-token-1", "anon-only-token-2", "anon-only-token-3")
+    try:
+        with srv.client("10.20.0.6", headers=auth(key)) as api:
+            for token, count in zip(tokens, (2, 1, 1), strict=True):
+                for n in range(count):
+                    sent = api.post(
+                        "/api/analytics/track",
+                        headers={"origin": FORUM},
+                        json={"event": "message_sent", "token": token, "data": {"text": f"q{n}"}},
+                    )
+                    assert sent.status_code == 200, sent.text
+            for name in (tokens[0], f"token:{tokens[0]}"):
+                shown = api.get(f"/api/persons/{name}")
+                assert shown.status_code == 200, shown.text
+                assert shown.json()["customer_ids"] == [f"token:{tokens[0]}"]
+                assert shown.json()["events"] == 2
+                journey = api.get(f"/api/persons/{name}/journey").json()
+                assert [e["data"]["text"] for e in journey["events"]] == ["q0", "q1"]
+                assert journey["person_id"] == shown.json()["person_id"]
+                exported = api.get(f"/api/persons/{name}/export").json()
+                assert len(exported["event_list"]) == 2
+            remote = person("show", tokens[1], remote=True)
+            assert remote.returncode == 0, remote.stderr
+            assert f"token:{tokens[1]}" in remote.stdout
+            assert "q0" in remote.stdout
+            erased = api.delete(f"/api/persons/token:{tokens[1]}")
+            assert erased.status_code == 200, erased.text
+            assert erased.json()["erased"] == {"identifiers": 1, "events": 1}
+            assert api.get(f"/api/persons/{tokens[1]}").status_code == 404
+            late = api.post(
+                "/api/analytics/track",
+                headers={"origin": FORUM},
+                json={"event": "visitor", "token": tokens[1]},
+            )
+            assert late.json() == {"success": True, "erased": True}
+            assert api.get("/api/persons/never-seen-token").status_code == 404
+        if backend == "duckdb":
+            srv.stop()  # the CLI opens the file, which the server holds
+        local = person("show", tokens[2], remote=False)
+        assert local.returncode == 0, local.stderr
+        assert f"token:{tokens[2]}" in local.stdout
+        document = json.loads(person("export", f"token:{tokens[2]}", remote=False).stdout)
+        assert [e["data"]["text"] for e in document["event_list"]] == ["q0"]
+        gone = person("erase", tokens[2], "--yes", remote=False)
+        assert "erased 1 identifiers and 1 events" in gone.stdout, gone.stderr
+        assert person("show", tokens[2], remote=False).returncode == 1
+    finally:
+        if srv.process is not None:
+            srv.stop()
+    if backend == "duckdb":
+        stored = srv.rows("SELECT token, count(*) FROM events GROUP BY token")
+        assert stored == [(tokens[0], 2)]
+        tombstones = srv.rows("SELECT kind, value FROM tombstones ORDER BY value")
+        assert tombstones == [("token", tokens[1]), ("token", tokens[2])]

@@ -243,3 +243,56 @@ def test_bare_names_pick_existing_kinds_first(graph: IdentityGraph) -> None:
     assert alias is not None
     assert alias.kind == "alias"
     assert email.person_id == alias.person_id
+
+
+def test_a_token_seen_only_on_events_is_a_person_of_its_own(store: Store) -> None:
+    """A visitor who never identified has no graph node, yet has data: ``locate`` gives the
+    token its node, so show, journey, export and erase work for it as for anyone."""
+    graph = IdentityGraph(store)
+    store.upsert_site("rival", "Rival", ["*"])
+    start = now_us() - 5_000_000
+    for offset in (0, 1_000_000):
+        _visit(store, "anon-visitor-1", start + offset)
+    _visit(store, "anon-visitor-2", start)
+    store.insert_events(
+        [
+            EventRow(
+                site_id="rival",
+                ts_us=start,
+                received_us=start,
+                event="visitor",
+                token="rival-anon-1",
+            ),
+            EventRow(
+                site_id="default",
+                ts_us=start,
+                received_us=start,
+                event="visitor",
+                token="ephemeral-anon",
+                ephemeral=True,
+            ),
+        ]
+    )
+    assert graph.find(TENANT, "anon-visitor-1") is None
+    node = graph.locate(TENANT, "anon-visitor-1")
+    assert node is not None
+    assert node.identifier == Identifier("token", "anon-visitor-1")
+    assert graph.locate(TENANT, "token:anon-visitor-1") == node  # the node is made once
+    profile = graph.profile(TENANT, node.person_id)
+    assert (profile["events"], profile["customer_ids"]) == (2, ["token:anon-visitor-1"])
+    assert len(graph.person_events(TENANT, node.person_id)) == 2
+    assert len(graph.export(TENANT, node.person_id)["event_list"]) == 2
+    # Names without events of this tenant (or only ephemeral ones) are nobody.
+    assert graph.locate(TENANT, "never-seen-token") is None
+    assert graph.locate(TENANT, "rival-anon-1") is None
+    assert graph.locate("rival", "rival-anon-1") is not None
+    assert graph.locate(TENANT, "ephemeral-anon") is None
+    assert graph.locate(TENANT, "not a token") is None
+    assert graph.locate(TENANT, "email:anon-visitor-1@example.com") is None
+    # Erasing it deletes its events and leaves the tombstone any erased person leaves.
+    other = graph.locate(TENANT, "token:anon-visitor-2")
+    assert other is not None
+    assert graph.erase(TENANT, other.person_id) == {"identifiers": 1, "events": 1}
+    assert (TENANT, "token", "anon-visitor-2") in graph.tombstones()
+    assert graph.locate(TENANT, "anon-visitor-2") is None
+    assert store.query("SELECT count(*) FROM events WHERE token = 'anon-visitor-2'") == [(0,)]

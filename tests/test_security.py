@@ -164,6 +164,85 @@ def test_calls_without_origin_are_refused_when_configured(tmp_path: Path) -> Non
         server.stop()
 
 
+NULL_ORIGIN_CONFIG = f"""
+default_site = "default"
+allowed_origins = ["{SHOP}"]
+trusted_proxies = ["127.0.0.1"]
+
+[[sites]]
+id = "anyone"
+allowed_origins = ["*"]
+
+[[sites]]
+id = "sandboxed"
+allowed_origins = ["https://app.test", "null"]
+"""
+
+
+def test_origin_null_is_a_foreign_origin_unless_listed(tmp_path: Path) -> None:
+    """Sandboxed iframes, file: pages and some redirects send ``Origin: null``: it once passed
+    as "no origin" (or fell back to the Referer), so any page could identify people."""
+    server = Server(tmp_path / "srv", NULL_ORIGIN_CONFIG)
+    key = server.start_with_key("default")
+    null = {"origin": "null"}
+    identify = {"token": "null-origin-token", "user": {"email": "sandboxed@example.com"}}
+
+    def calls(api: httpx.Client, site: str, headers: dict[str, str]) -> list[httpx.Response]:
+        return [
+            *(api.post(f"{p}?site={site}", json=EVENT, headers=headers) for p in PUBLIC_POSTS),
+            api.get(TRACK, params={"e": "visitor", "u": "abcdefgh", "site": site}, headers=headers),
+            api.post(f"/api/analytics/batch?site={site}", json=[EVENT], headers=headers),
+            api.post(f"/api/identify?site={site}", json=identify, headers=headers),
+        ]
+
+    ask = {"access-control-request-method": "POST", **null}
+    try:
+        with server.client("10.62.0.1") as api:
+            # "*" means any web origin, not the opaque one; the Referer does not stand in.
+            for site, headers in (
+                ("default", null),
+                ("anyone", null),
+                ("default", {**null, "referer": f"{SHOP}/page"}),
+            ):
+                for answer in calls(api, site, headers):
+                    assert answer.status_code == 403, (site, answer.request.url, answer.text)
+                    error = answer.json()["error"]
+                    assert error["code"] == "ORIGIN_NOT_ALLOWED"
+                    assert "null" in error["message"]
+                    assert no_cors(answer), answer.headers
+                for path in (*PUBLIC_POSTS, "/api/analytics/batch", "/api/identify"):
+                    refused = api.options(f"{path}?site={site}", headers=ask)
+                    assert refused.status_code == 403, (path, site)
+                    assert no_cors(refused)
+            # Nothing was linked by the refused identify calls.
+            person = api.get("/api/persons/sandboxed@example.com", headers={"x-api-key": key})
+            assert person.status_code == 404, person.text
+            # Listed explicitly, it is allowed, and the page may read the answer.
+            for answer in calls(api, "sandboxed", null):
+                assert answer.status_code == 200, (answer.request.url, answer.text)
+                assert answer.headers["access-control-allow-origin"] == "null"
+            preflight = api.options("/api/identify?site=sandboxed", headers=ask)
+            assert preflight.status_code == 204
+            assert preflight.headers["access-control-allow-origin"] == "null"
+            # Without a site named, the site that lists null is the null origin's site.
+            owned = api.post(TRACK, json=EVENT, headers=null)
+            assert owned.status_code == 200, owned.text
+    finally:
+        server.stop()
+    added = subprocess.run(
+        [
+            *(sys.executable, "-m", "footfall", "sites", "set-origins", "anyone"),
+            *("https://shop.test", "NULL", "--database", server.target),
+        ],
+        env=server.env,
+        capture_output=True,
+        text=True,
+    )
+    assert added.returncode == 0, added.stderr
+    listed = server.rows("SELECT allowed_origins FROM sites WHERE site_id = 'anyone'")
+    assert "null" in str(listed[0][0]), listed
+
+
 # --------------------------------------------------------------------------- keys
 
 

@@ -92,6 +92,10 @@ def test_origin_normalisation() -> None:
     assert validate_origin_pattern("https://*.Shop.test") == "https://*.shop.test"
     with pytest.raises(ValueError, match="not an origin"):
         validate_origin_pattern("shop.test")
+    # The opaque origin of sandboxed frames and file: pages is listed by its name only.
+    assert validate_origin_pattern(" NULL ") == "null"
+    with pytest.raises(ValueError, match="not an origin"):
+        validate_origin_pattern("null://shop.test")
 
 
 def test_redaction() -> None:

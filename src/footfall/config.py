@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=120, ge=0)
     """Requests per client IP per sliding minute on public endpoints; 0 turns it off."""
 
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """A request's headers must arrive within this time of its first byte (408 otherwise),
+    and a new connection that sends nothing is closed after it."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """A request's body must arrive within this time of its headers (408 otherwise)."""
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    """Open connections at most; at the limit a new one closes the connection that has
+    waited longest for its client (idle ones first), else it is answered 503."""
+    max_url_bytes: int = Field(default=65_535, ge=256, le=65_535)
+    """Longest request target (path and query string); longer: 414. 65,535 is the HTTP
+    parser's own ceiling."""
+    max_header_bytes: int = Field(default=65_536, ge=1024, le=16_777_216)
+    """Most bytes of request headers (besides the request line); more: 431."""
+
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
     max_batch_bytes: int = Field(default=5_000_000, ge=50_000)
     commit_max_events: int = Field(default=5_000, ge=1)

@@ -473,6 +473,33 @@ class IdentityGraph:
         with self.store.transaction(tenant) as tx:
             return self._by_name(tx, tenant, name, create=False)
 
+    def locate(self, tenant: str, name: str) -> Node | None:
+        """The node of the person a name means, for show, journey, export and erase.
+
+        Besides the graph's identifiers, a name seen only on events (a visitor who never
+        identified: a bare token, or ``kind:value``) has a person too, of that one
+        identifier: it gets its node here, so the rights of access and erasure hold for it
+        and erasing it leaves the same tombstone as any other person's. Ephemeral events
+        make nobody a person (they are never linked or counted as people either).
+        """
+        with self.store.transaction(tenant) as tx:
+            node = self._by_name(tx, tenant, name, create=False)
+            if node is not None:
+                return node
+            ident = parse_name(name)
+            if ident is None:
+                text = name.strip()
+                if TOKEN_PATTERN.fullmatch(text) is None:
+                    return None
+                ident = Identifier("token", text)
+            seen = tx.query(
+                "SELECT 1 FROM events e JOIN sites s ON s.site_id = e.site_id "
+                "WHERE coalesce(s.tenant, s.site_id) = ? AND e.id_kind = ? AND e.token = ? "
+                "AND NOT e.ephemeral LIMIT 1",
+                [tenant, ident.kind, ident.value],
+            )
+            return self._create(tx, tenant, ident) if seen else None
+
     def members(self, person_id: int) -> list[Node]:
         # One statement: consistent by itself, so no transaction (and no lock) is needed.
         return self._members(self.store, person_id)

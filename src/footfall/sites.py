@@ -16,6 +16,10 @@ from footfall.store.base import Site, Store
 SITE_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 KEY_PREFIX = "ff"
+NULL_ORIGIN = "null"
+"""The opaque origin browsers send from sandboxed frames, ``file:`` pages and some redirects:
+any page can produce it, so a site accepts it only when it lists ``null`` by name (``*``
+means any web origin, not this one)."""
 
 
 def normalise_origin(value: str) -> str | None:
@@ -39,9 +43,12 @@ def normalise_origin(value: str) -> str | None:
 
 
 def validate_origin_pattern(value: str) -> str:
-    """Accept ``*``, an origin, or ``scheme://*.domain`` for every subdomain of a domain."""
+    """Accept ``*``, ``null``, an origin, or ``scheme://*.domain`` for every subdomain of a
+    domain."""
     if value.strip() == "*":
         return "*"
+    if value.strip().lower() == NULL_ORIGIN:
+        return NULL_ORIGIN
     wildcard = "://*." in value
     normalised = normalise_origin(value.replace("://*.", "://wildcard.") if wildcard else value)
     if normalised is None:
@@ -50,8 +57,10 @@ def validate_origin_pattern(value: str) -> str:
 
 
 def _matches(pattern: str, origin: str) -> bool:
-    if pattern == "*" or pattern == origin:
+    if pattern == origin:
         return True
+    if pattern == "*":
+        return origin != NULL_ORIGIN
     if "://*." in pattern:
         scheme, rest = pattern.split("://*.", 1)
         prefix = f"{scheme}://"
@@ -87,9 +96,14 @@ class SiteRegistry:
             if site is None:
                 raise invalid("site", "no site given and no default site configured")
         if not self.allows(site, origin):
-            raise ApiError(
-                403, ORIGIN_NOT_ALLOWED, f"origin {origin or '(none)'} is not allowed for site"
-            )
+            if origin == NULL_ORIGIN:
+                message = (
+                    "origin null (a sandboxed frame or file: page) is not allowed for site; "
+                    "it is accepted only where 'null' is listed among the allowed origins"
+                )
+            else:
+                message = f"origin {origin or '(none)'} is not allowed for site"
+            raise ApiError(403, ORIGIN_NOT_ALLOWED, message)
         return site
 
     def _owner(self, origin: str | None) -> Site | None:

@@ -89,7 +89,7 @@ class LocalPersons:
 
     def _person(self, name: str) -> tuple[IdentityGraph, str, int]:
         graph, tenant = self._graph()
-        node = graph.find(tenant, name)
+        node = graph.locate(tenant, name)
         if node is None:
             raise fail(f"no person with identifier '{name}'")
         return graph, tenant, int(node.person_id)

@@ -42,7 +42,7 @@ def serve(
     limit_malloc_arenas(settings.malloc_arena_max)
     import uvicorn  # the server's modules load only for this command (lazy: a fast CLI)
 
-    from footfall.http.app import create_app
+    from footfall.http.app import create_app, server_config
 
     try:
         app = create_app(settings)
@@ -66,22 +66,7 @@ def serve(
             f"http://{shown}:{settings.port}/demo/support.html",
             soft_wrap=True,
         )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,  # X-Forwarded-For is honoured only from trusted_proxies
-            server_header=False,
-            timeout_graceful_shutdown=30,
-        )
-    )
-    server.run()
+    uvicorn.Server(server_config(settings, app)).run()
 
 
 def migrate(config: ConfigOpt = None, database: DatabaseOpt = None) -> None:

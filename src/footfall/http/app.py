@@ -14,6 +14,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
@@ -21,6 +22,7 @@ from footfall.analytics import funnel_steps
 from footfall.analytics.reports import refresh_presence
 from footfall.config import Settings
 from footfall.http import identity, operations, reports, tracking, vendor
+from footfall.http.connection import protocol_class, raise_open_file_limit
 from footfall.http.middleware import ResponseCounter, error_handlers
 from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.http.shared import Gate, Services
@@ -223,3 +225,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.gate = gate  # error handlers check the origin against the sites
     app.add_middleware(ResponseCounter)
     return app
+
+
+def server_config(settings: Settings, app: Starlette) -> uvicorn.Config:
+    """How uvicorn runs the app: uvloop, and httptools through ``http.connection``, which adds
+    the header and body deadlines, the bound on open connections and JSON parser errors."""
+    raise_open_file_limit(settings.max_connections)
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http=protocol_class(settings),
+        ws="none",  # no WebSocket routes: an Upgrade is answered as plain HTTP
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is honoured only from trusted_proxies
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )

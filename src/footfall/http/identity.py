@@ -98,7 +98,7 @@ class IdentityApi:
         # Show, journey, export and erase read (or delete) events: every event answered
         # before this request must be in the database first (read-your-writes).
         await self.svc().committer.settled()
-        node = await run_blocking(self.svc().identity.find, site.scope, name)
+        node = await run_blocking(self.svc().identity.locate, site.scope, name)
         if node is None:
             raise ApiError(404, "NOT_FOUND", "no person with that identifier")
         return site, node.person_id

@@ -169,9 +169,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         401: "UNAUTHORIZED: missing, unknown or revoked API key",
         404: "NOT_FOUND: no person with that identifier (or no such report)",
-        400: "ANALYTICS_001 malformed JSON or invalid payload; ANALYTICS_002 over 50,000 bytes",
-        403: "ORIGIN_NOT_ALLOWED: the Origin is not allowed for the site; FORBIDDEN: the key "
-        "may not read that site",
+        400: "ANALYTICS_001 malformed JSON or invalid payload; ANALYTICS_002 over 50,000 bytes; "
+        "BAD_REQUEST not valid HTTP/1.1 (the message names the fault)",
+        408: "REQUEST_TIMEOUT: the body did not arrive within body_timeout_seconds (30 s) of "
+        "the headers; the connection is closed",
+        403: "ORIGIN_NOT_ALLOWED: the Origin is not allowed for the site (`Origin: null` "
+        "only where the site lists null); FORBIDDEN: the key may not read that site",
         409: "NO_DIRECT_LINK: the two names are not linked directly",
         422: "VALIDATION_ERROR: a field breaks a rule; `field` names it",
         429: "RATE_LIMITED: over the per-IP limit (120/min by default); see Retry-After",
@@ -231,7 +234,8 @@ _NAME_PARAM = {
     "in": "path",
     "required": True,
     "schema": {"type": "string"},
-    "description": "Any identifier of the person (bare or kind:value)",
+    "description": "Any identifier of the person (bare or kind:value), a token seen only "
+    "on events (a visitor who never identified) included",
 }
 
 
@@ -315,7 +319,7 @@ def build_document() -> dict[str, Any]:
         "requestBody": {"required": True, "content": _json("TrackRequest")},
         "responses": {
             "200": {"description": "Stored durably", "content": _json("TrackResponse")},
-            **_errors(400, 403, 422, 429, 503),
+            **_errors(400, 403, 408, 422, 429, 503),
         },
     }
     get_track = {
@@ -368,7 +372,7 @@ def build_document() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": {"description": "Per-event results", "content": _json("BatchResponse")},
-                    **_errors(400, 403, 422, 429, 503),
+                    **_errors(400, 403, 408, 422, 429, 503),
                 },
             }
         },
@@ -383,7 +387,7 @@ def build_document() -> dict[str, Any]:
                         "description": "Linked (or refused by wrong-merge protection)",
                         "content": _json("TrackResponse"),
                     },
-                    **_errors(400, 403, 422, 429),
+                    **_errors(400, 403, 408, 422, 429),
                 },
             }
         },
@@ -393,7 +397,10 @@ def build_document() -> dict[str, Any]:
                 "summary": "Declare two names one person (API key)",
                 "security": _KEY,
                 "requestBody": {"required": True, "content": _json("NamePair")},
-                "responses": {"200": {"description": "The person id"}, **_errors(400, 401, 422)},
+                "responses": {
+                    "200": {"description": "The person id"},
+                    **_errors(400, 401, 408, 422),
+                },
             }
         },
         **{
@@ -466,7 +473,7 @@ def build_document() -> dict[str, Any]:
         },
         "/api/identity/split": {
             "post": {
-                **_keyed("Remove the direct link between a and b", 400, 404, 409, 422),
+                **_keyed("Remove the direct link between a and b", 400, 404, 408, 409, 422),
                 "requestBody": {"required": True, "content": _json("NamePair")},
             }
         },
@@ -515,7 +522,11 @@ def build_document() -> dict[str, Any]:
         "info": {
             "title": "Footfall",
             "version": __version__,
-            "description": "Tracking, identity and analytics API of a Footfall server.",
+            "description": "Tracking, identity and analytics API of a Footfall server. Any "
+            "request may also be refused by the HTTP connection itself, in the same JSON error "
+            "shape and with the connection closed: 400 BAD_REQUEST (not valid HTTP/1.1), 408 "
+            "REQUEST_TIMEOUT (headers or body stalled), 414 URI_TOO_LONG, 431 "
+            "HEADERS_TOO_LARGE, 503 SERVICE_UNAVAILABLE (at the connection limit).",
         },
         "paths": paths,
         "components": {

@@ -24,7 +24,7 @@ from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.identity import IdentityGraph
 from footfall.ingest.commit import GroupCommitter
 from footfall.ingest.validate import RequestContext, now_us
-from footfall.sites import KeyVerifier, SiteRegistry, normalise_origin
+from footfall.sites import NULL_ORIGIN, KeyVerifier, SiteRegistry, normalise_origin
 from footfall.store.base import EventRow, Site, Store
 
 JSON = "application/json"
@@ -107,8 +107,14 @@ class Call:
 
 
 def _origin(origin: str | None, referer: str | None) -> str | None:
-    """The calling page's origin: the Origin header, else the Referer's origin."""
-    if origin and origin != "null":
+    """The calling page's origin: the Origin header, else the Referer's origin.
+
+    ``Origin: null`` is an origin of its own (opaque: sandboxed frames, ``file:`` pages), not
+    a missing one: the Referer never stands in for it.
+    """
+    if origin:
+        if origin.strip().lower() == NULL_ORIGIN:
+            return NULL_ORIGIN
         return normalise_origin(origin) or origin
     if referer:
         try:

@@ -33,6 +33,7 @@ from footfall.ingest.validate import (
     MAX_PAYLOAD_BYTES,
     check_size,
     decode_json,
+    json_problem,
     parse_legacy_query,
     validate_event,
 )
@@ -110,7 +111,7 @@ class Tracking:
         except msgspec.ValidationError as exc:
             raise malformed(f"batch must be {{'events': [...]}} or an array: {exc}") from None
         except msgspec.DecodeError as exc:
-            raise malformed(f"body is not valid JSON: {exc}") from None
+            raise malformed(f"body is not valid JSON: {json_problem(exc, raw)}") from None
         except RecursionError:
             raise malformed("body is nested too deeply") from None
         events = body if isinstance(body, list) else body.events

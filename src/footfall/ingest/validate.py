@@ -106,9 +106,36 @@ def decode_json(raw: bytes | str, what: str = "body") -> Any:
     try:
         return _decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise malformed(f"{what} is not valid JSON: {exc}") from None
+        raise malformed(f"{what} is not valid JSON: {json_problem(exc, raw)}") from None
     except RecursionError:  # e.g. 40,000 '[' fit in the size cap
         raise malformed(f"{what} is nested too deeply") from None
+
+
+# A \u escape of half a UTF-16 surrogate pair without its other half (after an even run of
+# backslashes, so an escaped backslash followed by "ud800" is plain text).
+_LONE_SURROGATE = re.compile(
+    r"(?<!\\)(?:\\\\)*(\\u[dD][89abAB][0-9a-fA-F]{2})(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\)(?:\\\\)*(?<!\\u[dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+
+
+def json_problem(exc: Exception, raw: bytes | str) -> str:
+    """What is wrong with a body the decoder refused, in words that name it: msgspec reports a
+    lone surrogate as "Input data was truncated" (it looked for the pair's second half)."""
+    said = str(exc)
+    if "truncated" in said or "surrogate" in said or "hex escape" in said:
+        text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+        lone = _LONE_SURROGATE.search(text)
+        if lone is not None:
+            which = 1 if lone.group(1) else 2
+            return (
+                f"invalid \\u escape at offset {lone.start(which)}: lone surrogate "
+                f"{lone.group(which)} (UTF-16 surrogates come in pairs: \\uD800-\\uDBFF "
+                "then \\uDC00-\\uDFFF)"
+            )
+    if said == "Input data was truncated":
+        return "it ends before the JSON value does (truncated)"
+    return said
 
 
 def check_size(raw: bytes | str, limit: int = MAX_PAYLOAD_BYTES) -> None:

@@ -31,8 +31,8 @@ from footfall.config import Settings
 from footfall.errors import ApiError, invalid
 from footfall.http.ratelimit import SlidingWindowLimiter
 from footfall.http.shared import Gate, Services
-from footfall.identity import MAX_NAME_CHARS, parse_name
-from footfall.ingest.validate import EVENT_TYPES, TOKEN_PATTERN
+from footfall.identity import MAX_NAME_CHARS
+from footfall.ingest.validate import EVENT_TYPES
 from footfall.passwords import password_fingerprint, verify_password
 from footfall.store.base import Site
 from footfall.web import charts
@@ -45,7 +45,7 @@ from footfall.web.auth import (
     load_session_secret,
     new_csrf_token,
 )
-from footfall.web.people import display_name, has_events, search_identifiers
+from footfall.web.people import display_name, search_identifiers
 
 log = logging.getLogger("footfall.web")
 _T = TypeVar("_T")
@@ -613,23 +613,11 @@ class Dashboard:
         )
 
     def _locate(self, tenants: Mapping[str, Sequence[str]], name: str) -> tuple[str, int] | None:
-        """The tenant and person of a name; a token seen only on events gets its graph node
-        here (it is a person of one identifier), so it can be shown, exported and erased."""
-        identity, store = self.services().identity, self.services().store
-        explicit = parse_name(name)
-        for tenant, sites in tenants.items():
-            node = identity.find(tenant, name)
-            if node is None:
-                if explicit is not None:
-                    kind, value = explicit.kind, explicit.value
-                else:
-                    kind, value = "token", name.strip()
-                    if TOKEN_PATTERN.fullmatch(value) is None:
-                        continue
-                if not has_events(store, sites, kind, value):
-                    continue
-                identity.node_for_event(tenant, f"{kind}:{value}")
-                node = identity.find(tenant, f"{kind}:{value}")
+        """The tenant and person of a name, in the first of the viewer's tenants that has
+        one (a token seen only on events included: ``IdentityGraph.locate``)."""
+        identity = self.services().identity
+        for tenant in tenants:
+            node = identity.locate(tenant, name)
             if node is not None:
                 return tenant, node.person_id
         return None

@@ -105,19 +105,6 @@ def search_identifiers(
     return ordered[:limit]
 
 
-def has_events(store: Store, sites: Sequence[str], kind: str, value: str) -> bool:
-    """Whether an identifier without a graph node appears on events of these sites."""
-    if not sites:
-        return False
-    marks = ", ".join("?" * len(sites))
-    rows = store.query(
-        f"SELECT 1 FROM events WHERE site_id IN ({marks}) AND id_kind = ? AND token = ? "  # noqa: S608
-        "LIMIT 1",
-        [*sites, kind, value],
-    )
-    return bool(rows)
-
-
 def display_name(identifiers: Sequence[Mapping[str, Any]]) -> str:
     """The name a person is shown by: an email, else a client id, an alias, a token."""
     ranked = sorted(identifiers, key=lambda i: KIND_ORDER.get(str(i["kind"]), 9))
