@@ -17,7 +17,6 @@ from footfall.ingest.validate import (
     MAX_ITEM_ID_CHARS,
     MAX_ITEMS,
     MAX_QUANTITY,
-    NUMERIC_TEXT,
 )
 
 if TYPE_CHECKING:
@@ -28,11 +27,8 @@ Token = Annotated[str, Meta(min_length=8, max_length=128, pattern="^[A-Za-z0-9_-
 # Ids may arrive as numbers from some integrations; they are kept as text.
 ShortId = Annotated[str, Meta(max_length=MAX_ID_CHARS)] | int | float
 ItemId = Annotated[str, Meta(max_length=MAX_ITEM_ID_CHARS)] | int | float
-# Prices arrive as numbers or, from some shops, as numbers written as text.
-Amount = (
-    Annotated[float, Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
-    | Annotated[str, Meta(pattern=f"^{NUMERIC_TEXT}$")]
-)
+# Amounts are JSON numbers from 0 (text such as "12" and negative amounts are refused).
+Amount = Annotated[float, Meta(ge=0, le=MAX_AMOUNT)]
 
 
 class Item(msgspec.Struct, omit_defaults=True):

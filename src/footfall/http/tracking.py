@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from footfall.config import Settings
-from footfall.errors import ORIGIN_NOT_ALLOWED, ApiError, invalid, malformed
+from footfall.errors import ORIGIN_NOT_ALLOWED, ApiError, invalid
 from footfall.http.shared import (
     BATCH_PATH,
     IDENTIFY_PATH,
@@ -32,8 +32,11 @@ from footfall.http.tracker import renew_id_cookie
 from footfall.ingest.validate import (
     MAX_PAYLOAD_BYTES,
     check_size,
+    decode_event,
     decode_json,
+    parse_batch,
     parse_legacy_query,
+    strict_query,
     validate_event,
 )
 from footfall.store.base import EventRow, Site
@@ -42,11 +45,6 @@ _OK = b'{"success":true}'
 _OK_DUPLICATE = b'{"success":true,"duplicate":true}'
 _OK_ERASED = b'{"success":true,"erased":true}'
 _encoder = msgspec.json.Encoder()
-
-
-class _BatchEnvelope(msgspec.Struct):
-    events: list[msgspec.Raw]
-    site: str | None = None
 
 
 def _answer(flags: list[bool], headers: dict[str, str]) -> Response:
@@ -95,7 +93,8 @@ class Tracking:
         call = Call.of(request)
         gate.rate_limit(call)
         site = gate.site_for(request, call)
-        row = parse_legacy_query(request.query_params, gate.context(call, site))
+        params = strict_query(request.scope["query_string"])
+        row = parse_legacy_query(params, gate.context(call, site))
         return await self.commit(site, row, call)
 
     async def batch(self, request: Request) -> Response:
@@ -105,29 +104,33 @@ class Tracking:
         call = Call.of(request)
         gate.rate_limit(call)
         raw = await read_body(request, call, services.settings.max_batch_bytes)
-        try:
-            body = msgspec.json.decode(raw, type=_BatchEnvelope | list[msgspec.Raw])
-        except msgspec.ValidationError as exc:
-            raise malformed(f"batch must be {{'events': [...]}} or an array: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise malformed(f"body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise malformed("body is nested too deeply") from None
-        events = body if isinstance(body, list) else body.events
-        site = gate.site_for(request, call, None if isinstance(body, list) else body.site)
+        events, named = parse_batch(raw)
+        site = gate.site_for(request, call, named)
         limit = services.settings.max_batch_events
         if len(events) > limit:
             raise invalid("events", f"at most {limit} events per batch")
         ctx = gate.context(call, site)
+        contexts = {site.id: (site, ctx)}
         results: list[dict[str, Any]] = []
         rows: list[EventRow] = []
         slots: list[int] = []
         for index, item in enumerate(events):
             try:
-                check_size(item)
-                row = validate_event(decode_json(item), ctx)
+                body = decode_event(item)
+                event_site, event_ctx = site, ctx
+                own = body.get("site") if isinstance(body, dict) else None
+                if own is not None and own != site.id:
+                    # An event naming another site is stored there if this caller may
+                    # write to it (its Origin allowed), else it alone is refused.
+                    if not isinstance(own, str):
+                        raise invalid("site", "must be a string")
+                    if own not in contexts:
+                        other = gate.site_for(request, call, own)
+                        contexts[own] = (other, gate.context(call, other))
+                    event_site, event_ctx = contexts[own]
+                row = validate_event(body, event_ctx)
                 results.append({"index": index, "success": True, "status": 200})
-                if services.erased(site, row):
+                if services.erased(event_site, row):
                     results[-1]["erased"] = True
                     continue
                 rows.append(row)

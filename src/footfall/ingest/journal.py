@@ -49,7 +49,7 @@ from footfall.ingest.commit import (
     record_commit,
     split_flags,
 )
-from footfall.store.base import EventRow, Store
+from footfall.store.base import EventRow, Store, merge_flags, split_repeated_messages
 
 if TYPE_CHECKING:
     from footfall.config import Settings
@@ -112,6 +112,10 @@ class JournalTarget(Protocol):
         """Which (site_id, order_num) pairs are already stored as orders."""
         ...
 
+    def known_messages(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (site_id, message_id) pairs are already stored."""
+        ...
+
     def load_journaled(
         self,
         columns: Mapping[str, Sequence[Any]],
@@ -119,8 +123,8 @@ class JournalTarget(Protocol):
         orders: Sequence[tuple[str, str, int]],
         position: int,
     ) -> None:
-        """Insert the rows (one value sequence per EventRow field), the new orders and the
-        loaded position in one committed transaction."""
+        """Insert the rows (one value sequence per EventRow field), their message ids, the
+        new orders and the loaded position in one committed transaction."""
         ...
 
 
@@ -410,6 +414,9 @@ class _Batch:
     orders: list[tuple[str, str, int]]
     end: int
     journaled_at: float
+    messages: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    """Message ids of the rows, pending until loaded (empty at replay: nothing is pending
+    before the server answers)."""
 
 
 def _orders_of(
@@ -530,6 +537,8 @@ class JournalCommitter(GroupCommitter):
         self._last_load = 0.0
         self._orders_pending: set[tuple[str, str]] = set()
         """Orders journaled but not loaded yet; the loader removes them after its commit."""
+        self._messages_pending: set[tuple[str, str]] = set()
+        """Message ids journaled but not loaded yet, likewise."""
         self._loader: threading.Thread | None = None
         # Replay before serving: the database then holds every acknowledged event.
         self.replayed = _replay(self._journal, self._target, load_max_events)
@@ -614,6 +623,9 @@ class JournalCommitter(GroupCommitter):
         started = time.perf_counter()
         good_end = self._journal.end
         try:
+            repeated, rows, messages = self._repeated_messages(rows)
+            if not rows:  # every one a re-sent message: nothing to write
+                return split_flags(group, repeated)
             duplicates, fresh = self._duplicates(rows)
             values: list[Sequence[Any]] = [_row_values(row) for row in rows]
             payload = _encoder.encode((values, duplicates))
@@ -629,7 +641,8 @@ class JournalCommitter(GroupCommitter):
             return [error] * len(group)
         record_commit(rows, started)
         self._orders_pending.update((site, order) for site, order, _ in fresh)
-        batch = _Batch(values, duplicates, fresh, end, time.time())
+        self._messages_pending.update(messages)
+        batch = _Batch(values, duplicates, fresh, end, time.time(), messages)
         with self._load_cond:
             self._ready.append(batch)
             self._ready_events += len(rows)
@@ -638,7 +651,24 @@ class JournalCommitter(GroupCommitter):
             # waiting for its interval would just wake, look and sleep again, per group.
             if self._loader_idle or self._ready_events >= self._load_max:
                 self._load_cond.notify()
-        return split_flags(group, duplicates)
+        return split_flags(group, merge_flags(repeated, duplicates))
+
+    def _repeated_messages(
+        self, rows: list[EventRow]
+    ) -> tuple[list[bool], list[EventRow], list[tuple[str, str]]]:
+        """Rows that repeat a message id (loaded, journaled and pending, or earlier in the
+        group) are dropped: one writer thread decides, so concurrent requests cannot both
+        store one message. Returns the flags, the rows kept and their new ids."""
+        keys = [(row.site_id, row.message_id) for row in rows if row.message_id is not None]
+        if not keys:
+            return [False] * len(rows), rows, []
+        # The pending set first, then the database: the loader drops an id from the set
+        # only after its commit, so an id is always in one of them.
+        pending = {key for key in keys if key in self._messages_pending}
+        unknown = [key for key in keys if key not in pending]
+        known = self._target.known_messages(unknown) if unknown else set()
+        repeated, kept, fresh = split_repeated_messages(rows, pending | known)
+        return repeated, kept, [(site, message) for site, message, _ in fresh]
 
     def _duplicates(self, rows: list[EventRow]) -> tuple[list[bool], list[tuple[str, str, int]]]:
         """Flags per row, and the orders seen here first (site, number, time)."""
@@ -727,6 +757,7 @@ class JournalCommitter(GroupCommitter):
             self._loaded = end
             for batch in batches:
                 self._orders_pending.difference_update((s, o) for s, o, _ in batch.orders)
+                self._messages_pending.difference_update(batch.messages)
             due = [future for target, future in self._waiters if target <= end]
             self._waiters = [(t, f) for t, f in self._waiters if t > end]
             self._urgent = bool(self._waiters)

@@ -31,6 +31,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "user_agent",
     "data",
     "id_kind",
+    "custom_event",
 )
 """The events table's written columns (event_id comes from its sequence), in the order every
 bulk path (Arrow batches, COPY, demo data) lays them out."""
@@ -61,6 +62,13 @@ class EventRow:
     id_kind: str = "token"
     """Which kind of identifier ``token`` holds: events from the vendor-compatible API
     may name a person by email, client id or alias instead of an anonymous token."""
+    custom_event: str | None = None
+    """The name of a custom event (``event`` is then ``custom``): one outside the 13 types,
+    from the Segment-spec API or the vendor's ``/e``."""
+    message_id: str | None = None
+    """The sender's id of the message (Segment's ``messageId``): a row whose id its site
+    has already stored is dropped, so a re-sent message is stored once. Not an events
+    column: the ids live in ``message_ids``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +112,9 @@ class Store(Protocol):
     def insert_events(self, rows: list[EventRow]) -> list[bool]:
         """Write ``rows`` in one committed transaction.
 
-        Returns, per row, whether it is a repeated purchase (same orderNum on the same site),
-        which is stored but not counted as an order.
+        Returns, per row, whether it is a repeat: a repeated purchase (same orderNum on the
+        same site), stored but not counted as an order, or a message whose ``message_id``
+        the site already has (or an earlier row of ``rows`` has), not stored again.
         """
         ...
 
@@ -159,6 +168,36 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def split_repeated_messages(
+    rows: Sequence[EventRow], known: set[tuple[str, str]]
+) -> tuple[list[bool], list[EventRow], list[tuple[str, str, int]]]:
+    """Rows against the message ids a store already has: per row whether it repeats one
+    (stored already, or earlier in ``rows``), the rows to keep, and the new ids as
+    (site_id, message_id, received time in microseconds)."""
+    seen = set(known)
+    repeated: list[bool] = []
+    kept: list[EventRow] = []
+    fresh: list[tuple[str, str, int]] = []
+    for row in rows:
+        if row.message_id is not None:
+            key = (row.site_id, row.message_id)
+            if key in seen:
+                repeated.append(True)
+                continue
+            seen.add(key)
+            fresh.append((row.site_id, row.message_id, row.received_us))
+        repeated.append(False)
+        kept.append(row)
+    return repeated, kept, fresh
+
+
+def merge_flags(repeated: Sequence[bool], duplicates: Sequence[bool]) -> list[bool]:
+    """Per row of a group: repeated messages (dropped) are True, the kept rows take their
+    repeated-order flags in order."""
+    kept = iter(duplicates)
+    return [True if skip else next(kept) for skip in repeated]
 
 
 def redact(database: str) -> str:

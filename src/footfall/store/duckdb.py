@@ -24,6 +24,8 @@ from footfall.store.base import (
     Site,
     StoreBusyError,
     Transaction,
+    merge_flags,
+    split_repeated_messages,
 )
 from footfall.store.migrations import MIGRATIONS, render
 
@@ -104,10 +106,12 @@ class DuckDBStore:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
         )
-        current = self.schema_version()
+        # Every migration not recorded yet, in order (not only those above the highest: two
+        # branches may add versions 8 and 9 and land in either order).
+        done = {int(v) for (v,) in cur.execute("SELECT version FROM schema_migrations").fetchall()}
         applied: list[int] = []
         for migration in MIGRATIONS:
-            if migration.version <= current:
+            if migration.version in done:
                 continue
             cur.execute("BEGIN")
             try:
@@ -136,14 +140,62 @@ class DuckDBStore:
             # Few calls into DuckDB per batch: each one gives up and re-takes the GIL.
             cur.execute("BEGIN")
             try:
-                duplicates = self._mark_repeated_orders(cur, rows)
+                repeated, kept = self._drop_repeated_messages(cur, rows)
+                duplicates = self._mark_repeated_orders(cur, kept)
                 # DuckDB finds this local by name (a replacement scan): cheaper than register().
-                _ff_batch = _arrow_batch(rows, duplicates)
-                cur.execute(_INSERT_AND_COMMIT)
+                _ff_batch = _arrow_batch(kept, duplicates)
+                if kept:
+                    cur.execute(_INSERT_AND_COMMIT)
+                else:
+                    cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-        return duplicates
+        return merge_flags(repeated, duplicates)
+
+    def _drop_repeated_messages(
+        self, cur: duckdb.DuckDBPyConnection, rows: list[EventRow]
+    ) -> tuple[list[bool], list[EventRow]]:
+        """Rows whose message id their site already has are dropped; the others' ids are
+        recorded in the same transaction. Returns the repeat flags and the rows kept."""
+        keyed = [(row.site_id, row.message_id) for row in rows if row.message_id is not None]
+        if not keyed:
+            return [False] * len(rows), rows
+        known = self._known_messages(cur, keyed)
+        repeated, kept, fresh = split_repeated_messages(rows, known)
+        if fresh:
+            _ff_messages = pa.table(
+                {
+                    "site_id": pa.array([f[0] for f in fresh], pa.string()),
+                    "message_id": pa.array([f[1] for f in fresh], pa.string()),
+                    "received_at": pa.array([f[2] for f in fresh], pa.timestamp("us")),
+                }
+            )
+            cur.execute("INSERT INTO message_ids SELECT * FROM _ff_messages")
+        return repeated, kept
+
+    @staticmethod
+    def _known_messages(
+        cur: duckdb.DuckDBPyConnection, keys: Sequence[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        # DuckDB finds this local by name (a replacement scan).
+        _ff_keys = pa.table(
+            {
+                "site_id": pa.array([k[0] for k in keys], pa.string()),
+                "message_id": pa.array([k[1] for k in keys], pa.string()),
+            }
+        )
+        found = cur.execute(
+            "SELECT m.site_id, m.message_id FROM message_ids m "
+            "SEMI JOIN _ff_keys k ON k.site_id = m.site_id AND k.message_id = m.message_id"
+        ).fetchall()
+        return {(site, message) for site, message in found}
+
+    def known_messages(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (site_id, message_id) pairs are already stored."""
+        if not keys:
+            return set()
+        return self._known_messages(self._cursor(), keys)
 
     @staticmethod
     def _mark_repeated_orders(cur: duckdb.DuckDBPyConnection, rows: list[EventRow]) -> list[bool]:
@@ -246,6 +298,20 @@ class DuckDBStore:
             try:
                 if _ff_batch.num_rows:
                     cur.execute(_INSERT_BATCH)
+                    if any(m is not None for m in columns.get("message_id", ())):
+                        _ff_messages = pa.table(  # noqa: F841 - read by name below
+                            {
+                                "site_id": _ff_batch.column("site_id"),
+                                "message_id": pa.array(columns["message_id"], pa.string()),
+                                "received_at": _ff_batch.column("received_at"),
+                            }
+                        )
+                        # The writer thread let each id through once; DO NOTHING only
+                        # guards against an id recorded meanwhile by another path.
+                        cur.execute(
+                            "INSERT INTO message_ids SELECT * FROM _ff_messages "
+                            "WHERE message_id IS NOT NULL ON CONFLICT DO NOTHING"
+                        )
                 if orders:
                     cur.execute(
                         "INSERT INTO orders SELECT site_id, order_num, first_seen FROM _ff_orders "
@@ -423,6 +489,7 @@ def _arrow_batch(rows: list[EventRow], duplicates: list[bool]) -> pa.Table:
         "user_agent": [r.user_agent for r in rows],
         "data": [r.data for r in rows],
         "id_kind": [r.id_kind for r in rows],
+        "custom_event": [r.custom_event for r in rows],
     }
     return pa.table({name: pa.array(columns[name], type=kind) for name, kind in _EVENT_COLUMNS})
 
