@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute
 from footfall.analytics import funnel_steps
 from footfall.analytics.reports import refresh_presence
 from footfall.config import Settings
-from footfall.http import identity, operations, reports, tracking, vendor
+from footfall.http import identity, operations, reports, segment, tracking, vendor
 from footfall.http.middleware import ResponseCounter, error_handlers
 from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.http.shared import Gate, Services
@@ -209,6 +209,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
     routes: list[BaseRoute] = [
         *tracking.routes(gate, settings),
+        *segment.routes(gate),
         *operations.routes(gate),
         tracker_route(),
         *identity.routes(gate),

@@ -37,7 +37,14 @@ TRACK_PATHS = ("/api/analytics/track", "/api/events/track", "/api/save")
 BATCH_PATH = "/api/analytics/batch"
 IDENTIFY_PATH = "/api/identify"
 NOOP_PATH = "/bench/noop"
-PUBLIC_PATHS = frozenset((*TRACK_PATHS, BATCH_PATH, IDENTIFY_PATH, NOOP_PATH))
+BATCH_NOOP_PATH = "/bench/noop-batch"
+SEGMENT_PATHS = (
+    *(f"/v1/{name}" for name in ("track", "identify", "alias", "page", "screen", "group")),
+    *(f"/v1/{name}" for name in ("batch", "import", "t", "i", "a", "p", "s", "g", "b", "m")),
+)
+PUBLIC_PATHS = frozenset(
+    (*TRACK_PATHS, BATCH_PATH, IDENTIFY_PATH, NOOP_PATH, BATCH_NOOP_PATH, *SEGMENT_PATHS)
+)
 """Routes any web page may call: their errors carry CORS headers for allowed origins."""
 KNOWN_ROUTES = frozenset(
     (

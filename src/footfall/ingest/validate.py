@@ -411,23 +411,36 @@ def _items(raw: Any, default_currency: str) -> _Items:
     return _Items(items, None if unknown else round(total, 6), unknown)
 
 
-def validate_event(body: Any, ctx: RequestContext) -> EventRow:
-    """A decoded event object to a row, applying every rule of the tracking API."""
+def validate_event(
+    body: Any,
+    ctx: RequestContext,
+    *,
+    custom_name: str | None = None,
+    id_kind: str = "token",
+) -> EventRow:
+    """A decoded event object to a row, applying every rule of the tracking API.
+
+    ``custom_name`` (already checked by ``custom_event_name``) makes it a custom event
+    whatever ``event`` says; ``id_kind`` other than ``token`` takes ``token`` as that kind
+    of identifier, already normalised by the caller (the Segment mapping's ``userId``)."""
     if not isinstance(body, dict):
         raise malformed("event payload must be a JSON object")
 
-    event = body.get("event")
-    if event is None:
-        raise invalid("event", "required")
-    if not isinstance(event, str):
-        raise invalid("event", "must be a string")
-    if len(event) > MAX_EVENT_CHARS:
-        raise invalid("event", f"at most {MAX_EVENT_CHARS} characters")
-    event = EVENT_ALIASES.get(event, event)
-    if event not in EVENT_TYPES:
-        raise invalid("event", f"unknown event type '{event}'")
+    if custom_name is not None:
+        event = CUSTOM_EVENT
+    else:
+        event = body.get("event")
+        if event is None:
+            raise invalid("event", "required")
+        if not isinstance(event, str):
+            raise invalid("event", "must be a string")
+        if len(event) > MAX_EVENT_CHARS:
+            raise invalid("event", f"at most {MAX_EVENT_CHARS} characters")
+        event = EVENT_ALIASES.get(event, event)
+        if event not in EVENT_TYPES:
+            raise invalid("event", f"unknown event type '{event}'")
 
-    token = validate_token(body.get("token"))
+    token = validate_token(body.get("token")) if id_kind == "token" else body["token"]
 
     ab_test = body.get("ab_test", False)
     if ab_test is None:
@@ -517,5 +530,7 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
         url=url[:MAX_URL_CHARS] if url else None,
         user_agent=user_agent[:MAX_USER_AGENT_CHARS] if user_agent else None,
         data=_encoder.encode(rest).decode() if rest else "{}",
+        id_kind=id_kind,
+        custom_event=custom_name,
         message_id=message_id(body.get("messageId")),
     )

@@ -299,7 +299,7 @@ class DuckDBStore:
                 if _ff_batch.num_rows:
                     cur.execute(_INSERT_BATCH)
                     if any(m is not None for m in columns.get("message_id", ())):
-                        _ff_messages = pa.table(  # noqa: F841 - read by name below
+                        _ff_messages = pa.table(
                             {
                                 "site_id": _ff_batch.column("site_id"),
                                 "message_id": pa.array(columns["message_id"], pa.string()),

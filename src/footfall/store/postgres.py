@@ -241,9 +241,7 @@ class PostgresStore:
                     "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
                 )
                 # Every migration not recorded yet (see the DuckDB store's migrate).
-                done = {
-                    int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")
-                }
+                done = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
                 for migration in MIGRATIONS:
                     if migration.version in done:
                         continue
