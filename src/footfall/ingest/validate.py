@@ -426,6 +426,7 @@ def validate_event(
     if not isinstance(body, dict):
         raise malformed("event payload must be a JSON object")
 
+    event: Any
     if custom_name is not None:
         event = CUSTOM_EVENT
     else:
