@@ -161,41 +161,20 @@ class DuckDBStore:
         keyed = [(row.site_id, row.message_id) for row in rows if row.message_id is not None]
         if not keyed:
             return [False] * len(rows), rows
-        known = self._known_messages(cur, keyed)
+        known = _known_pairs(cur, "message_ids", "message_id", keyed)
         repeated, kept, fresh = split_repeated_messages(rows, known)
         if fresh:
-            _ff_messages = pa.table(
-                {
-                    "site_id": pa.array([f[0] for f in fresh], pa.string()),
-                    "message_id": pa.array([f[1] for f in fresh], pa.string()),
-                    "received_at": pa.array([f[2] for f in fresh], pa.timestamp("us")),
-                }
+            _ff_messages = _pairs_table(
+                [(s, m) for s, m, _ in fresh], "message_id", "received_at", [t for *_, t in fresh]
             )
             cur.execute("INSERT INTO message_ids SELECT * FROM _ff_messages")
         return repeated, kept
-
-    @staticmethod
-    def _known_messages(
-        cur: duckdb.DuckDBPyConnection, keys: Sequence[tuple[str, str]]
-    ) -> set[tuple[str, str]]:
-        # DuckDB finds this local by name (a replacement scan).
-        _ff_keys = pa.table(
-            {
-                "site_id": pa.array([k[0] for k in keys], pa.string()),
-                "message_id": pa.array([k[1] for k in keys], pa.string()),
-            }
-        )
-        found = cur.execute(
-            "SELECT m.site_id, m.message_id FROM message_ids m "
-            "SEMI JOIN _ff_keys k ON k.site_id = m.site_id AND k.message_id = m.message_id"
-        ).fetchall()
-        return {(site, message) for site, message in found}
 
     def known_messages(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (site_id, message_id) pairs are already stored."""
         if not keys:
             return set()
-        return self._known_messages(self._cursor(), keys)
+        return _known_pairs(self._cursor(), "message_ids", "message_id", keys)
 
     @staticmethod
     def _mark_repeated_orders(cur: duckdb.DuckDBPyConnection, rows: list[EventRow]) -> list[bool]:
@@ -208,15 +187,7 @@ class DuckDBStore:
         ]
         if not wanted:
             return duplicates
-        numbers = sorted({order for _, _, order in wanted})
-        placeholders = ", ".join("?" * len(numbers))
-        known = {
-            (site, order)
-            for site, order in cur.execute(
-                f"SELECT site_id, order_num FROM orders WHERE order_num IN ({placeholders})",  # noqa: S608
-                numbers,
-            ).fetchall()
-        }
+        known = _known_pairs(cur, "orders", "order_num", [(s, o) for _, s, o in wanted if o])
         fresh: list[tuple[str, str, int]] = []
         for i, site, order in wanted:
             assert order is not None
@@ -226,11 +197,10 @@ class DuckDBStore:
                 known.add((site, order))
                 fresh.append((site, order, rows[i].ts_us))
         if fresh:
-            values = ", ".join("(?, ?, make_timestamp(?))" for _ in fresh)
-            cur.execute(
-                f"INSERT INTO orders VALUES {values}",  # noqa: S608
-                [value for row in fresh for value in row],
+            _ff_orders = _pairs_table(
+                [(s, o) for s, o, _ in fresh], "order_num", "first_seen", [t for _, _, t in fresh]
             )
+            cur.execute("INSERT INTO orders SELECT * FROM _ff_orders")
         return duplicates
 
     _LOADABLE = frozenset({"events", "identity_nodes", "links", "link_log", "orders"})
@@ -261,18 +231,7 @@ class DuckDBStore:
     def known_orders(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         if not keys:
             return set()
-        numbers = sorted({order for _, order in keys})
-        placeholders = ", ".join("?" * len(numbers))
-        rows = (
-            self._cursor()
-            .execute(
-                f"SELECT site_id, order_num FROM orders WHERE order_num IN ({placeholders})",  # noqa: S608
-                numbers,
-            )
-            .fetchall()
-        )
-        wanted = set(keys)
-        return {(site, order) for site, order in rows if (site, order) in wanted}
+        return _known_pairs(self._cursor(), "orders", "order_num", keys)
 
     def load_journaled(
         self,
@@ -463,6 +422,41 @@ class _DuckTransaction:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._cursor.execute(sql, list(params)).fetchall()
+
+
+def _pairs_table(
+    keys: Sequence[tuple[str, str]],
+    column: str,
+    time_column: str | None = None,
+    times: Sequence[int] = (),
+) -> pa.Table:
+    """(site_id, key) pairs as an Arrow table, with a time column when given."""
+    columns: dict[str, pa.Array] = {
+        "site_id": pa.array([k[0] for k in keys], pa.string()),
+        column: pa.array([k[1] for k in keys], pa.string()),
+    }
+    if time_column is not None:
+        columns[time_column] = pa.array(times, pa.timestamp("us"))
+    return pa.table(columns)
+
+
+_KNOWN_PAIRS = {
+    # Table and column names are these constants, never input.
+    table: f"SELECT t.site_id, t.{column} FROM {table} t SEMI JOIN _ff_keys k "  # noqa: S608
+    f"ON k.site_id = t.site_id AND k.{column} = t.{column}"
+    for table, column in (("orders", "order_num"), ("message_ids", "message_id"))
+}
+
+
+def _known_pairs(
+    cur: duckdb.DuckDBPyConnection, table: str, column: str, keys: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (site_id, key) pairs ``table`` holds: one join with the keys as an Arrow table
+    (a list of thousands of parameters costs DuckDB far more to bind)."""
+    _ff_keys = _pairs_table(keys, column)
+    found = cur.execute(_KNOWN_PAIRS[table]).fetchall()
+    wanted = set(keys)
+    return {(site, key) for site, key in found if (site, key) in wanted}
 
 
 def _site(row: tuple[str, str, str, str | None]) -> Site:
