@@ -13,7 +13,7 @@ from footfall.analytics.reports import REPORTS, Filters, custom_events, funnel, 
 from footfall.errors import ApiError
 from footfall.ingest.validate import RequestContext, custom_event_name, validate_event
 from footfall.sites import ensure_write_key, revoke_write_key, rotate_write_key, write_key_site
-from footfall.store.base import EventRow, Store
+from footfall.store.base import REPEATED_MESSAGE, STORED, EventRow, Store
 
 DAY = datetime(2026, 11, 2, 9, 0)
 
@@ -117,18 +117,18 @@ def test_a_message_id_is_stored_once(store: Store) -> None:
             row("token-aaaa-1", 3),
         ]
     )
-    assert first == [False, False, True, False]
+    assert first == [STORED, STORED, REPEATED_MESSAGE, STORED]
     again = store.insert_events(
         [row("token-aaaa-1", 0, message="m-2"), row("token-aaaa-1", 4, message="m-3")]
     )
-    assert again == [True, False]
+    assert again == [REPEATED_MESSAGE, STORED]
     assert store.count_events() == 4
     ids = store.query("SELECT message_id FROM message_ids ORDER BY message_id")
     assert [m for (m,) in ids] == ["m-1", "m-2", "m-3"]
     store.upsert_site("other", "Other", [])
     elsewhere = row("token-aaaa-1", 5, message="m-1")
     elsewhere.site_id = "other"
-    assert store.insert_events([elsewhere]) == [False]  # ids are per site
+    assert store.insert_events([elsewhere]) == [STORED]  # ids are per site
 
 
 def test_write_keys_belong_to_one_site_and_rotate(store: Store) -> None:

@@ -202,7 +202,7 @@ def test_committer_flags_repeats_journaled_loaded_and_after_restart(
 ) -> None:
     directory = tmp_path / "store.duckdb.journal"
 
-    async def first_run() -> list[list[bool]]:
+    async def first_run() -> list[list[int]]:
         # A long interval: after the first load, later groups wait in the journal unloaded.
         committer = JournalCommitter(duck, directory, load_interval_seconds=60)
         committer.start()
@@ -229,7 +229,7 @@ def test_committer_flags_repeats_journaled_loaded_and_after_restart(
     assert asyncio.run(first_run()) == [[False], [False], [True, True, False, False, True]]
     assert segment_files(directory) == []  # a clean stop loads everything and removes it
 
-    async def second_run() -> list[bool]:
+    async def second_run() -> list[int]:
         committer = JournalCommitter(duck, directory)
         committer.start()
         try:

@@ -47,7 +47,7 @@ _OK_ERASED = b'{"success":true,"erased":true}'
 _encoder = msgspec.json.Encoder()
 
 
-def _answer(flags: list[bool], headers: dict[str, str]) -> Response:
+def _answer(flags: list[int], headers: dict[str, str]) -> Response:
     body = _OK_DUPLICATE if flags and flags[0] else _OK
     return Response(body, media_type=JSON, headers=headers)
 

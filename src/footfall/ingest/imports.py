@@ -62,7 +62,7 @@ class Chunk:
 def open_lines(path: Path) -> IO[bytes]:
     """The file's bytes, inflated when it is gzip (by its magic number, not its name)."""
     handle = path.open("rb")
-    if handle.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
+    if handle.peek(2)[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=handle)  # type: ignore[return-value]
     return handle
 

@@ -625,7 +625,7 @@ class JournalCommitter(GroupCommitter):
         try:
             repeated, rows, messages = self._repeated_messages(rows)
             if not rows:  # every one a re-sent message: nothing to write
-                return split_flags(group, repeated)
+                return split_flags(group, merge_flags(repeated, []))
             duplicates, fresh = self._duplicates(rows)
             values: list[Sequence[Any]] = [_row_values(row) for row in rows]
             payload = _encoder.encode((values, duplicates))

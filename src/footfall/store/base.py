@@ -109,12 +109,12 @@ class Store(Protocol):
 
     def schema_version(self) -> int: ...
 
-    def insert_events(self, rows: list[EventRow]) -> list[bool]:
+    def insert_events(self, rows: list[EventRow]) -> list[int]:
         """Write ``rows`` in one committed transaction.
 
-        Returns, per row, whether it is a repeat: a repeated purchase (same orderNum on the
-        same site), stored but not counted as an order, or a message whose ``message_id``
-        the site already has (or an earlier row of ``rows`` has), not stored again.
+        Returns, per row, ``STORED``, ``REPEATED_ORDER`` (a purchase repeating an orderNum
+        of its site: stored, not counted as an order) or ``REPEATED_MESSAGE`` (a message
+        id the site already has, or an earlier row of ``rows`` has: not stored again).
         """
         ...
 
@@ -193,11 +193,18 @@ def split_repeated_messages(
     return repeated, kept, fresh
 
 
-def merge_flags(repeated: Sequence[bool], duplicates: Sequence[bool]) -> list[bool]:
-    """Per row of a group: repeated messages (dropped) are True, the kept rows take their
+STORED, REPEATED_ORDER, REPEATED_MESSAGE = 0, 1, 2
+"""What became of a row written: true values are repeats (a tracking answer says
+``"duplicate": true`` for either)."""
+
+
+def merge_flags(repeated: Sequence[bool], duplicates: Sequence[bool]) -> list[int]:
+    """Per row of a group: ``REPEATED_MESSAGE`` for the rows dropped, the kept rows'
     repeated-order flags in order."""
     kept = iter(duplicates)
-    return [True if skip else next(kept) for skip in repeated]
+    return [
+        REPEATED_MESSAGE if skip else REPEATED_ORDER if next(kept) else STORED for skip in repeated
+    ]
 
 
 def redact(database: str) -> str:

@@ -132,7 +132,7 @@ class DuckDBStore:
 
     # ------------------------------------------------------------------ events
 
-    def insert_events(self, rows: list[EventRow]) -> list[bool]:
+    def insert_events(self, rows: list[EventRow]) -> list[int]:
         if not rows:
             return []
         cur = self._cursor()

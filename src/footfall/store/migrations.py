@@ -355,6 +355,9 @@ MIGRATIONS = (
         "custom events, write keys, message ids",
         (
             "ALTER TABLE events ADD COLUMN custom_event VARCHAR",
+            # PostgreSQL fixed the view's columns when it was made: make it again.
+            "DROP VIEW IF EXISTS event_persons",
+            _EVENT_PERSONS,
             # The names are the constants above, never input.
             "UPDATE events SET custom_event = event, event = 'custom' WHERE event NOT IN ("  # noqa: S608
             + ", ".join(f"'{event}'" for event in FUNNEL_STEP_TYPES)

@@ -261,7 +261,7 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ events
 
-    def insert_events(self, rows: list[EventRow]) -> list[bool]:
+    def insert_events(self, rows: list[EventRow]) -> list[int]:
         if not rows:
             return []
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
