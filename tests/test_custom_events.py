@@ -146,3 +146,13 @@ def test_write_keys_belong_to_one_site_and_rotate(store: Store) -> None:
     assert write_key_site(store, rotated.key) is None
     assert not revoke_write_key(store, "default")
     assert write_key_site(store, "ff_not_a_write_key") is None
+
+
+def test_message_ids_are_forgotten_after_their_days(store: Store) -> None:
+    from footfall.retention import prune_message_ids
+
+    store.insert_events([row("token-aaaa-1", 0, message="old-1")])
+    received = DAY + timedelta(minutes=0)
+    assert prune_message_ids(store, 30, now=received + timedelta(days=29)) == 0
+    assert prune_message_ids(store, 30, now=received + timedelta(days=31)) == 1
+    assert store.insert_events([row("token-aaaa-1", 1, message="old-1")]) == [STORED]

@@ -135,8 +135,8 @@ def test_a_resent_batch_adds_nothing_even_across_a_crash_and_concurrently(
     }
     url = "/v1/batch"
     with keyed.server.client(fresh_ip, headers=keyed.basic()) as http:
-        assert http.post(url, json=batch).json() == {"success": True}
-        assert http.post(url, json=batch).json() == {"success": True}
+        assert http.post(url, json=batch).json() == {"success": True, "stored": 200}
+        assert http.post(url, json=batch).json() == {"success": True, "stored": 0}
     keyed.server.stop(9)  # SIGKILL: the journal is replayed at the next start
     keyed.server.start()
     answers: list[int] = []
@@ -184,7 +184,7 @@ def test_clock_skew_is_corrected_from_sent_at(keyed: Keys, fresh_ip: str) -> Non
     }
     before = datetime.now(UTC).replace(tzinfo=None)
     with keyed.server.client(fresh_ip, headers=keyed.basic()) as http:
-        assert http.post("/v1/batch", json=batch).json() == {"success": True}
+        assert http.post("/v1/batch", json=batch).json() == {"success": True, "stored": 2}
     after = datetime.now(UTC).replace(tzinfo=None)
     keyed.server.stop()
     times = dict(keyed.server.rows("SELECT event, ts FROM events"))
@@ -199,9 +199,8 @@ def test_write_keys_send_only_and_answers_follow_segment(keyed: Keys, fresh_ip: 
     with keyed.server.client(fresh_ip) as http:
         assert http.post("/v1/track", json=one).status_code == 401
         assert http.post("/v1/track", json={**one, "writeKey": "fw_" + "x" * 32}).status_code == 401
-        assert http.post("/v1/track", json={**one, "writeKey": keyed.write_key}).json() == {
-            "success": True
-        }
+        sent = http.post("/v1/track", json={**one, "writeKey": keyed.write_key}).json()
+        assert sent == {"success": True, "stored": 1}
         # A write key is no API key: it reads and administers nothing.
         bearer = {"authorization": f"Bearer {keyed.write_key}"}
         assert http.get("/api/reports/overview", headers=bearer).status_code == 401

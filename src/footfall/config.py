@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     """Cap on DuckDB's buffer memory, e.g. ``1GB``, ``512MiB`` or ``25%`` of RAM; beyond it
     DuckDB spills large queries to disk. Unset: DuckDB's default (80 % of RAM)."""
 
+    message_id_days: int = Field(default=30, ge=1, le=36_500)
+    """How long a message id (Segment's ``messageId``) is remembered: a message re-sent
+    within this time is stored once; older ids are deleted hourly, bounding their table."""
     identity_max_per_kind: int = Field(default=100, ge=1)
     """A person with more identifiers of one kind refuses further automatic merges."""
     erase_tombstone_days: int = Field(default=30, ge=0)

@@ -46,7 +46,7 @@ from footfall.ingest.segment import (
     map_message,
 )
 from footfall.ingest.validate import decode_json, now_us, unique_keys
-from footfall.store.base import Site
+from footfall.store.base import REPEATED_MESSAGE, Site
 
 log = logging.getLogger("footfall.api")
 
@@ -61,9 +61,9 @@ _OK = b'{"success":true}'
 
 class _Batch(msgspec.Struct, omit_defaults=True):
     batch: list[msgspec.Raw]
-    sentAt: Any = None
-    context: Any = None
-    writeKey: Any = None
+    sentAt: str | None = None
+    context: dict[str, Any] | None = None
+    writeKey: str | None = None
 
 
 _batch_decoder = msgspec.json.Decoder(_Batch)
@@ -133,8 +133,8 @@ class SegmentApi:
             mapped = map_message(message, self._envelope(site, call, None, None), kind)
         except ApiError as error:  # Segment answers a single call's faults with 400
             raise ApiError(400, error.code, error.message, error.field) from None
-        await self._store(site, [mapped])
-        return Response(_OK, media_type="application/json", headers=cors_headers(call.origin))
+        stored = await self._store(site, [mapped])
+        return json_response({"success": True, "stored": stored}, headers=cors_headers(call.origin))
 
     async def batch(self, request: Request) -> Response:
         call = Call.of(request)
@@ -163,23 +163,25 @@ class SegmentApi:
                 mapped.append(map_message(decode_json(item, f"message {index}"), envelope))
             except ApiError as error:
                 rejected.append({"index": index, **error.body()})
-        await self._store(site, mapped)
-        answer: dict[str, Any] = {"success": True}
+        stored = await self._store(site, mapped)
+        answer: dict[str, Any] = {"success": True, "stored": stored}
         if rejected:
             answer["accepted"] = len(mapped)
             answer["rejected"] = rejected
         return json_response(answer, headers=cors_headers(call.origin))
 
-    async def _store(self, site: Site, mapped: list[Mapped]) -> None:
+    async def _store(self, site: Site, mapped: list[Mapped]) -> int:
         """Identity calls in message order (in a worker thread), then the events in one
-        group commit; answered once both are done."""
+        group commit; answered once both are done. Returns the events stored now."""
         services = self.gate.running()
         calls = [m.identity for m in mapped if m.identity is not None]
         rows = [m.row for m in mapped if m.row is not None and not services.erased(site, m.row)]
         if calls:
             await run_blocking(_apply_all, services, site, calls)
-        if rows:
-            await services.committer.submit(rows)
+        if not rows:
+            return 0
+        flags = await services.committer.submit(rows)
+        return sum(1 for flag in flags if flag != REPEATED_MESSAGE)
 
     async def metrics(self, request: Request) -> Response:
         """analytics.js reports its own delivery metrics here: answered, not kept."""
@@ -189,13 +191,17 @@ class SegmentApi:
         return Response(_OK, media_type="application/json", headers=cors_headers(call.origin))
 
     async def preflight(self, request: Request) -> Response:
-        """Browsers ask before a JSON or Basic-authorised call; the site is known only from
-        the key in the call itself, which then checks the Origin."""
-        origin = request.headers.get("origin")
-        if not origin:
+        """Browsers ask before a JSON or Basic-authorised call. The site is known only from
+        the key in the call itself (which checks the Origin again): here an origin that
+        some site allows gets the permission, any other a 403."""
+        call = Call.of(request)
+        registry = self.gate.running().sites
+        if request.headers.get("origin") is None or call.origin is None:
             raise ApiError(403, ORIGIN_NOT_ALLOWED, "preflight without an Origin header")
+        if not any(registry.allows(site, call.origin) for site in registry.sites.values()):
+            raise ApiError(403, ORIGIN_NOT_ALLOWED, f"origin {call.origin} is not allowed")
         headers = {
-            **cors_headers(Call.of(request).origin),
+            **cors_headers(call.origin),
             "access-control-allow-methods": "POST, OPTIONS",
             "access-control-allow-headers": "Content-Type, Authorization, Content-Encoding",
             "access-control-max-age": "86400",

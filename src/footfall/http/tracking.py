@@ -18,6 +18,7 @@ from starlette.routing import Route
 from footfall.config import Settings
 from footfall.errors import ORIGIN_NOT_ALLOWED, ApiError, invalid
 from footfall.http.shared import (
+    BATCH_NOOP_PATH,
     BATCH_PATH,
     IDENTIFY_PATH,
     JSON,
@@ -54,6 +55,18 @@ def _answer(flags: list[int], headers: dict[str, str]) -> Response:
 
 def _detail(error: ApiError) -> dict[str, Any]:
     return {"error": error.body()["error"]}
+
+
+_STORED = [b'{"index":%d,"success":true,"status":200}' % i for i in range(10_000)]
+"""A stored event's result, for every index a batch may have (max_batch_events <= 10,000)."""
+
+
+def _stored(index: int) -> bytes:
+    return _STORED[index]
+
+
+def _result(index: int, **flags: bool) -> bytes:
+    return _encoder.encode({"index": index, "success": True, "status": 200, **flags})
 
 
 class Tracking:
@@ -111,7 +124,9 @@ class Tracking:
             raise invalid("events", f"at most {limit} events per batch")
         ctx = gate.context(call, site)
         contexts = {site.id: (site, ctx)}
-        results: list[dict[str, Any]] = []
+        # Results are JSON fragments: a stored event's is made once per index, only the
+        # rare others (rejected, erased, repeated) are encoded one by one.
+        results: list[bytes] = []
         rows: list[EventRow] = []
         slots: list[int] = []
         for index, item in enumerate(events):
@@ -129,34 +144,43 @@ class Tracking:
                         contexts[own] = (other, gate.context(call, other))
                     event_site, event_ctx = contexts[own]
                 row = validate_event(body, event_ctx)
-                results.append({"index": index, "success": True, "status": 200})
                 if services.erased(event_site, row):
-                    results[-1]["erased"] = True
+                    results.append(_result(index, erased=True))
                     continue
+                results.append(_stored(index))
                 rows.append(row)
                 slots.append(index)
             except ApiError as error:
                 results.append(
-                    {"index": index, "success": False, "status": error.status, **_detail(error)}
+                    _encoder.encode(
+                        {"index": index, "success": False, "status": error.status, **_detail(error)}
+                    )
                 )
         flags = await services.committer.submit(rows)
-        for slot, duplicate in zip(slots, flags, strict=True):
-            if duplicate:
-                results[slot]["duplicate"] = True
+        for slot, flag in zip(slots, flags, strict=True):
+            if flag:
+                results[slot] = _result(slot, duplicate=True)
         accepted = len(rows)
-        payload = {
-            "success": accepted == len(events),
-            "accepted": accepted,
-            "rejected": len(events) - accepted,
-            "results": results,
-        }
-        return Response(
-            _encoder.encode(payload), media_type=JSON, headers=cors_headers(call.origin)
+        head = _encoder.encode(
+            {
+                "success": accepted == len(events),
+                "accepted": accepted,
+                "rejected": len(events) - accepted,
+            }
         )
+        payload = b"".join((head[:-1], b',"results":[', b",".join(results), b"]}"))
+        return Response(payload, media_type=JSON, headers=cors_headers(call.origin))
 
     async def noop(self, request: Request) -> Response:
         """Benchmark baseline: the same server, framework and body read, no ingest work."""
         await read_body(request, Call.of(request), MAX_PAYLOAD_BYTES)
+        return Response(_OK, media_type=JSON)
+
+    async def noop_batch(self, request: Request) -> Response:
+        """Batch benchmark baseline: reads and JSON-decodes the body, stores nothing."""
+        services = self.gate.running()
+        raw = await read_body(request, Call.of(request), services.settings.max_batch_bytes)
+        decode_json(raw)
         return Response(_OK, media_type=JSON)
 
     async def preflight(self, request: Request) -> Response:
@@ -192,4 +216,5 @@ def routes(gate: Gate, settings: Settings) -> list[Route]:
     if settings.bench_noop:
         # First in the table, like the tracking route, so routing costs both the same.
         table.insert(0, Route(NOOP_PATH, tracking.noop, methods=["POST"]))
+        table.append(Route(BATCH_NOOP_PATH, tracking.noop_batch, methods=["POST"]))
     return table

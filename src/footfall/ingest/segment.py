@@ -103,7 +103,7 @@ class Envelope:
 
 def token_for(anonymous_id: Any, field_name: str = "anonymousId") -> str:
     """The token an ``anonymousId`` stands for (see the module's docstring)."""
-    if isinstance(anonymous_id, int | float) and not isinstance(anonymous_id, bool):
+    if isinstance(anonymous_id, int) and not isinstance(anonymous_id, bool):
         anonymous_id = str(anonymous_id)
     if not isinstance(anonymous_id, str):
         raise invalid(field_name, "must be a string")
@@ -116,7 +116,8 @@ def token_for(anonymous_id: Any, field_name: str = "anonymousId") -> str:
 
 
 def user_id(value: Any, field_name: str = "userId") -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    """A user id (or group or earlier id): a string of 1-255 characters, or an integer."""
+    if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         raise invalid(field_name, "must be a string")
@@ -234,6 +235,7 @@ def map_message(message: Any, envelope: Envelope, kind: str | None = None) -> Ma
     kind = given or kind
     if kind is None:
         raise invalid("type", "required in a batch")
+    _check_types(message)
     context = dict(envelope.context or {})
     context.update(_object(message.get("context"), "context"))
     anonymous = message.get("anonymousId")
@@ -267,6 +269,24 @@ def map_message(message: Any, envelope: Envelope, kind: str | None = None) -> Ma
             )
         )
     return Mapped(row=_event(message, envelope, kind, context, token, user))
+
+
+_TIMES = ("timestamp", "originalTimestamp", "sentAt")
+_OBJECTS = ("properties", "traits", "context")
+
+
+def _check_types(message: Mapping[str, Any]) -> None:
+    """Every field the spec types is checked, used or not, so what the API documents is
+    what it accepts (a number where a time belongs is refused, not ignored)."""
+    for name in _TIMES:
+        if message.get(name) is not None and not isinstance(message[name], str):
+            raise invalid(name, "must be an ISO 8601 date-time")
+    for name in _OBJECTS:
+        if message.get(name) is not None and not isinstance(message[name], dict):
+            raise invalid(name, "must be an object")
+    for name in ("event", "writeKey"):
+        if message.get(name) is not None and not isinstance(message[name], str):
+            raise invalid(name, "must be a string")
 
 
 def _alias(message: Mapping[str, Any], user: str | None) -> IdentityCall:

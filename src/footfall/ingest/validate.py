@@ -533,5 +533,5 @@ def validate_event(
         data=_encoder.encode(rest).decode() if rest else "{}",
         id_kind=id_kind,
         custom_event=custom_name,
-        message_id=message_id(body.get("messageId")),
+        message_id=None if (sent_id := body.get("messageId")) is None else message_id(sent_id),
     )
