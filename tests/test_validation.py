@@ -308,3 +308,38 @@ def test_colons_inside_strings_are_not_repeated_keys(api: httpx.Client) -> None:
     )
     answer = api.post("/api/analytics/track", content=raw)
     assert answer.status_code == 200, answer.text
+
+
+def test_a_batch_event_naming_another_site_goes_there_or_is_refused_alone(
+    fresh_server: Any, fresh_ip: str
+) -> None:
+    """Issue 18, item 7: an event's own ``site`` is honoured when the caller may write to
+    that site (its Origin allowed there), else that event alone gets a 403."""
+    ours = {"event": "visitor", "token": "site-token-001"}
+    theirs = {**ours, "token": "site-token-002", "site": "other"}
+    unknown = {**ours, "token": "site-token-003", "site": "nosuch"}
+    with fresh_server.client(fresh_ip) as api:
+        # From the default site's page: 'other' does not allow that origin.
+        answer = api.post(
+            "/api/analytics/batch",
+            json={"events": [ours, theirs, unknown]},
+            headers={"origin": "https://shop.test"},
+        ).json()
+        assert [(r["status"], r.get("error", {}).get("code")) for r in answer["results"]] == [
+            (200, None),
+            (403, "ORIGIN_NOT_ALLOWED"),
+            (422, "VALIDATION_ERROR"),
+        ]
+        # From other's page, and from a server (no Origin): stored under 'other'.
+        for headers in ({"origin": "https://other.test"}, {}):
+            again = api.post(
+                "/api/analytics/batch", json={"events": [theirs]}, headers=headers
+            ).json()
+            assert again["results"][0]["status"] == 200, (headers, again)
+    fresh_server.stop()
+    stored = fresh_server.rows("SELECT token, site_id FROM events ORDER BY token, site_id")
+    assert stored == [
+        ("site-token-001", "default"),
+        ("site-token-002", "other"),
+        ("site-token-002", "other"),
+    ]
