@@ -45,7 +45,7 @@ from footfall.ingest.segment import (
     erased,
     map_message,
 )
-from footfall.ingest.validate import decode_json, now_us, unique_keys
+from footfall.ingest.validate import decode_items, decode_json, now_us, unique_keys
 from footfall.store.base import REPEATED_MESSAGE, Site
 
 log = logging.getLogger("footfall.api")
@@ -158,9 +158,15 @@ class SegmentApi:
         envelope = self._envelope(site, call, body.sentAt, body.context)
         mapped: list[Mapped] = []
         rejected: list[dict[str, Any]] = []
-        for index, item in enumerate(body.batch):
+        outer = _encoder.encode(
+            _Batch(batch=[], sentAt=body.sentAt, context=body.context, writeKey=body.writeKey)
+        )
+        messages = decode_items(raw, body.batch, outer, MAX_MESSAGE_BYTES)
+        for index, message in enumerate(messages):
             try:
-                mapped.append(map_message(decode_json(item, f"message {index}"), envelope))
+                if isinstance(message, ApiError):
+                    raise message
+                mapped.append(map_message(message, envelope))
             except ApiError as error:
                 rejected.append({"index": index, **error.body()})
         stored = await self._store(site, mapped)

@@ -33,7 +33,7 @@ from footfall.http.tracker import renew_id_cookie
 from footfall.ingest.validate import (
     MAX_PAYLOAD_BYTES,
     check_size,
-    decode_event,
+    decode_items,
     decode_json,
     parse_batch,
     parse_legacy_query,
@@ -117,7 +117,7 @@ class Tracking:
         call = Call.of(request)
         gate.rate_limit(call)
         raw = await read_body(request, call, services.settings.max_batch_bytes)
-        events, named = parse_batch(raw)
+        events, named, outer = parse_batch(raw)
         site = gate.site_for(request, call, named)
         limit = services.settings.max_batch_events
         if len(events) > limit:
@@ -129,9 +129,10 @@ class Tracking:
         results: list[bytes] = []
         rows: list[EventRow] = []
         slots: list[int] = []
-        for index, item in enumerate(events):
+        for index, body in enumerate(decode_items(raw, events, outer)):
             try:
-                body = decode_event(item)
+                if isinstance(body, ApiError):
+                    raise body
                 event_site, event_ctx = site, ctx
                 own = body.get("site") if isinstance(body, dict) else None
                 if own is not None and own != site.id:

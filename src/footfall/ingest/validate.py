@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from footfall.errors import invalid, malformed, too_large
+from footfall.errors import ApiError, invalid, malformed, too_large
 from footfall.store.base import EventRow
 
 log = logging.getLogger("footfall.ingest")
@@ -193,8 +193,9 @@ class BatchEnvelope(msgspec.Struct, omit_defaults=True):
 _batch_decoder = msgspec.json.Decoder(BatchEnvelope | list[msgspec.Raw])
 
 
-def parse_batch(raw: bytes) -> tuple[list[msgspec.Raw], str | None]:
-    """A batch body: its events (raw) and the site it names; ANALYTICS_001 otherwise."""
+def parse_batch(raw: bytes) -> tuple[list[msgspec.Raw], str | None, bytes]:
+    """A batch body: its events (raw), the site it names and the envelope as msgspec
+    writes it without events (for ``decode_items``); ANALYTICS_001 otherwise."""
     try:
         body = _batch_decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -204,16 +205,51 @@ def parse_batch(raw: bytes) -> tuple[list[msgspec.Raw], str | None]:
     except RecursionError:
         raise malformed("body is nested too deeply") from None
     if isinstance(body, list):
-        return body, None
+        return body, None, b""
     # The events are written back as they came: this checks the envelope's own keys.
     unique_keys(raw, _encoder.encode(body), outer_only=True)
-    return body.events, body.site
+    return body.events, body.site, _encoder.encode(BatchEnvelope(events=[], site=body.site))
 
 
-def decode_event(raw: bytes | msgspec.Raw) -> Any:
-    """One event of a batch: size, JSON and unique keys checked, as for a single POST."""
-    check_size(raw)
-    return decode_json(raw)
+def decode_items(
+    raw: bytes, items: list[msgspec.Raw], outer: bytes, limit: int = MAX_PAYLOAD_BYTES
+) -> list[Any]:
+    """Each item of a batch decoded, or the ApiError it alone gets (over ``limit`` bytes,
+    not JSON, a repeated key), as a single POST of it would.
+
+    One proof of unique keys serves every item (see ``unique_keys``): the body's colons
+    less those of ``outer`` (the envelope re-encoded without its items) against the colons
+    of all decoded items re-encoded at once. Only when that fails is each item checked
+    alone, to find the ones at fault."""
+    values: list[Any] = []
+    decoded: list[Any] = []
+    for item in items:
+        if len(item) > limit:
+            values.append(too_large(limit))
+            continue
+        try:
+            value = _decoder.decode(item)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            values.append(malformed(f"body is not valid JSON: {exc}"))
+            continue
+        except RecursionError:
+            values.append(malformed("body is nested too deeply"))
+            continue
+        values.append(value)
+        decoded.append(value)
+    if (
+        len(decoded) == len(items)
+        and raw.count(b":") - outer.count(b":") == _encoder.encode(decoded).count(b":")
+        and b"\\u003" not in raw
+    ):
+        return values
+    for index, (item, value) in enumerate(zip(items, values, strict=True)):
+        if isinstance(value, dict | list):
+            try:
+                unique_keys(item, _encoder.encode(value))
+            except ApiError as error:
+                values[index] = error
+    return values
 
 
 def parse_track_body(raw: bytes, ctx: RequestContext) -> EventRow:
