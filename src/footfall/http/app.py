@@ -94,10 +94,11 @@ async def _fold_derived(services: Services) -> None:
     await asyncio.to_thread(fold, services.store)
 
 
-def _prune(store: Store, days: int) -> None:
+def _prune(services: Services, days: int) -> None:
     """Message ids older than ``message_id_days`` go (their table stays bounded)."""
-    forgotten = prune_message_ids(store, days)
+    forgotten = prune_message_ids(services.store, days)
     if forgotten:
+        services.committer.forget_old_message_ids()
         log.info("old message ids forgotten", extra={"message_ids": forgotten, "days": days})
 
 
@@ -198,9 +199,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 gate,
                 3600,
                 background_stop,
-                lambda services: asyncio.to_thread(
-                    _prune, services.store, settings.message_id_days
-                ),
+                lambda services: asyncio.to_thread(_prune, services, settings.message_id_days),
                 "forgetting old message ids failed; retried next time",
             )
         )

@@ -137,6 +137,10 @@ class GroupCommitter:
         here an acknowledged event is already committed, so there is nothing to wait for.
         """
 
+    def forget_old_message_ids(self) -> None:
+        """Old message ids were deleted from the store (nothing to do here: the store
+        decides repeats in the group's transaction)."""
+
     def health(self) -> dict[str, Any]:
         """What /healthz shows about ingest."""
         return {"mode": self.mode, "queued_events": self.queued_events}

@@ -116,6 +116,10 @@ class JournalTarget(Protocol):
         """Which (site_id, message_id) pairs are already stored."""
         ...
 
+    def message_keys(self) -> list[tuple[str, str]]:
+        """Every stored (site_id, message_id) pair."""
+        ...
+
     def load_journaled(
         self,
         columns: Mapping[str, Sequence[Any]],
@@ -543,6 +547,11 @@ class JournalCommitter(GroupCommitter):
         # Replay before serving: the database then holds every acknowledged event.
         self.replayed = _replay(self._journal, self._target, load_max_events)
         self._journaled = self._loaded = self._journal.end
+        self._id_hashes: set[int] = {hash(key) for key in self._target.message_keys()}
+        """Hashes of every message id stored or journaled (and some forgotten since): an id
+        whose hash is not here is new without asking the database, whose lookup scans
+        its whole table (50 ms a group at a million ids). Written by the writer thread."""
+        self._rebuild_ids = False
 
     def start(self) -> None:
         super().start()
@@ -616,9 +625,28 @@ class JournalCommitter(GroupCommitter):
                 return
         self._journal.close(self._loaded)
 
+    def forget_old_message_ids(self) -> None:
+        """Old message ids were deleted: the writer rebuilds its hashes before its next
+        group, so they do not grow for ever."""
+        self._rebuild_ids = True
+
     # ------------------------------------------------------------------ writer thread
 
+    def _rebuild_id_hashes(self) -> None:
+        # Pending ids first, then the database: an id the loader moves in between is in the
+        # database by the time it leaves the pending set.
+        with self._load_cond:
+            pending = list(self._messages_pending)
+        stored = self._target.message_keys()
+        self._id_hashes = {hash(key) for key in stored} | {hash(key) for key in pending}
+
     def write_group(self, group: list[Pending]) -> list[Outcome]:
+        if self._rebuild_ids:
+            self._rebuild_ids = False
+            try:
+                self._rebuild_id_hashes()
+            except Exception:  # keep the old hashes: a superset, so still exact
+                log.exception("rebuilding the message id hashes failed")
         rows = [row for item in group for row in item[0]]
         started = time.perf_counter()
         good_end = self._journal.end
@@ -642,6 +670,7 @@ class JournalCommitter(GroupCommitter):
         record_commit(rows, started)
         self._orders_pending.update((site, order) for site, order, _ in fresh)
         self._messages_pending.update(messages)
+        self._id_hashes.update(map(hash, messages))
         batch = _Batch(values, duplicates, fresh, end, time.time(), messages)
         with self._load_cond:
             self._ready.append(batch)
@@ -665,8 +694,9 @@ class JournalCommitter(GroupCommitter):
         # The pending set first, then the database: the loader drops an id from the set
         # only after its commit, so an id is always in one of them.
         pending = {key for key in keys if key in self._messages_pending}
-        unknown = [key for key in keys if key not in pending]
-        known = self._target.known_messages(unknown) if unknown else set()
+        hashes = self._id_hashes
+        maybe = [key for key in keys if key not in pending and hash(key) in hashes]
+        known = self._target.known_messages(maybe) if maybe else set()
         repeated, kept, fresh = split_repeated_messages(rows, pending | known)
         return repeated, kept, [(site, message) for site, message, _ in fresh]
 

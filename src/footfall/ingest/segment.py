@@ -21,10 +21,11 @@ One mapping for the HTTP API (``/v1/...``, ``footfall.http.segment``) and for
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from footfall.errors import invalid, malformed
@@ -62,6 +63,8 @@ ECOMMERCE = {
 }
 DEFAULT_CURRENCY = "USD"
 """Segment's spec: revenue without a currency is in US dollars."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _EARLIEST_US = int(EARLIEST.timestamp() * 1_000_000)
 
@@ -131,16 +134,22 @@ def parse_time(value: Any, field_name: str) -> int:
     """An ISO 8601 time (``Z`` or an offset; none means UTC) to UTC microseconds."""
     if not isinstance(value, str) or len(value) > 64:
         raise invalid(field_name, "must be an ISO 8601 date-time")
+    micros = _micros(value)
+    if micros is None:
+        raise invalid(field_name, "must be an ISO 8601 date-time (years 1-9999)")
+    return micros
+
+
+@functools.lru_cache(maxsize=4096)
+def _micros(text: str) -> int | None:
+    """Remembered: a batch's messages mostly share their ``sentAt`` and often their times."""
     try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise invalid(field_name, "must be an ISO 8601 date-time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        return int(moment.timestamp() * 1_000_000)
-    except (OverflowError, ValueError):
-        raise invalid(field_name, "is out of range") from None
+        moment = datetime.fromisoformat(text.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return (moment - _EPOCH) // _MICROSECOND
+    except (ValueError, OverflowError):
+        return None
 
 
 def corrected_time(message: Mapping[str, Any], envelope: Envelope) -> int:
@@ -236,8 +245,8 @@ def map_message(message: Any, envelope: Envelope, kind: str | None = None) -> Ma
     if kind is None:
         raise invalid("type", "required in a batch")
     _check_types(message)
-    context = dict(envelope.context or {})
-    context.update(_object(message.get("context"), "context"))
+    own = _object(message.get("context"), "context")
+    context = {**envelope.context, **own} if envelope.context else own
     anonymous = message.get("anonymousId")
     token = None if anonymous is None or anonymous == "" else token_for(anonymous)
     user = None if message.get("userId") in (None, "") else user_id(message["userId"])

@@ -170,6 +170,10 @@ class DuckDBStore:
             cur.execute("INSERT INTO message_ids SELECT * FROM _ff_messages")
         return repeated, kept
 
+    def message_keys(self) -> list[tuple[str, str]]:
+        rows = self._cursor().execute("SELECT site_id, message_id FROM message_ids").fetchall()
+        return [(site, message) for site, message in rows]
+
     def known_messages(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (site_id, message_id) pairs are already stored."""
         if not keys:
