@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -212,7 +212,10 @@ def parse_batch(raw: bytes) -> tuple[list[msgspec.Raw], str | None, bytes]:
 
 
 def decode_items(
-    raw: bytes, items: list[msgspec.Raw], outer: bytes, limit: int = MAX_PAYLOAD_BYTES
+    raw: bytes,
+    items: Sequence[bytes | msgspec.Raw],
+    outer: bytes,
+    limit: int = MAX_PAYLOAD_BYTES,
 ) -> list[Any]:
     """Each item of a batch decoded, or the ApiError it alone gets (over ``limit`` bytes,
     not JSON, a repeated key), as a single POST of it would.
