@@ -355,10 +355,11 @@ def _segment(summary: str, schema: str) -> dict[str, Any]:
     return {
         "tags": ["segment-compatible"],
         "summary": summary,
-        "description": "Write key (Basic user or writeKey), or a secret API key (Bearer). "
+        "description": "Write key (Basic user or writeKey), or a secret API key (Bearer or "
+        "X-Api-Key). "
         "analytics.js's short paths /v1/t, /v1/p, /v1/i, /v1/a, /v1/g, /v1/s and /v1/b are "
         "the same operations; gzip bodies are inflated (Content-Encoding: gzip).",
-        "security": [{"writeKey": []}, {"apiKey": []}],
+        "security": [{"writeKey": []}, {"apiKey": []}, {"apiKeyHeader": []}],
         "requestBody": {"required": True, "content": _json(schema)},
         "responses": {
             "200": {"description": "Accepted", "content": _json("SegmentResponse")},

@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -57,6 +58,7 @@ BATCH_PATHS = ("/v1/batch", "/v1/import", "/v1/b")
 METRICS_PATH = "/v1/m"
 PATHS = (*SINGLE_PATHS, *BATCH_PATHS, METRICS_PATH)
 _OK = b'{"success":true}'
+_T = TypeVar("_T")
 
 
 class _Batch(msgspec.Struct, omit_defaults=True):
@@ -86,20 +88,33 @@ class SegmentApi:
         self.gate = gate
 
     async def _admit(self, request: Request, call: Call) -> Site | None:
-        """A Bearer API key's site (no rate limit), else None after the per-IP limit."""
+        """The site of the key in the headers (a secret API key, Bearer or X-Api-Key: no
+        per-IP limit; a Basic write key), checked before the body is read; None when the
+        key is in the body."""
         header = request.headers.get("authorization", "")
-        if header[:7].lower() == "bearer ":
-            return self.gate.site_for_key(header[7:].strip())
+        if header[:7].lower() == "bearer " or "x-api-key" in request.headers:
+            return self.gate.authenticated(request)
         self.gate.rate_limit(call)
-        return None
+        key = _basic_user(header)
+        return None if key is None else self._site(call, key)
 
-    def _site(self, request: Request, call: Call, body_key: Any) -> Site:
-        """The write key's site (Basic user or body ``writeKey``); its origins apply."""
+    @staticmethod
+    def _decoded(decode: Callable[[], _T], site: Site | None) -> _T:
+        """The body decoded; when it is unreadable and no key came in the headers, the
+        key (which would be in the body) is what is missing: 401, not 400."""
+        try:
+            return decode()
+        except ApiError:
+            if site is None:
+                raise ApiError(
+                    401, UNAUTHORIZED, "a write key is required (Basic user or writeKey)"
+                ) from None
+            raise
+
+    def _site(self, call: Call, key: Any) -> Site:
+        """The write key's site; its origins apply."""
         services = self.gate.running()
-        key = _basic_user(request.headers.get("authorization", ""))
-        if key is None and isinstance(body_key, str):
-            key = body_key
-        if not key:
+        if not key or not isinstance(key, str):
             raise ApiError(401, UNAUTHORIZED, "a write key is required (Basic user or writeKey)")
         site_id = self.gate.keys.write_site_id(services.store, key)
         site = services.sites.sites.get(site_id) if site_id else None
@@ -124,10 +139,8 @@ class SegmentApi:
         call = Call.of(request)
         keyed = await self._admit(request, call)
         raw = await read_body(request, call, MAX_MESSAGE_BYTES)
-        message = decode_json(raw)
-        if not isinstance(message, dict):
-            raise malformed("the body must be a JSON object (one message)")
-        site = keyed or self._site(request, call, message.get("writeKey"))
+        message = self._decoded(lambda: _one_message(raw), keyed)
+        site = keyed or self._site(call, message.get("writeKey"))
         kind = SINGLE_PATHS[request.url.path]
         try:
             mapped = map_message(message, self._envelope(site, call, None, None), kind)
@@ -140,16 +153,8 @@ class SegmentApi:
         call = Call.of(request)
         keyed = await self._admit(request, call)
         raw = await read_body(request, call, MAX_BATCH_BYTES)
-        try:
-            body = _batch_decoder.decode(raw)
-        except msgspec.ValidationError as exc:
-            raise malformed(f"the body must be {{'batch': [...]}}: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise malformed(f"body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise malformed("body is nested too deeply") from None
-        unique_keys(raw, _encoder.encode(body), outer_only=True)
-        site = keyed or self._site(request, call, body.writeKey)
+        body = self._decoded(lambda: _batch(raw), keyed)
+        site = keyed or self._site(call, body.writeKey)
         for index, item in enumerate(body.batch):
             if len(item) > MAX_MESSAGE_BYTES:
                 raise ApiError(
@@ -213,6 +218,26 @@ class SegmentApi:
             "access-control-max-age": "86400",
         }
         return Response(status_code=204, headers=headers)
+
+
+def _one_message(raw: bytes) -> dict[str, Any]:
+    message = decode_json(raw)
+    if not isinstance(message, dict):
+        raise malformed("the body must be a JSON object (one message)")
+    return message
+
+
+def _batch(raw: bytes) -> _Batch:
+    try:
+        body = _batch_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise malformed(f"the body must be {{'batch': [...]}}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise malformed(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise malformed("body is nested too deeply") from None
+    unique_keys(raw, _encoder.encode(body), outer_only=True)
+    return body
 
 
 def _apply_all(services: Services, site: Site, calls: list[IdentityCall]) -> None:

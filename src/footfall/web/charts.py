@@ -416,7 +416,7 @@ def custom_events_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "marker": {"color": PALETTE[1]},
             }
         ],
-        xaxis={"type": "date"},
+        xaxis={"type": "date", "tickformat": "%b %d", "dtick": 86_400_000},
         showlegend=False,
     )
 
