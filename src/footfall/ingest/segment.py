@@ -35,7 +35,6 @@ from footfall.ingest.validate import (
     TOKEN_PATTERN,
     RequestContext,
     custom_event_name,
-    message_id,
     validate_event,
 )
 from footfall.store.base import EventRow
@@ -102,6 +101,17 @@ class Envelope:
     """The batch's ``sentAt``, for messages without their own."""
     context: Mapping[str, Any] | None = None
     """The batch's ``context``, under each message's own."""
+    _contexts: dict[str | None, RequestContext] = field(default_factory=dict)
+
+    def context_for(self, user_agent: str | None) -> RequestContext:
+        """The validation context of a message with this user agent (one per agent: a
+        batch's messages mostly share theirs)."""
+        made = self._contexts.get(user_agent)
+        if made is None:
+            made = self._contexts[user_agent] = RequestContext(
+                site_id=self.site_id, now_us=self.received_us, user_agent=user_agent
+            )
+        return made
 
 
 def token_for(anonymous_id: Any, field_name: str = "anonymousId") -> str:
@@ -346,13 +356,9 @@ def _event(
         "token": token if token is not None else user,
         "data": data,
         "url": url if isinstance(url, str) else None,
-        "messageId": message_id(message.get("messageId")),
+        "messageId": message.get("messageId"),  # checked by validate_event
     }
-    ctx = RequestContext(
-        site_id=envelope.site_id,
-        now_us=envelope.received_us,
-        user_agent=agent if isinstance(agent, str) else None,
-    )
+    ctx = envelope.context_for(agent if isinstance(agent, str) else None)
     row = validate_event(
         body, ctx, custom_name=custom, id_kind="token" if token is not None else "client_id"
     )
