@@ -5,7 +5,7 @@ Starts ``footfall serve`` on 127.0.0.1 with a fresh DuckDB file and a write key,
 with autocannon (500-event batches, exact request counts, alternating rounds), stops the
 server and checks that the stored events equal the events acknowledged.
 
-    python bench/batch.py [--requests 400] [--size 500] [--connections 8] [--rounds 5]
+    python bench/batch.py [--requests 200] [--size 500] [--connections 8] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def load(url: str, amount: int, connections: int, size: int, mode: str, auth: st
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400, help="batches per round")
+    parser.add_argument("--requests", type=int, default=200, help="batches per round")
     parser.add_argument("--size", type=int, default=500, help="events per batch")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)

@@ -13,6 +13,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -219,12 +220,13 @@ class GroupCommitter:
         raise NotImplementedError
 
 
-def split_flags(group: list[Pending], flags: list[int]) -> list[Outcome]:
-    """The flags of a whole group, cut back into one list per request."""
+def split_flags(group: list[Pending], flags: Sequence[int]) -> list[Outcome]:
+    """The flags of a whole group (order flags alone are bools: 1 is ``REPEATED_ORDER``),
+    cut back into one list per request."""
     outcomes: list[Outcome] = []
     offset = 0
     for rows, _ in group:
-        outcomes.append(flags[offset : offset + len(rows)])
+        outcomes.append(list(flags[offset : offset + len(rows)]))
         offset += len(rows)
     return outcomes
 

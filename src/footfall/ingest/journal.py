@@ -680,6 +680,8 @@ class JournalCommitter(GroupCommitter):
             # waiting for its interval would just wake, look and sleep again, per group.
             if self._loader_idle or self._ready_events >= self._load_max:
                 self._load_cond.notify()
+        if len(repeated) == len(duplicates):  # nothing dropped: the order flags say all
+            return split_flags(group, duplicates)
         return split_flags(group, merge_flags(repeated, duplicates))
 
     def _repeated_messages(
