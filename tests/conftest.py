@@ -176,6 +176,27 @@ class Server:
         )
         return out.stdout.strip()
 
+    def write_key(self, site: str = "default") -> str:
+        """The site's public write key, made with the CLI (DuckDB: while stopped)."""
+        assert self.process is None or self.database_url, "stop the server first"
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "footfall",
+                "sites",
+                "write-key",
+                site,
+                "--database",
+                self.target,
+            ],
+            capture_output=True,
+            text=True,
+            env={**self.env, "COLUMNS": "200"},
+            check=True,
+        )
+        return out.stdout.strip()
+
     def start_with_key(self, site: str = "default") -> str:
         """Start once (creating the sites), make a key for ``site`` while the file is free
         (DuckDB lets one process write), start again; returns the key."""

@@ -31,7 +31,7 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi import checks as openapi_checks
 
 ERROR_CODES: Mapping[int, frozenset[str]] = {
-    400: frozenset({"ANALYTICS_001", "ANALYTICS_002", "BAD_REQUEST"}),
+    400: frozenset({"ANALYTICS_001", "ANALYTICS_002", "VALIDATION_ERROR", "BAD_REQUEST"}),
     401: frozenset({"UNAUTHORIZED"}),
     403: frozenset({"ORIGIN_NOT_ALLOWED", "FORBIDDEN"}),
     404: frozenset({"NOT_FOUND"}),
@@ -97,6 +97,8 @@ def events_acknowledged(method: str, path: str, status: int, body: bytes) -> tup
         answer = json.loads(body)
         stored = sum(1 for r in answer["results"] if r["success"] and not r.get("erased"))
         return stored, 0
+    if path.startswith("/v1/") and method == "POST":
+        return int(json.loads(body).get("stored", 0)), 0
     if path.startswith("/api/persons/") and method == "DELETE":
         return 0, int(json.loads(body)["erased"]["events"])
     return 0, 0
@@ -242,6 +244,10 @@ ENDPOINTS = [
     ("OPTIONS", "/api/analytics/batch"),
     ("OPTIONS", "/api/identify"),
     ("POST", "/api/alias"),
+    ("POST", "/v1/batch"),
+    ("POST", "/v1/track"),
+    ("POST", "/v1/t"),
+    ("OPTIONS", "/v1/batch"),
     ("GET", "/e"),
     ("GET", "/api/reports/overview"),
     ("GET", "/footfall.js"),
@@ -330,6 +336,30 @@ events = st.fixed_dictionaries(
 )
 
 
+segment_messages = st.fixed_dictionaries(
+    {"type": st.sampled_from(["track", "page", "identify", "alias", "group", "nope"])},
+    optional={
+        "anonymousId": st.sampled_from(["fuzz-anon-0001", "has space", "", "x" * 200])
+        | json_values,
+        "userId": st.sampled_from(["fuzz-user-1", ""]) | json_values,
+        "event": event_names | st.sampled_from(["Order Completed", "Signed Up"]) | json_values,
+        "messageId": st.sampled_from(["fuzz-m-1", "fuzz-m-2"]) | json_values,
+        "properties": st.dictionaries(
+            st.sampled_from(["revenue", "products", "order_id", "currency", "price"]),
+            json_values,
+            max_size=3,
+        ),
+        "traits": st.dictionaries(st.sampled_from(["email", "name"]), json_values, max_size=2),
+        "timestamp": st.sampled_from(["2026-11-02T10:00:00Z", "yesterday", "1999-01-01"])
+        | json_values,
+        "sentAt": st.sampled_from(["2026-11-02T10:00:05Z", "+99999-01-01"]) | json_values,
+        "previousId": st.sampled_from(["fuzz-anon-0002", ""]) | json_values,
+        "groupId": json_values,
+        "context": json_values,
+    },
+)
+
+
 def encode(value: Any) -> bytes:
     return json.dumps(value).encode()
 
@@ -338,6 +368,8 @@ bodies = st.one_of(
     events.map(encode),
     st.lists(events, max_size=5).map(encode),
     st.fixed_dictionaries({"events": st.lists(events, max_size=5)}).map(encode),
+    segment_messages.map(encode),
+    st.fixed_dictionaries({"batch": st.lists(segment_messages, max_size=5)}).map(encode),
     json_values.map(encode),
     st.binary(max_size=200),
     events.map(encode).flatmap(lambda b: st.integers(0, len(b)).map(lambda n: b[:n])),

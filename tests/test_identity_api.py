@@ -139,7 +139,12 @@ def test_official_vendor_client_records_sets_and_aliases(
         )
     assert profile["person_id"] == journey["person_id"]
     assert profile["metadata"] == {"plan": "pro", "company": "Bob's"}
-    assert [e["event"] for e in journey["events"]] == ["Upgraded", "Signed Up", "Viewed Pricing"]
+    # The vendor's names are custom events (issue 18, item 10): never one of the 13 types.
+    assert [(e["event"], e["custom_event"]) for e in journey["events"]] == [
+        ("custom", "Upgraded"),
+        ("custom", "Signed Up"),
+        ("custom", "Viewed Pricing"),
+    ]
     assert journey["events"][0]["ts"].startswith("2023-11-14T22:13:20")
     assert sorted(profile["customer_ids"]) == ["alias:User 12345", "email:bob@bob.com"]
     for bad in ("soon", "1e400", "nan"):
@@ -151,6 +156,24 @@ def test_official_vendor_client_records_sets_and_aliases(
         assert answer.json()["error"]["field"] == "_t"
     assert denied.status_code == 401
     assert denied.json()["error"]["code"] == "UNAUTHORIZED"
+    for bad_name in ("", "a\x01b", "x" * 256, "line\nbreak"):
+        answer = httpx.get(
+            f"{srv.url}/e", params={"_k": keys["forum"], "_p": "bob@bob.com", "_n": bad_name}
+        )
+        assert (answer.status_code, answer.json()["error"]["field"]) == (422, "_n"), bad_name
+    with srv.client() as api:
+        listed = api.get(
+            "/api/reports/custom-events", params={"days": 3000}, headers=auth(keys["forum"])
+        ).json()
+        overview = api.get(
+            "/api/reports/overview", params={"days": 3000}, headers=auth(keys["forum"])
+        ).json()
+    assert {e["name"]: e["count"] for e in listed["events"]} == {
+        "Upgraded": 1,
+        "Signed Up": 1,
+        "Viewed Pricing": 1,
+    }
+    assert (overview["visits"], overview["orders"], overview["conversations"]) == (0, 0, 0)
 
 
 def test_keys_are_required_and_scoped_to_their_tenant(acme: tuple[Server, dict[str, str]]) -> None:

@@ -93,7 +93,7 @@ def test_items_are_normalised(fresh_server: Server) -> None:
         "token": "cart-token-1",
         "data": {
             "items": [
-                {"id": "SKU-1", "price": "49.99", "name": "Mug"},
+                {"id": "SKU-1", "price": 49.99, "name": "Mug"},
                 {"item_id": 77, "value": 2, "quantity": 4, "currency": "gbp"},
             ]
         },

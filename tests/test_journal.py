@@ -202,7 +202,7 @@ def test_committer_flags_repeats_journaled_loaded_and_after_restart(
 ) -> None:
     directory = tmp_path / "store.duckdb.journal"
 
-    async def first_run() -> list[list[bool]]:
+    async def first_run() -> list[list[int]]:
         # A long interval: after the first load, later groups wait in the journal unloaded.
         committer = JournalCommitter(duck, directory, load_interval_seconds=60)
         committer.start()
@@ -229,7 +229,7 @@ def test_committer_flags_repeats_journaled_loaded_and_after_restart(
     assert asyncio.run(first_run()) == [[False], [False], [True, True, False, False, True]]
     assert segment_files(directory) == []  # a clean stop loads everything and removes it
 
-    async def second_run() -> list[bool]:
+    async def second_run() -> list[int]:
         committer = JournalCommitter(duck, directory)
         committer.start()
         try:
@@ -427,3 +427,56 @@ def test_a_direct_mode_start_loads_what_journal_mode_left(slow_server: Server) -
     slow_server.start()
     assert slow_server.stop() in CLEAN_EXIT
     assert slow_server.rows("SELECT count(*), count(DISTINCT token) FROM events") == [(6, 6)]
+
+
+def message(token: str, mid: str, site: str = "default") -> EventRow:
+    ts = now_us()
+    return EventRow(
+        site_id=site, ts_us=ts, received_us=ts, event="visitor", token=token, message_id=mid
+    )
+
+
+def test_committer_stores_a_message_id_once_pending_loaded_restarted_and_rebuilt(
+    duck: DuckDBStore, tmp_path: Path
+) -> None:
+    """The writer's hashes of known ids answer most lookups; each of their states (id
+    pending in the journal, loaded, known from the database at start, hashes rebuilt after
+    old ids were forgotten) still finds a repeat."""
+    directory = tmp_path / "store.duckdb.journal"
+    stored, repeat = 0, 2
+
+    async def run(first: bool) -> list[list[int]]:
+        committer = JournalCommitter(duck, directory, load_interval_seconds=60)
+        committer.start()
+        try:
+            answers = []
+            if first:
+                answers.append(await committer.submit([message("tok-msg-001", "m-1")]))
+                answers.append(await committer.submit([message("tok-msg-001", "m-1")]))  # pending
+                await committer.settled()
+                answers.append(await committer.submit([message("tok-msg-001", "m-1")]))  # loaded
+            answers.append(await committer.submit([message("tok-msg-001", "m-1")]))
+            committer.forget_old_message_ids()
+            answers.append(
+                await committer.submit(
+                    [
+                        message("tok-msg-002", "m-1"),
+                        message("tok-msg-002", "m-2"),
+                        message("tok-msg-002", "m-2"),
+                        message("tok-msg-002", "m-1", "shop2"),
+                    ]
+                )
+            )
+            return answers
+        finally:
+            await asyncio.to_thread(committer.stop)
+
+    assert asyncio.run(run(True)) == [
+        [stored],
+        [repeat],
+        [repeat],
+        [repeat],
+        [repeat, stored, repeat, stored],
+    ]
+    assert asyncio.run(run(False)) == [[repeat], [repeat, repeat, repeat, repeat]]
+    assert duck.count_events() == 3

@@ -105,9 +105,9 @@ def test_an_order_counts_once_whichever_client_writes_it(postgres_url: str) -> N
     stores = [PostgresStore(postgres_url) for _ in range(CLIENTS)]
     orders = [f"ORD-{n}" for n in range(60)]
 
-    def client(seed: int) -> list[tuple[str, bool]]:
+    def client(seed: int) -> list[tuple[str, int]]:
         rnd = random.Random(seed)
-        out: list[tuple[str, bool]] = []
+        out: list[tuple[str, int]] = []
         for _ in range(15):
             batch = rnd.sample(orders, 8)
             ts = now_us()

@@ -398,7 +398,7 @@ def test_one_sites_key_cannot_read_or_change_another_tenants_data(
             assert api_b.get(f"/api/persons/iso-only-in-a{suffix}").status_code == 404
             assert api_b.get(f"/api/persons/iso-token-aaaa{suffix}").status_code == 404
         b_jane = api_b.get("/api/persons/jane@iso.test/journey").json()
-        assert [e["event"] for e in b_jane["events"]] == ["b-event"]
+        assert [e["custom_event"] for e in b_jane["events"]] == ["b-event"]
         explained = api_b.get(
             "/api/identity/explain", params={"a": "iso-only-in-a", "b": "iso-a-2"}
         )

@@ -102,6 +102,16 @@ REJECTED: list[tuple[str, Any, int, str, str | None]] = [
         "VALIDATION_ERROR",
         "data.popup_version",
     ),
+    # Input rules made explicit (issue 18, items 4 and 5): amounts are JSON numbers >= 0,
+    # data is an object or absent.
+    ("value negative", item(value=-5), 422, "VALIDATION_ERROR", "data.items[0].value"),
+    ("value text", item(value="12"), 422, "VALIDATION_ERROR", "data.items[0].value"),
+    ("price negative", item(price=-0.01), 422, "VALIDATION_ERROR", "data.items[0].price"),
+    ("price text", item(price="49.99"), 422, "VALIDATION_ERROR", "data.items[0].price"),
+    ("data.value negative", data(value=-1), 422, "VALIDATION_ERROR", "data.value"),
+    ("data.value text", data(value="12"), 422, "VALIDATION_ERROR", "data.value"),
+    ("quantity text 1", item(quantity="1"), 422, "VALIDATION_ERROR", "data.items[0].quantity"),
+    ("data null", body(data=None), 400, "ANALYTICS_001", None),
     ("data not an object", body(data=[1, 2]), 400, "ANALYTICS_001", None),
     ("data a string", body(data="{}"), 400, "ANALYTICS_001", None),
     ("body an array", [OK], 400, "ANALYTICS_001", None),
@@ -174,14 +184,13 @@ ACCEPTED: list[tuple[str, Any]] = [
     ("token 8 chars", body(token="abcdEF_-")),
     ("token 128 chars", body(token="a" * 128)),
     ("tracktrans", body(event="tracktrans")),
-    ("data null", body(data=None)),
     ("ab_test false", body(ab_test=False)),
     ("chatbot_id 512", data(chatbot_id="c" * 512)),
     ("chatbot_id numeric", data(chatbot_id=42)),
     ("items 50", data(items=[{"item_id": str(i)} for i in range(50)])),
     ("item_id 128", item(item_id="i" * 128)),
     ("id instead of item_id", item(id="SKU-1", price=2)),
-    ("value numeric string", item(value="49.99")),
+    ("value zero", item(value=0)),
     ("quantity default", item(item_id="a", value=1)),
     ("quantity 2.0", item(item_id="a", value=1, quantity=2.0)),
     ("currency lower case", item(value=1, currency="usd")),
@@ -239,3 +248,98 @@ def test_unknown_routes_and_methods_answer_json(api: httpx.Client) -> None:
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
     assert api.get("/api/save").status_code == 405
+
+
+def test_legacy_get_with_invalid_utf8_in_d_is_analytics_001_like_post(api: httpx.Client) -> None:
+    """Issue 18, item 6: the GET form refuses bytes that are not UTF-8 as the POST does."""
+    for path in ("/api/analytics/track", "/api/events/track"):
+        answer = api.get(f"{path}?e=visitor&u={TOKEN}&d=%7B%22x%22%3A%22%FF%FE%22%7D")
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "ANALYTICS_001"
+    posted = api.post(
+        "/api/analytics/track",
+        content=b'{"event":"visitor","token":"' + TOKEN.encode() + b'","data":{"x":"\xff\xfe"}}',
+    )
+    assert (posted.status_code, posted.json()["error"]["code"]) == (400, "ANALYTICS_001")
+
+
+REPEATED_KEYS = [
+    ("top level", b'{"token":"bad","token":"tok_ok_000001","event":"visitor"}'),
+    ("in data", b'{"event":"visitor","token":"tok_ok_000001","data":{"a":1,"a":2}}'),
+    (
+        "in an item",
+        b'{"event":"purchase","token":"tok_ok_000001","data":{"items":[{"value":1,"value":1000}]}}',
+    ),
+    (
+        "with an escaped colon",
+        b'{"event":"visitor","token":"tok_ok_000001","data":{"u":"a\\u003ab","u":"x"}}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "raw"), REPEATED_KEYS, ids=[r[0] for r in REPEATED_KEYS])
+def test_a_body_with_a_repeated_key_is_analytics_001(
+    api: httpx.Client, case: str, raw: bytes
+) -> None:
+    """Issue 18, item 8: two readers of such a body would disagree on what it says."""
+    answer = api.post("/api/analytics/track", content=raw)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "ANALYTICS_001"
+    assert "repeats the key" in answer.json()["error"]["message"]
+    batch = api.post("/api/analytics/batch", content=b'{"events":[' + raw + b"]}")
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["results"][0]["error"]["code"] == "ANALYTICS_001"
+    envelope = api.post("/api/analytics/batch", content=b'{"events":[],"events":[' + raw + b"]}")
+    assert (envelope.status_code, envelope.json()["error"]["code"]) == (400, "ANALYTICS_001")
+    identify = api.post(
+        "/api/identify", content=b'{"token":"tok_ok_000001","token":"tok_ok_000002"}'
+    )
+    assert (identify.status_code, identify.json()["error"]["code"]) == (400, "ANALYTICS_001")
+    legacy = api.get(
+        "/api/analytics/track", params={"e": "visitor", "u": TOKEN, "d": '{"a":1,"a":2}'}
+    )
+    assert (legacy.status_code, legacy.json()["error"]["code"]) == (400, "ANALYTICS_001")
+
+
+def test_colons_inside_strings_are_not_repeated_keys(api: httpx.Client) -> None:
+    raw = (
+        b'{"event":"visitor","token":"tok_ok_000001","url":"https://shop.test:8443/a?b=c:d",'
+        b'"data":{"k:1":"v:2","nested":{"a":"\\u003a","b":[{"c":"x:"}]}}}'
+    )
+    answer = api.post("/api/analytics/track", content=raw)
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_batch_event_naming_another_site_goes_there_or_is_refused_alone(
+    fresh_server: Any, fresh_ip: str
+) -> None:
+    """Issue 18, item 7: an event's own ``site`` is honoured when the caller may write to
+    that site (its Origin allowed there), else that event alone gets a 403."""
+    ours = {"event": "visitor", "token": "site-token-001"}
+    theirs = {**ours, "token": "site-token-002", "site": "other"}
+    unknown = {**ours, "token": "site-token-003", "site": "nosuch"}
+    with fresh_server.client(fresh_ip) as api:
+        # From the default site's page: 'other' does not allow that origin.
+        answer = api.post(
+            "/api/analytics/batch",
+            json={"events": [ours, theirs, unknown]},
+            headers={"origin": "https://shop.test"},
+        ).json()
+        assert [(r["status"], r.get("error", {}).get("code")) for r in answer["results"]] == [
+            (200, None),
+            (403, "ORIGIN_NOT_ALLOWED"),
+            (422, "VALIDATION_ERROR"),
+        ]
+        # From other's page, and from a server (no Origin): stored under 'other'.
+        for headers in ({"origin": "https://other.test"}, {}):
+            again = api.post(
+                "/api/analytics/batch", json={"events": [theirs]}, headers=headers
+            ).json()
+            assert again["results"][0]["status"] == 200, (headers, again)
+    fresh_server.stop()
+    stored = fresh_server.rows("SELECT token, site_id FROM events ORDER BY token, site_id")
+    assert stored == [
+        ("site-token-001", "default"),
+        ("site-token-002", "other"),
+        ("site-token-002", "other"),
+    ]

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     own default, 8 per core, scatters freed memory over many heaps. 0: glibc's default;
     ``MALLOC_ARENA_MAX`` in the environment takes precedence."""
 
+    message_id_days: int = Field(default=30, ge=1, le=36_500)
+    """How long a message id (Segment's ``messageId``) is remembered: a message re-sent
+    within this time is stored once; older ids are deleted hourly, bounding their table."""
     identity_max_per_kind: int = Field(default=100, ge=1)
     """A person with more identifiers of one kind refuses further automatic merges."""
     erase_tombstone_days: int = Field(default=30, ge=0)

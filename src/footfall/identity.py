@@ -622,7 +622,8 @@ class IdentityGraph:
         where, params = self._event_filter(nodes)
         sql = (
             "SELECT event_id, site_id, ts, event, token, id_kind, chatbot_id, order_num, "  # noqa: S608
-            "total_value_base, duplicate, ab_group, url, data, items FROM event_persons "
+            "total_value_base, duplicate, ab_group, url, data, items, custom_event "
+            "FROM event_persons "
             f"WHERE tenant = ? AND {where} ORDER BY ts, event_id"
         )
         if limit is not None:
@@ -643,6 +644,7 @@ class IdentityGraph:
             "url",
             "data",
             "items",
+            "custom_event",
         )
         out = []
         for row in rows:

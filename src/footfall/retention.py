@@ -87,3 +87,9 @@ def apply_retention(store: Store, days: int, now: datetime | None = None) -> Ret
         },
     )
     return result
+
+
+def prune_message_ids(store: Store, days: int, now: datetime | None = None) -> int:
+    """Forget message ids received more than ``days`` ago; returns how many."""
+    moment = (now or datetime.now(UTC).replace(tzinfo=None)) - timedelta(days=days)
+    return affected_rows(store.query("DELETE FROM message_ids WHERE received_at < ?", [moment]))

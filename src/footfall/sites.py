@@ -7,6 +7,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from footfall.config import Settings
@@ -147,6 +148,22 @@ class KeyVerifier:
     def __init__(self, ttl_seconds: float = 30.0) -> None:
         self.ttl = ttl_seconds
         self._verified: dict[str, tuple[str, float]] = {}
+        self._writers: dict[str, tuple[str, float]] = {}
+
+    def write_site_id(self, store: Store, presented: str) -> str | None:
+        """The site of a write key, or None; remembered for ``ttl`` like API keys, so the
+        hot Segment path costs no query per call (at most 1,000 keys remembered)."""
+        import time
+
+        cached = self._writers.get(presented)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        site_id = write_key_site(store, presented)
+        if site_id is not None:
+            if len(self._writers) >= 1000:
+                self._writers.clear()
+            self._writers[presented] = (site_id, time.monotonic() + self.ttl)
+        return site_id
 
     def site_id(self, store: Store, presented: str) -> str | None:
         import time
@@ -159,6 +176,77 @@ class KeyVerifier:
         if site_id is not None:
             self._verified[digest] = (site_id, time.monotonic() + self.ttl)
         return site_id
+
+
+WRITE_KEY_PREFIX = "fw"
+_WRITE_KEY_PATTERN = re.compile(r"fw_[A-Za-z0-9_-]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteKey:
+    """A site's public write key: it may only send events to its site (the Segment-spec
+    API), never read or administer anything. Public by design (it sits in every page),
+    so it is stored as it is and can be shown again; rotating it revokes the old one."""
+
+    key: str
+    site_id: str
+    created_at: datetime
+    revoked: bool
+
+
+def write_key(store: Store, site_id: str) -> WriteKey | None:
+    """The site's active write key, if it has one."""
+    rows = store.query(
+        "SELECT write_key, site_id, created_at, revoked_at IS NOT NULL FROM write_keys "
+        "WHERE site_id = ? AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1",
+        [site_id],
+    )
+    return WriteKey(*rows[0]) if rows else None
+
+
+def ensure_write_key(store: Store, site_id: str) -> WriteKey:
+    """The site's active write key, created on first use."""
+    return write_key(store, site_id) or rotate_write_key(store, site_id)
+
+
+def rotate_write_key(store: Store, site_id: str) -> WriteKey:
+    """A new write key for the site; any earlier one stops working (within the 30 s a
+    running server remembers a verified key)."""
+    if store.get_site(site_id) is None:
+        raise ValueError(f"no site '{site_id}'")
+    key = f"{WRITE_KEY_PREFIX}_{secrets.token_urlsafe(24)}"
+    now = _utcnow()
+    with store.transaction() as tx:
+        tx.query(
+            "UPDATE write_keys SET revoked_at = ? WHERE site_id = ? AND revoked_at IS NULL",
+            [now, site_id],
+        )
+        tx.query("INSERT INTO write_keys VALUES (?, ?, ?, NULL)", [key, site_id, now])
+    return WriteKey(key, site_id, now, False)
+
+
+def revoke_write_key(store: Store, site_id: str) -> bool:
+    """Revoke the site's write key; False if it had none."""
+    rows = store.query(
+        "UPDATE write_keys SET revoked_at = ? WHERE site_id = ? AND revoked_at IS NULL "
+        "RETURNING write_key",
+        [_utcnow(), site_id],
+    )
+    return bool(rows)
+
+
+def write_key_site(store: Store, presented: str) -> str | None:
+    """The site an active write key sends to, or None."""
+    if _WRITE_KEY_PATTERN.fullmatch(presented) is None:
+        return None
+    rows = store.query(
+        "SELECT site_id FROM write_keys WHERE write_key = ? AND revoked_at IS NULL", [presented]
+    )
+    return str(rows[0][0]) if rows else None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def seed_sites(store: Store, settings: Settings) -> None:

@@ -15,10 +15,11 @@ from footfall.analytics.reports import (
     MAX_FUNNEL_STEPS,
     Filters,
     Report,
+    step_name,
     utcnow,
 )
 from footfall.errors import ApiError, invalid
-from footfall.ingest.validate import EVENT_TYPES
+from footfall.ingest.validate import EVENT_TYPES, custom_event_name
 from footfall.store.base import Site
 
 FORBIDDEN = "FORBIDDEN"
@@ -107,14 +108,18 @@ def report_options(report: Report, params: Mapping[str, str]) -> dict[str, Any]:
             steps = [s.strip() for s in params["steps"].split(",") if s.strip()]
             if not 2 <= len(steps) <= MAX_FUNNEL_STEPS:
                 raise invalid("steps", f"a funnel has 2 to {MAX_FUNNEL_STEPS} steps")
-            for step in steps:
-                if step not in EVENT_TYPES:
-                    raise invalid("steps", f"unknown event type '{step[:50]}'")
-            options[name] = steps
+            try:
+                options[name] = [step_name(step) for step in steps]
+            except ValueError as exc:
+                raise invalid("steps", str(exc)) from None
+            except ApiError as exc:
+                raise invalid("steps", exc.message.removeprefix("steps: ")) from None
         elif name == "window_seconds" and params.get("window"):
             options[name] = _duration(params["window"], "window")
         elif name == "breakdown" and params.get("breakdown"):
             options[name] = _choice(params, "breakdown", "", BREAKDOWNS)
+        elif name == "name" and params.get("name"):
+            options[name] = custom_event_name(params["name"], "name")
         elif name == "goal" and params.get("goal"):
             options[name] = _choice(params, "goal", "purchase", sorted(EVENT_TYPES))
     return options

@@ -31,7 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from footfall.analytics import funnel_steps
-from footfall.ingest.validate import EUR_RATES, EVENT_TYPES
+from footfall.ingest.validate import EUR_RATES, EVENT_TYPES, custom_event_name
 from footfall.store.base import HASH_JOINS, Store
 
 INTERVALS = ("day", "week", "month")
@@ -636,14 +636,14 @@ def funnel_query(
     """
     if not 2 <= len(steps) <= MAX_FUNNEL_STEPS:
         raise ValueError(f"a funnel has 2 to {MAX_FUNNEL_STEPS} steps")
-    for step in steps:
-        if step not in EVENT_TYPES:
-            raise ValueError(f"unknown event type '{step}'")
+    steps = [step_name(step) for step in steps]
     if breakdown is not None and breakdown not in BREAKDOWNS:
         raise ValueError(f"breakdown must be one of {', '.join(BREAKDOWNS)}")
     if window_seconds <= 0:
         raise ValueError("the conversion window must be positive")
-    if funnel_steps.usable(store) and not events_path:
+    # The step tables hold the 13 types only: a custom step reads the events.
+    custom = any(step not in EVENT_TYPES for step in steps)
+    if funnel_steps.usable(store) and not events_path and not custom:
         funnel_steps.refresh(store)
         return _funnel_from_step_tables(filters, list(steps), window_seconds, breakdown)
     return _funnel_from_events(store, filters, list(steps), window_seconds, breakdown)
@@ -734,6 +734,13 @@ def _funnel_from_events(
     kind_of = {kind: number for number, kind in enumerate(kinds, 1)}
     step_kinds = ", ".join(f"(?, {kind_of[k]})" for k in kinds)
     first = kind_of[steps[0]]
+    # A custom step is named custom:NAME; the 13 types by their own name.
+    named = (
+        f"CASE WHEN src.event = 'custom' THEN '{CUSTOM_PREFIX}' || src.custom_event "
+        "ELSE src.event END"
+        if any(step.startswith(CUSTOM_PREFIX) for step in steps)
+        else "src.event"
+    )
     # Steps are small integers and persons BIGINT keys, so every join is on integers; the
     # breakdown value rides along the chain, so no step is joined back to the first.
     if breakdown:
@@ -752,7 +759,7 @@ def _funnel_from_events(
     ctes = [
         "ev AS (SELECT pk, ts, k.kind"  # noqa: S608 - constants only
         + (f", {breakdown} AS bd" if breakdown else "")
-        + f" FROM ({source}) src JOIN (VALUES {step_kinds}) k(name, kind) ON src.event = k.name"
+        + f" FROM ({source}) src JOIN (VALUES {step_kinds}) k(name, kind) ON {named} = k.name"
         " WHERE NOT ephemeral)",
         start_step,
     ]
@@ -1013,6 +1020,57 @@ def client_errors(store: Store, filters: Filters, limit: int = 50) -> dict[str, 
     }
 
 
+CUSTOM_PREFIX = "custom:"
+"""A funnel step (or a report parameter) naming a custom event: ``custom:Signed Up``."""
+
+
+def step_name(step: str) -> str:
+    """A funnel step: one of the 13 types, or ``custom:NAME`` (checked like a stored name)."""
+    if step in EVENT_TYPES:
+        return step
+    if step.startswith(CUSTOM_PREFIX):
+        return CUSTOM_PREFIX + custom_event_name(step[len(CUSTOM_PREFIX) :], "steps")
+    raise ValueError(f"unknown event type '{step[:50]}' (a custom event is custom:NAME)")
+
+
+def custom_events(
+    store: Store, filters: Filters, name: str | None = None, limit: int = 50
+) -> dict[str, Any]:
+    """Custom events (names outside the 13 types) by name: events, people, first and last
+    time; with ``name``, that one alone. Never part of the 13 types' counts."""
+    source, params = events_with_persons(store, filters)
+    only = " AND custom_event = ?" if name is not None else ""
+    chosen = [name] if name is not None else []
+    rows = store.query(
+        "SELECT custom_event, count(*), count(DISTINCT pk) FILTER (WHERE NOT ephemeral), "  # noqa: S608
+        f"min(ts), max(ts) FROM ({source}) ev WHERE event = 'custom'{only} "
+        "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
+        [*params, *chosen, limit],
+    )
+    where, plain = filters.where()
+    daily = store.query(
+        "SELECT date_trunc('day', ts), count(*) FROM events "  # noqa: S608
+        f"WHERE {where} AND event = 'custom'{only} GROUP BY 1 ORDER BY 1",
+        [*plain, *chosen],
+    )
+    return {
+        "filters": filters.describe(),
+        "name": name,
+        "total": sum(int(r[1]) for r in daily),
+        "events": [
+            {
+                "name": text,
+                "count": int(n),
+                "people": int(people),
+                "first_seen": _iso(first),
+                "last_seen": _iso(last),
+            }
+            for text, n, people, first, last in rows
+        ],
+        "daily": [{"day": _period(d), "events": int(n)} for d, n in daily],
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     """A named report: what the API path, the CLI name and the dashboard share."""
@@ -1036,5 +1094,6 @@ REPORTS: dict[str, Report] = {
         Report("feedback", "Answer feedback", feedback),
         Report("popups", "Popup open rate", popups),
         Report("errors", "Client errors", client_errors, ("limit",)),
+        Report("custom-events", "Custom events", custom_events, ("name", "limit")),
     )
 }

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from footfall.cli import data, persons, reports, server, sites
+from footfall.cli import data, imports, persons, reports, server, sites
 
 app = typer.Typer(
     help="Footfall: tracking, identity resolution and analytics.", no_args_is_help=True
@@ -21,6 +21,7 @@ app.add_typer(data.retention_app, name="retention")
 app.command("alias")(persons.alias_command)
 app.command("report")(reports.report_command)
 app.command("demo")(data.demo_command)
+app.command("import")(imports.import_command)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def report_command(
         str,
         typer.Argument(
             help="overview, people, retention, power-users, "
-            "funnel, ab, revenue, feedback, popups, errors"
+            "funnel, ab, revenue, feedback, popups, errors, custom-events"
         ),
     ],
     site: Annotated[
@@ -46,14 +46,22 @@ def report_command(
     until: Annotated[str | None, typer.Option("--to", help="End date, included.")] = None,
     days: Annotated[int | None, typer.Option(help="Without --from: the last N days (30).")] = None,
     interval: Annotated[str | None, typer.Option(help="day, week or month.")] = None,
-    steps: Annotated[str | None, typer.Option(help="Funnel steps, comma-separated.")] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(help="Funnel steps, comma-separated; a custom event as custom:NAME."),
+    ] = None,
     window: Annotated[str | None, typer.Option(help="Funnel window: 3600, 12h, 7d, 2w.")] = None,
     breakdown: Annotated[
         str | None,
         typer.Option(help="Funnel breakdown: popup_version, open_way, chatbot_id, ab_group."),
     ] = None,
     goal: Annotated[str | None, typer.Option(help="A/B goal event (purchase).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Rows to show (power-users, errors).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Rows to show (power-users, errors, custom-events).")
+    ] = None,
+    event_name: Annotated[
+        str | None, typer.Option("--name", help="custom-events: only this custom event.")
+    ] = None,
     periods: Annotated[int | None, typer.Option(help="Retention periods (8).")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the JSON the API returns.")
@@ -82,6 +90,7 @@ def report_command(
         "goal": goal,
         "limit": limit,
         "periods": periods,
+        "name": event_name,
     }
     params = {k: str(v) for k, v in given.items() if v is not None}
     if server:

@@ -15,7 +15,15 @@ from footfall.cli.common import (
     open_store_or_exit,
     settings_or_exit,
 )
-from footfall.sites import SITE_ID_PATTERN, new_api_key, validate_origin_pattern
+from footfall.sites import (
+    SITE_ID_PATTERN,
+    ensure_write_key,
+    new_api_key,
+    revoke_write_key,
+    rotate_write_key,
+    validate_origin_pattern,
+    write_key,
+)
 
 app = typer.Typer(help="Sites (tenants): origins and API keys.", no_args_is_help=True)
 
@@ -24,15 +32,17 @@ app = typer.Typer(help="Sites (tenants): origins and API keys.", no_args_is_help
 def sites_list(config: ConfigOpt = None, database: DatabaseOpt = None) -> None:
     """List sites with their allowed origins and keys."""
     store = open_store_or_exit(settings_or_exit(config, database=database))
-    table = Table("site", "name", "tenant", "allowed origins", "active keys")
+    table = Table("site", "name", "tenant", "allowed origins", "active keys", "write key")
     for site in store.list_sites():
         keys = [k.key_id for k in store.list_api_keys(site.id) if not k.revoked]
+        public = write_key(store, site.id)
         table.add_row(
             site.id,
             site.name,
             site.scope,
             "\n".join(site.allowed_origins) or "(none)",
             ", ".join(keys),
+            public.key if public else "(none)",
         )
     store.close()
     console.print(table)
@@ -133,3 +143,37 @@ def sites_revoke_key(
     if not done:
         raise fail(f"no active key '{key_id}'")
     console.print(f"key {key_id} revoked")
+
+
+@app.command("write-key")
+def sites_write_key(
+    site_id: str,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Make a new write key; the old one stops working.")
+    ] = False,
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Revoke the write key (the site takes no more).")
+    ] = False,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Print the site's public write key (made on first use) for Segment-compatible clients.
+
+    A write key may only send events to its site: it sits in web pages, so it is public and
+    can be shown again. Reading and administering take a secret API key.
+    """
+    if rotate and revoke:
+        raise fail("--rotate and --revoke exclude each other", 2)
+    store = open_store_or_exit(settings_or_exit(config, database=database))
+    try:
+        if store.get_site(site_id) is None:
+            raise fail(f"no site '{site_id}'")
+        if revoke:
+            if not revoke_write_key(store, site_id):
+                raise fail(f"site '{site_id}' has no write key")
+            console.print(f"write key of {site_id} revoked")
+            return
+        key = rotate_write_key(store, site_id) if rotate else ensure_write_key(store, site_id)
+    finally:
+        store.close()
+    console.print(key.key, soft_wrap=True, highlight=False)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -175,6 +176,17 @@ def _errors(r: dict[str, Any]) -> RenderableType:
     return table
 
 
+def _custom_events(r: dict[str, Any]) -> RenderableType:
+    table = Table(
+        "custom event", "count", "people", "last seen", caption=f"{r['total']:,} custom events"
+    )
+    for e in r["events"]:
+        table.add_row(
+            escape(e["name"]), _int(e["count"]), _int(e["people"]), (e["last_seen"] or "")[:19]
+        )
+    return table
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], RenderableType]] = {
     "overview": _overview,
     "people": _people,
@@ -186,6 +198,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], RenderableType]] = {
     "feedback": _feedback,
     "popups": _popups,
     "errors": _errors,
+    "custom-events": _custom_events,
 }
 
 

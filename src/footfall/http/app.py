@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute
 from footfall.analytics import funnel_steps
 from footfall.analytics.reports import refresh_presence
 from footfall.config import Settings
-from footfall.http import identity, operations, reports, tracking, vendor
+from footfall.http import identity, operations, reports, segment, tracking, vendor
 from footfall.http.connection import protocol_class, raise_open_file_limit
 from footfall.http.middleware import ResponseCounter, error_handlers
 from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
@@ -30,7 +30,7 @@ from footfall.http.tracker import examples_dir, mount_demo, tracker_route
 from footfall.http.watchdog import LoopWatchdog
 from footfall.identity import IdentityGraph
 from footfall.ingest.writer import make_committer
-from footfall.retention import apply_retention
+from footfall.retention import apply_retention, prune_message_ids
 from footfall.sites import SiteRegistry, seed_sites
 from footfall.store import Store, open_store
 from footfall.web.pages import Dashboard
@@ -94,6 +94,14 @@ async def _fold_derived(services: Services) -> None:
         funnel_steps.refresh(store)
 
     await asyncio.to_thread(fold, services.store)
+
+
+def _prune(services: Services, days: int) -> None:
+    """Message ids older than ``message_id_days`` go (their table stays bounded)."""
+    forgotten = prune_message_ids(services.store, days)
+    if forgotten:
+        services.committer.forget_old_message_ids()
+        log.info("old message ids forgotten", extra={"message_ids": forgotten, "days": days})
 
 
 async def _refresh_shared_state(gate: Gate, every: float) -> None:
@@ -188,6 +196,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if store.backend == "duckdb" and settings.rollup_refresh_seconds
             else None
         )
+        pruning = asyncio.create_task(
+            _every(
+                gate,
+                3600,
+                background_stop,
+                lambda services: asyncio.to_thread(_prune, services, settings.message_id_days),
+                "forgetting old message ids failed; retried next time",
+            )
+        )
         _tune_gc()
         watchdog = LoopWatchdog()
         watchdog.start()
@@ -197,7 +214,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await watchdog.stop()
             refresher.cancel()
             background_stop.set()
-            for task in (retention, folding):
+            for task in (retention, folding, pruning):
                 if task is not None:
                     await task  # a pass under way finishes before the store closes
             gate.services = None  # late requests get 503, not a closed store
@@ -211,6 +228,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
     routes: list[BaseRoute] = [
         *tracking.routes(gate, settings),
+        *segment.routes(gate),
         *operations.routes(gate),
         tracker_route(),
         *identity.routes(gate),

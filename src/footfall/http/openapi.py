@@ -17,7 +17,6 @@ from footfall.ingest.validate import (
     MAX_ITEM_ID_CHARS,
     MAX_ITEMS,
     MAX_QUANTITY,
-    NUMERIC_TEXT,
 )
 
 if TYPE_CHECKING:
@@ -28,11 +27,8 @@ Token = Annotated[str, Meta(min_length=8, max_length=128, pattern="^[A-Za-z0-9_-
 # Ids may arrive as numbers from some integrations; they are kept as text.
 ShortId = Annotated[str, Meta(max_length=MAX_ID_CHARS)] | int | float
 ItemId = Annotated[str, Meta(max_length=MAX_ITEM_ID_CHARS)] | int | float
-# Prices arrive as numbers or, from some shops, as numbers written as text.
-Amount = (
-    Annotated[float, Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
-    | Annotated[str, Meta(pattern=f"^{NUMERIC_TEXT}$")]
-)
+# Amounts are JSON numbers from 0 (text such as "12" and negative amounts are refused).
+Amount = Annotated[float, Meta(ge=0, le=MAX_AMOUNT)]
 
 
 class Item(msgspec.Struct, omit_defaults=True):
@@ -157,6 +153,65 @@ class BatchResponse(msgspec.Struct):
     results: list[BatchResult]
 
 
+SegmentId = Annotated[str, Meta(max_length=255)] | int
+"""An id: text (empty means absent) or an integer."""
+
+
+class SegmentMessage(msgspec.Struct, omit_defaults=True):
+    """A Segment-spec message (see the README's mapping table). A message needs a userId or
+    an anonymousId; ``track`` an ``event``; ``alias`` a ``previousId``; ``group`` a
+    ``groupId``. At most 32 KB (JSON)."""
+
+    type: Literal["track", "page", "screen", "identify", "alias", "group"] | None = None
+    anonymousId: Annotated[str, Meta(max_length=128)] | int | None = None
+    userId: SegmentId | None = None
+    messageId: Annotated[str, Meta(min_length=1, max_length=255)] | int | None = None
+    event: (
+        Annotated[str, Meta(description="track: the event's name (1-255 characters once trimmed)")]
+        | None
+    ) = None
+    name: Any = None
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: Annotated[
+        dict[str, Any] | None,
+        Meta(description="userAgent and page kept; ip used for nothing stored"),
+    ] = None
+    timestamp: str | None = None
+    originalTimestamp: str | None = None
+    sentAt: str | None = None
+    previousId: SegmentId | None = None
+    groupId: SegmentId | None = None
+    writeKey: str | None = None
+
+
+class SegmentBatch(msgspec.Struct, omit_defaults=True):
+    """Messages with their ``type``; at most 500 KB. ``sentAt`` and ``context`` apply to
+    the messages without their own."""
+
+    batch: list[Any]
+    sentAt: str | None = None
+    context: dict[str, Any] | None = None
+    writeKey: str | None = None
+
+
+class SegmentRejected(msgspec.Struct):
+    index: int
+    success: bool
+    error: ErrorDetail
+
+
+class SegmentResponse(msgspec.Struct, omit_defaults=True):
+    success: bool
+    stored: Annotated[
+        int, Meta(description="Events stored now (a re-sent messageId is not stored again)")
+    ] = 0
+    accepted: int | None = None
+    rejected: Annotated[
+        list[SegmentRejected], Meta(description="Messages dropped for breaking a rule")
+    ] = []
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -169,8 +224,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         401: "UNAUTHORIZED: missing, unknown or revoked API key",
         404: "NOT_FOUND: no person with that identifier (or no such report)",
-        400: "ANALYTICS_001 malformed JSON or invalid payload; ANALYTICS_002 over 50,000 bytes; "
-        "BAD_REQUEST not valid HTTP/1.1 (the message names the fault)",
+        400: "ANALYTICS_001 malformed JSON or invalid payload; ANALYTICS_002 over 50,000 bytes "
+        "(Segment-spec API: 32 KB a message, 500 KB a batch); VALIDATION_ERROR (Segment-spec "
+        "single calls) a field breaks a rule, `field` names it; BAD_REQUEST not valid HTTP/1.1 "
+        "(the message names the fault)",
         408: "REQUEST_TIMEOUT: the body did not arrive within body_timeout_seconds (30 s) of "
         "the headers; the connection is closed",
         403: "ORIGIN_NOT_ALLOWED: the Origin is not allowed for the site (`Origin: null` "
@@ -298,6 +355,23 @@ def _keyed(summary: str, *statuses: int) -> dict[str, Any]:
     }
 
 
+def _segment(summary: str, schema: str) -> dict[str, Any]:
+    return {
+        "tags": ["segment-compatible"],
+        "summary": summary,
+        "description": "Write key (Basic user or writeKey), or a secret API key (Bearer or "
+        "X-Api-Key). "
+        "analytics.js's short paths /v1/t, /v1/p, /v1/i, /v1/a, /v1/g, /v1/s and /v1/b are "
+        "the same operations; gzip bodies are inflated (Content-Encoding: gzip).",
+        "security": [{"writeKey": []}, {"apiKey": []}, {"apiKeyHeader": []}],
+        "requestBody": {"required": True, "content": _json(schema)},
+        "responses": {
+            "200": {"description": "Accepted", "content": _json("SegmentResponse")},
+            **_errors(400, 401, 403, 429, 503),
+        },
+    }
+
+
 def build_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [
@@ -308,6 +382,9 @@ def build_document() -> dict[str, Any]:
             BatchResponse,
             IdentifyRequest,
             NamePair,
+            SegmentMessage,
+            SegmentBatch,
+            SegmentResponse,
         ],
         ref_template="#/components/schemas/{name}",
     )
@@ -438,6 +515,17 @@ def build_document() -> dict[str, Any]:
                 ("/s", "Set properties (extra parameters) on person _p", ("_p",), (401, 422)),
             )
         },
+        **{
+            f"/v1/{kind}": {"post": _segment(f"One {kind} message", "SegmentMessage")}
+            for kind in ("track", "identify", "alias", "page", "screen", "group")
+        },
+        **{
+            path: {"post": _segment(summary, "SegmentBatch")}
+            for path, summary in (
+                ("/v1/batch", "Segment-spec batch: messages of any type"),
+                ("/v1/import", "Segment-spec import: a batch"),
+            )
+        },
         "/api/persons/{name}": {
             "parameters": [_NAME_PARAM],
             "get": _keyed("Person profile: identifiers, customer ids, metadata"),
@@ -535,6 +623,12 @@ def build_document() -> dict[str, Any]:
                 "apiKey": {"type": "http", "scheme": "bearer"},
                 "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
                 "vendorKey": {"type": "apiKey", "in": "query", "name": "_k"},
+                "writeKey": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "The site's public write key as the user, empty password "
+                    "(or writeKey in the body)",
+                },
             },
         },
     }

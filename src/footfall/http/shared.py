@@ -9,6 +9,7 @@ This module imports no route module, so each of them (and the dashboard) can imp
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -36,7 +37,14 @@ TRACK_PATHS = ("/api/analytics/track", "/api/events/track", "/api/save")
 BATCH_PATH = "/api/analytics/batch"
 IDENTIFY_PATH = "/api/identify"
 NOOP_PATH = "/bench/noop"
-PUBLIC_PATHS = frozenset((*TRACK_PATHS, BATCH_PATH, IDENTIFY_PATH, NOOP_PATH))
+BATCH_NOOP_PATH = "/bench/noop-batch"
+SEGMENT_PATHS = (
+    *(f"/v1/{name}" for name in ("track", "identify", "alias", "page", "screen", "group")),
+    *(f"/v1/{name}" for name in ("batch", "import", "t", "i", "a", "p", "s", "g", "b", "m")),
+)
+PUBLIC_PATHS = frozenset(
+    (*TRACK_PATHS, BATCH_PATH, IDENTIFY_PATH, NOOP_PATH, BATCH_NOOP_PATH, *SEGMENT_PATHS)
+)
 """Routes any web page may call: their errors carry CORS headers for allowed origins."""
 KNOWN_ROUTES = frozenset(
     (
@@ -74,7 +82,14 @@ class Services:
 
 
 _WANTED_HEADERS = frozenset(
-    {b"origin", b"referer", b"x-forwarded-for", b"content-length", b"user-agent"}
+    {
+        b"origin",
+        b"referer",
+        b"x-forwarded-for",
+        b"content-length",
+        b"user-agent",
+        b"content-encoding",
+    }
 )
 
 
@@ -88,6 +103,7 @@ class Call:
     content_length: str | None
     user_agent: str | None
     peer: str | None
+    content_encoding: str | None = None
 
     @classmethod
     def of(cls, request: Request) -> Call:
@@ -103,6 +119,7 @@ class Call:
             content_length=found.get(b"content-length"),
             user_agent=found.get(b"user-agent"),
             peer=client[0] if client else None,
+            content_encoding=found.get(b"content-encoding"),
         )
 
 
@@ -177,7 +194,43 @@ async def read_body(request: Request, call: Call, limit: int) -> bytes:
             chunks.append(chunk)
     except ClientDisconnect:  # nobody reads the answer; no traceback in the log either
         raise malformed("the client went away before sending the whole body") from None
-    return b"".join(chunks)
+    return decode_content(b"".join(chunks), call.content_encoding, limit)
+
+
+def decode_content(raw: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body as sent before ``Content-Encoding`` (gzip): inflated in one pass that stops
+    at ``limit`` bytes, so a gzip bomb costs no more than ``limit`` of memory and time."""
+    if encoding is None:
+        return raw
+    coding = encoding.strip().lower()
+    if coding in ("", "identity"):
+        return raw
+    if coding not in ("gzip", "x-gzip"):
+        raise malformed(f"Content-Encoding {encoding[:32]!r} is not supported (gzip is)")
+    return inflate_gzip(raw, limit)
+
+
+def inflate_gzip(data: bytes, limit: int) -> bytes:
+    """gzip data (one or more members) inflated, or ANALYTICS_001 if it is not gzip or is
+    cut short; ANALYTICS_002 as soon as the output would pass ``limit``."""
+    parts: list[bytes] = []
+    size = 0
+    rest = data
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(rest, limit - size + 1)
+        except zlib.error:
+            raise malformed("the body is labelled gzip but is not gzip data") from None
+        size += len(part)
+        if size > limit or inflater.unconsumed_tail:
+            raise too_large(limit)
+        if not inflater.eof:
+            raise malformed("the gzip body is cut short")
+        parts.append(part)
+        rest = inflater.unused_data
+        if not rest.strip(b"\x00"):  # trailing zero padding is allowed after a member
+            return b"".join(parts)
 
 
 class Gate:

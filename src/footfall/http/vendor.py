@@ -16,8 +16,8 @@ from starlette.routing import Route
 
 from footfall.errors import invalid
 from footfall.http.shared import Gate, run_blocking
-from footfall.identity import MAX_NAME_CHARS, Identifier, checked_name
-from footfall.ingest.validate import now_us
+from footfall.identity import Identifier, checked_name
+from footfall.ingest.validate import CUSTOM_EVENT, custom_event_name, now_us
 from footfall.store.base import EventRow, Site
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -61,12 +61,10 @@ class VendorApi:
         return _pixel()
 
     async def event(self, request: Request) -> Response:
+        """Every ``_n`` is a custom event (the vendor's names are free-form, and its calls
+        carry none of a type's validated fields, so ``_n=purchase`` is no order either)."""
         site, person, params = self._vendor(request)
-        name = params.get("_n")
-        if not name:
-            raise invalid("_n", "required: the event name")
-        if len(name) > MAX_NAME_CHARS:
-            raise invalid("_n", f"at most {MAX_NAME_CHARS} characters")
+        name = custom_event_name(params.get("_n") or None, "_n")
         services = self.gate.running()
         ident: Identifier = await run_blocking(services.identity.node_for_event, site.scope, person)
         properties = _properties(params)
@@ -81,7 +79,8 @@ class VendorApi:
             site_id=site.id,
             ts_us=ts,
             received_us=received,
-            event=name,
+            event=CUSTOM_EVENT,
+            custom_event=name,
             token=ident.value,
             id_kind=ident.kind,
             data=_encoder.encode(properties).decode(),

@@ -13,6 +13,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -37,10 +38,10 @@ COMMIT_SECONDS = Histogram(
 )
 COMMIT_FAILURES = Counter("footfall_commit_failures_total", "Groups that could not be made durable")
 
-Pending = tuple[list[EventRow], "asyncio.Future[list[bool]]"]
+Pending = tuple[list[EventRow], "asyncio.Future[list[int]]"]
 """One request's rows and the future its handler awaits."""
-Outcome = list[bool] | BaseException
-"""Per request: its duplicate flags, or the error it gets."""
+Outcome = list[int] | BaseException
+"""Per request: its rows' flags (``store.base.STORED`` ...), or the error it gets."""
 
 
 class GroupCommitter:
@@ -95,18 +96,18 @@ class GroupCommitter:
         """Events held in memory on their way to the store (counted against the limit)."""
         return self.queued_events
 
-    def submit(self, rows: list[EventRow]) -> asyncio.Future[list[bool]]:
+    def submit(self, rows: list[EventRow]) -> asyncio.Future[list[int]]:
         """A future of the rows' duplicate flags, resolved once they are durable; raises 503
         if the writer cannot take them. A plain function, not a coroutine: one level less
         for the request to suspend through and resume."""
         if not rows:  # e.g. a batch of only invalid events: nothing to wait for
-            done: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+            done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
             done.set_result([])
             return done
         loop = self.loop
         if loop is None or self._closing:
             raise ApiError(503, UNAVAILABLE, "server is shutting down; retry later")
-        future: asyncio.Future[list[bool]] = loop.create_future()
+        future: asyncio.Future[list[int]] = loop.create_future()
         if self.backlog() + len(rows) > self._queue_limit:
             raise ApiError(503, UNAVAILABLE, "ingest queue is full; retry later")
         self._submitted += len(rows)
@@ -136,6 +137,10 @@ class GroupCommitter:
         Readers (analytics, person views, export, erase) await it for read-your-writes;
         here an acknowledged event is already committed, so there is nothing to wait for.
         """
+
+    def forget_old_message_ids(self) -> None:
+        """Old message ids were deleted from the store (nothing to do here: the store
+        decides repeats in the group's transaction)."""
 
     def health(self) -> dict[str, Any]:
         """What /healthz shows about ingest."""
@@ -215,12 +220,13 @@ class GroupCommitter:
         raise NotImplementedError
 
 
-def split_flags(group: list[Pending], flags: list[bool]) -> list[Outcome]:
-    """The flags of a whole group, cut back into one list per request."""
+def split_flags(group: list[Pending], flags: Sequence[int]) -> list[Outcome]:
+    """The flags of a whole group (order flags alone are bools: 1 is ``REPEATED_ORDER``),
+    cut back into one list per request."""
     outcomes: list[Outcome] = []
     offset = 0
     for rows, _ in group:
-        outcomes.append(flags[offset : offset + len(rows)])
+        outcomes.append(list(flags[offset : offset + len(rows)]))
         offset += len(rows)
     return outcomes
 

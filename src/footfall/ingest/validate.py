@@ -7,17 +7,19 @@ same status, code and field.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 
-from footfall.errors import invalid, malformed, too_large
+from footfall.errors import ApiError, invalid, malformed, too_large
 from footfall.store.base import EventRow
 
 log = logging.getLogger("footfall.ingest")
@@ -72,9 +74,13 @@ MAX_AMOUNT = 1e12
 """Bounds that keep sums of quantities and amounts finite and inside the store's BIGINT."""
 OPEN_WAYS = frozenset({"popup", "chat_button"})
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,128}")
-NUMERIC_TEXT = r"[ \t\r\n]*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?[ \t\r\n]*"
-"""A number written as text (some shops send prices so); the OpenAPI document says the same."""
-_NUMERIC = re.compile(NUMERIC_TEXT)
+CUSTOM_EVENT = "custom"
+"""The ``event`` column of a custom event (a name outside the 13 types, kept in
+``custom_event``): no report of the 13 types ever counts it."""
+MAX_CUSTOM_EVENT_CHARS = 255
+MAX_MESSAGE_ID_CHARS = 255
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""Control characters, line and paragraph separators, lone surrogates: never in a name."""
 CLIENT_TIME_PAST_US = 7 * 24 * 3600 * 1_000_000
 CLIENT_TIME_FUTURE_US = 5 * 60 * 1_000_000
 
@@ -101,14 +107,18 @@ def now_us() -> int:
     return time.time_ns() // 1_000
 
 
-def decode_json(raw: bytes | str, what: str = "body") -> Any:
-    """Decode JSON or raise ANALYTICS_001; size is checked by the caller on the raw bytes."""
+def decode_json(raw: bytes | str | msgspec.Raw, what: str = "body") -> Any:
+    """Decode JSON or raise ANALYTICS_001 (also for a repeated key, see ``unique_keys``);
+    size is checked by the caller on the raw bytes."""
     try:
-        return _decoder.decode(raw)
+        value = _decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise malformed(f"{what} is not valid JSON: {json_problem(exc, raw)}") from None
     except RecursionError:  # e.g. 40,000 '[' fit in the size cap
         raise malformed(f"{what} is nested too deeply") from None
+    if isinstance(value, dict | list):
+        unique_keys(raw, _encoder.encode(value), what)
+    return value
 
 
 # A \u escape of half a UTF-16 surrogate pair without its other half (after an even run of
@@ -119,12 +129,12 @@ _LONE_SURROGATE = re.compile(
 )
 
 
-def json_problem(exc: Exception, raw: bytes | str) -> str:
+def json_problem(exc: Exception, raw: bytes | str | msgspec.Raw) -> str:
     """What is wrong with a body the decoder refused, in words that name it: msgspec reports a
     lone surrogate as "Input data was truncated" (it looked for the pair's second half)."""
     said = str(exc)
     if "truncated" in said or "surrogate" in said or "hex escape" in said:
-        text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+        text = raw if isinstance(raw, str) else bytes(raw).decode("latin-1")
         lone = _LONE_SURROGATE.search(text)
         if lone is not None:
             which = 1 if lone.group(1) else 2
@@ -138,16 +148,155 @@ def json_problem(exc: Exception, raw: bytes | str) -> str:
     return said
 
 
-def check_size(raw: bytes | str, limit: int = MAX_PAYLOAD_BYTES) -> None:
+def unique_keys(
+    raw: bytes | str | msgspec.Raw,
+    reencoded: bytes,
+    what: str = "body",
+    *,
+    outer_only: bool = False,
+) -> None:
+    """Raise ANALYTICS_001 if an object in ``raw`` repeats a key (two readers of such a body
+    disagree on what it says: msgspec keeps the last, others the first); ``outer_only``
+    looks at the outermost object alone (a batch's envelope: its events are checked one by
+    one, so one event's fault stays its own).
+
+    ``reencoded`` is what msgspec writes for the decoded value. Outside strings a colon
+    follows every key, and msgspec writes a colon inside a string as it is; so when ``raw``
+    holds no ``\\u003a`` escape, its colons number the keys it spells plus the colons in its
+    strings, and the re-encoding's the keys kept plus the same string colons: equal counts
+    prove no key was dropped. Only on a mismatch (rare: a dropped duplicate, an escaped
+    colon, a field a typed decode skipped) is the body parsed again to find the repeat.
+    """
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if data.count(b":") == reencoded.count(b":") and b"\\u003" not in data:
+        return
+    repeated = _repeated_key(data, outer_only)
+    if repeated is not None:
+        raise malformed(f"{what} repeats the key {_encoder.encode(repeated[:64]).decode()}")
+
+
+def _repeated_key(data: bytes, outer_only: bool) -> str | None:
+    """The first repeated key of a body msgspec already decoded, or None (exact, slower).
+
+    The pairs hook runs for inner objects before the object holding them, so the outermost
+    object's pairs come last."""
+    repeats: list[str | None] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(pairs)
+        repeat = None
+        if len(found) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    repeat = key
+                    break
+                seen.add(key)
+        repeats.append(repeat)
+        return found
+
+    try:
+        json.loads(data, object_pairs_hook=pairs_hook)
+    except (ValueError, RecursionError):  # msgspec's reading decides validity
+        return None
+    if outer_only:
+        return repeats[-1] if repeats else None
+    return next((key for key in repeats if key is not None), None)
+
+
+def check_size(raw: bytes | str | msgspec.Raw, limit: int = MAX_PAYLOAD_BYTES) -> None:
     size = len(raw.encode()) if isinstance(raw, str) else len(raw)
     if size > limit:
         raise too_large(limit)
+
+
+class BatchEnvelope(msgspec.Struct, omit_defaults=True):
+    """``{"events": [...], "site"?}``; each event stays raw until validated on its own."""
+
+    events: list[msgspec.Raw]
+    site: str | None = None
+
+
+_batch_decoder = msgspec.json.Decoder(BatchEnvelope | list[msgspec.Raw])
+
+
+def parse_batch(raw: bytes) -> tuple[list[msgspec.Raw], str | None, bytes]:
+    """A batch body: its events (raw), the site it names and the envelope as msgspec
+    writes it without events (for ``decode_items``); ANALYTICS_001 otherwise."""
+    try:
+        body = _batch_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise malformed(f"batch must be {{'events': [...]}} or an array: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise malformed(f"body is not valid JSON: {json_problem(exc, raw)}") from None
+    except RecursionError:
+        raise malformed("body is nested too deeply") from None
+    if isinstance(body, list):
+        return body, None, b""
+    # The events are written back as they came: this checks the envelope's own keys.
+    unique_keys(raw, _encoder.encode(body), outer_only=True)
+    return body.events, body.site, _encoder.encode(BatchEnvelope(events=[], site=body.site))
+
+
+def decode_items(
+    raw: bytes,
+    items: Sequence[bytes | msgspec.Raw],
+    outer: bytes,
+    limit: int = MAX_PAYLOAD_BYTES,
+) -> list[Any]:
+    """Each item of a batch decoded, or the ApiError it alone gets (over ``limit`` bytes,
+    not JSON, a repeated key), as a single POST of it would.
+
+    One proof of unique keys serves every item (see ``unique_keys``): the body's colons
+    less those of ``outer`` (the envelope re-encoded without its items) against the colons
+    of all decoded items re-encoded at once. Only when that fails is each item checked
+    alone, to find the ones at fault."""
+    values: list[Any] = []
+    decoded: list[Any] = []
+    for item in items:
+        if len(item) > limit:
+            values.append(too_large(limit))
+            continue
+        try:
+            value = _decoder.decode(item)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            values.append(malformed(f"body is not valid JSON: {json_problem(exc, item)}"))
+            continue
+        except RecursionError:
+            values.append(malformed("body is nested too deeply"))
+            continue
+        values.append(value)
+        decoded.append(value)
+    if (
+        len(decoded) == len(items)
+        and raw.count(b":") - outer.count(b":") == _encoder.encode(decoded).count(b":")
+        and b"\\u003" not in raw
+    ):
+        return values
+    for index, (item, value) in enumerate(zip(items, values, strict=True)):
+        if isinstance(value, dict | list):
+            try:
+                unique_keys(item, _encoder.encode(value))
+            except ApiError as error:
+                values[index] = error
+    return values
 
 
 def parse_track_body(raw: bytes, ctx: RequestContext) -> EventRow:
     """Bytes of one POSTed event to a row; raises ApiError with the documented code."""
     check_size(raw)
     return validate_event(decode_json(raw), ctx)
+
+
+def strict_query(query_string: bytes) -> dict[str, str]:
+    """A query string's parameters (the last of a repeated name wins), refusing with
+    ANALYTICS_001 any that is not UTF-8 once percent-decoded, as the POST routes refuse such
+    a body (a lenient reader would turn the bytes into U+FFFD and store that)."""
+    try:
+        text = query_string.decode()
+        return dict(parse_qsl(text, keep_blank_values=True, errors="strict"))
+    except UnicodeDecodeError:
+        raise malformed("the query string is not valid UTF-8 once percent-decoded") from None
 
 
 def parse_legacy_query(params: Mapping[str, str], ctx: RequestContext) -> EventRow:
@@ -185,24 +334,52 @@ def _string(value: Any, field: str, limit: int, coerce_numbers: bool = False) ->
     return text
 
 
-def _number(value: Any, field: str) -> float:
-    """Prices arrive as numbers or, from some shops, numeric strings; both are accepted."""
-    if isinstance(value, bool):
-        raise invalid(field, "must be a number")
-    if isinstance(value, int | float):
-        try:
-            number = float(value)
-        except OverflowError:  # an integer of hundreds of digits
-            raise invalid(field, "must be a finite number") from None
-    elif isinstance(value, str) and _NUMERIC.fullmatch(value):  # float() also takes '1_0'
+def amount(value: Any, field: str) -> float:
+    """An amount (value, price, revenue) is a JSON number from 0 to ``MAX_AMOUNT``: text
+    such as "12" is refused, not guessed at, and a negative one would lower revenue."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(field, "must be a JSON number (not text)")
+    try:
         number = float(value)
-    else:
-        raise invalid(field, "must be a number")
+    except OverflowError:  # an integer of hundreds of digits
+        raise invalid(field, "must be a finite number") from None
     if not math.isfinite(number):
         raise invalid(field, "must be a finite number")
-    if abs(number) > MAX_AMOUNT:
-        raise invalid(field, f"must be at most {MAX_AMOUNT:.0e} in absolute value")
+    if number < 0:
+        raise invalid(field, "must be at least 0")
+    if number > MAX_AMOUNT:
+        raise invalid(field, f"must be at most {MAX_AMOUNT:.0e}")
     return number
+
+
+def custom_event_name(value: Any, field: str) -> str:
+    """A custom event's name: 1-255 characters once trimmed, none of them a control
+    character, line separator or lone surrogate; kept as sent otherwise (case too)."""
+    if value is None:
+        raise invalid(field, "required")
+    if not isinstance(value, str):
+        raise invalid(field, "must be a string")
+    name = value.strip()
+    if not name:
+        raise invalid(field, "must not be empty")
+    if len(name) > MAX_CUSTOM_EVENT_CHARS:
+        raise invalid(field, f"at most {MAX_CUSTOM_EVENT_CHARS} characters")
+    if _UNPRINTABLE.search(name):
+        raise invalid(field, "must not contain control characters")
+    return name
+
+
+def message_id(value: Any, field: str = "messageId") -> str | None:
+    """A client's id for one message: a repeat of it on the same site is stored once."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise invalid(field, "must be a string")
+    if not value or len(value) > MAX_MESSAGE_ID_CHARS:
+        raise invalid(field, f"must be 1-{MAX_MESSAGE_ID_CHARS} characters")
+    return value
 
 
 def _currency(value: Any, field: str) -> str:
@@ -231,6 +408,7 @@ def flag(body: Mapping[str, Any], field: str) -> bool:
 
 
 _AB_GROUPS: Mapping[str, str] = {"0": "control", "1": "test"}
+_ABSENT: Any = object()
 
 
 def ab_group(token: str, enabled: bool) -> str | None:
@@ -268,7 +446,7 @@ def _items(raw: Any, default_currency: str) -> _Items:
         ]
         out["item_id"] = ids[0] if ids else None
         values = [
-            _number(item[key], f"{where}.{key}")
+            amount(item[key], f"{where}.{key}")
             for key in ("value", "price")
             if item.get(key) is not None
         ]
@@ -299,23 +477,37 @@ def _items(raw: Any, default_currency: str) -> _Items:
     return _Items(items, None if unknown else round(total, 6), unknown)
 
 
-def validate_event(body: Any, ctx: RequestContext) -> EventRow:
-    """A decoded event object to a row, applying every rule of the tracking API."""
+def validate_event(
+    body: Any,
+    ctx: RequestContext,
+    *,
+    custom_name: str | None = None,
+    id_kind: str = "token",
+) -> EventRow:
+    """A decoded event object to a row, applying every rule of the tracking API.
+
+    ``custom_name`` (already checked by ``custom_event_name``) makes it a custom event
+    whatever ``event`` says; ``id_kind`` other than ``token`` takes ``token`` as that kind
+    of identifier, already normalised by the caller (the Segment mapping's ``userId``)."""
     if not isinstance(body, dict):
         raise malformed("event payload must be a JSON object")
 
-    event = body.get("event")
-    if event is None:
-        raise invalid("event", "required")
-    if not isinstance(event, str):
-        raise invalid("event", "must be a string")
-    if len(event) > MAX_EVENT_CHARS:
-        raise invalid("event", f"at most {MAX_EVENT_CHARS} characters")
-    event = EVENT_ALIASES.get(event, event)
-    if event not in EVENT_TYPES:
-        raise invalid("event", f"unknown event type '{event}'")
+    event: Any
+    if custom_name is not None:
+        event = CUSTOM_EVENT
+    else:
+        event = body.get("event")
+        if event is None:
+            raise invalid("event", "required")
+        if not isinstance(event, str):
+            raise invalid("event", "must be a string")
+        if len(event) > MAX_EVENT_CHARS:
+            raise invalid("event", f"at most {MAX_EVENT_CHARS} characters")
+        event = EVENT_ALIASES.get(event, event)
+        if event not in EVENT_TYPES:
+            raise invalid("event", f"unknown event type '{event}'")
 
-    token = validate_token(body.get("token"))
+    token = validate_token(body.get("token")) if id_kind == "token" else body["token"]
 
     ab_test = body.get("ab_test", False)
     if ab_test is None:
@@ -324,11 +516,11 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
         raise invalid("ab_test", "must be true or false")
     ephemeral = flag(body, "ephemeral")
 
-    data = body.get("data")
-    if data is None:
+    data = body.get("data", _ABSENT)
+    if data is _ABSENT:
         data = {}
-    if not isinstance(data, dict):
-        raise malformed("data must be a JSON object")
+    elif not isinstance(data, dict):  # null too: data is an object or absent
+        raise malformed("data must be a JSON object (or left out)")
 
     chatbot_id = data.get("chatbot_id")
     if chatbot_id is not None:
@@ -349,7 +541,7 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
         currency = _currency(data["currency"], "data.currency")
 
     # Checked whenever it is sent (the OpenAPI schema bounds it), even when items decide.
-    amount = None if data.get("value") is None else _number(data["value"], "data.value")
+    value = None if data.get("value") is None else amount(data["value"], "data.value")
     items_json: str | None = None
     total: float | None = None
     if data.get("items") is not None:
@@ -361,7 +553,7 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
                 "unknown currency, total_value_base left empty",
                 extra={"currencies": sorted(set(parsed.unknown_currencies)), "event": event},
             )
-    elif amount is not None:
+    elif value is not None:
         rate = EUR_RATES.get(currency)
         if rate is None:
             log.warning(
@@ -369,7 +561,7 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
                 extra={"currencies": [currency], "event": event},
             )
         else:
-            total = round(amount * rate, 6)
+            total = round(value * rate, 6)
 
     url = body.get("url")
     if url is not None and not isinstance(url, str):
@@ -405,4 +597,7 @@ def validate_event(body: Any, ctx: RequestContext) -> EventRow:
         url=url[:MAX_URL_CHARS] if url else None,
         user_agent=user_agent[:MAX_USER_AGENT_CHARS] if user_agent else None,
         data=_encoder.encode(rest).decode() if rest else "{}",
+        id_kind=id_kind,
+        custom_event=custom_name,
+        message_id=None if (sent_id := body.get("messageId")) is None else message_id(sent_id),
     )

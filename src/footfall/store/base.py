@@ -31,6 +31,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "user_agent",
     "data",
     "id_kind",
+    "custom_event",
 )
 """The events table's written columns (event_id comes from its sequence), in the order every
 bulk path (Arrow batches, COPY, demo data) lays them out."""
@@ -61,6 +62,13 @@ class EventRow:
     id_kind: str = "token"
     """Which kind of identifier ``token`` holds: events from the vendor-compatible API
     may name a person by email, client id or alias instead of an anonymous token."""
+    custom_event: str | None = None
+    """The name of a custom event (``event`` is then ``custom``): one outside the 13 types,
+    from the Segment-spec API or the vendor's ``/e``."""
+    message_id: str | None = None
+    """The sender's id of the message (Segment's ``messageId``): a row whose id its site
+    has already stored is dropped, so a re-sent message is stored once. Not an events
+    column: the ids live in ``message_ids``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +109,12 @@ class Store(Protocol):
 
     def schema_version(self) -> int: ...
 
-    def insert_events(self, rows: list[EventRow]) -> list[bool]:
+    def insert_events(self, rows: list[EventRow]) -> list[int]:
         """Write ``rows`` in one committed transaction.
 
-        Returns, per row, whether it is a repeated purchase (same orderNum on the same site),
-        which is stored but not counted as an order.
+        Returns, per row, ``STORED``, ``REPEATED_ORDER`` (a purchase repeating an orderNum
+        of its site: stored, not counted as an order) or ``REPEATED_MESSAGE`` (a message
+        id the site already has, or an earlier row of ``rows`` has: not stored again).
         """
         ...
 
@@ -159,6 +168,43 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def split_repeated_messages(
+    rows: Sequence[EventRow], known: set[tuple[str, str]]
+) -> tuple[list[bool], list[EventRow], list[tuple[str, str, int]]]:
+    """Rows against the message ids a store already has: per row whether it repeats one
+    (stored already, or earlier in ``rows``), the rows to keep, and the new ids as
+    (site_id, message_id, received time in microseconds)."""
+    seen = set(known)
+    repeated: list[bool] = []
+    kept: list[EventRow] = []
+    fresh: list[tuple[str, str, int]] = []
+    for row in rows:
+        if row.message_id is not None:
+            key = (row.site_id, row.message_id)
+            if key in seen:
+                repeated.append(True)
+                continue
+            seen.add(key)
+            fresh.append((row.site_id, row.message_id, row.received_us))
+        repeated.append(False)
+        kept.append(row)
+    return repeated, kept, fresh
+
+
+STORED, REPEATED_ORDER, REPEATED_MESSAGE = 0, 1, 2
+"""What became of a row written: true values are repeats (a tracking answer says
+``"duplicate": true`` for either)."""
+
+
+def merge_flags(repeated: Sequence[bool], duplicates: Sequence[bool]) -> list[int]:
+    """Per row of a group: ``REPEATED_MESSAGE`` for the rows dropped, the kept rows'
+    repeated-order flags in order."""
+    kept = iter(duplicates)
+    return [
+        REPEATED_MESSAGE if skip else REPEATED_ORDER if next(kept) else STORED for skip in repeated
+    ]
 
 
 def redact(database: str) -> str:

@@ -24,6 +24,8 @@ from footfall.store.base import (
     Site,
     StoreBusyError,
     Transaction,
+    merge_flags,
+    split_repeated_messages,
 )
 from footfall.store.migrations import MIGRATIONS, render
 
@@ -104,10 +106,12 @@ class DuckDBStore:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
         )
-        current = self.schema_version()
+        # Every migration not recorded yet, in order (not only those above the highest: two
+        # branches may add versions 8 and 9 and land in either order).
+        done = {int(v) for (v,) in cur.execute("SELECT version FROM schema_migrations").fetchall()}
         applied: list[int] = []
         for migration in MIGRATIONS:
-            if migration.version <= current:
+            if migration.version in done:
                 continue
             cur.execute("BEGIN")
             try:
@@ -128,7 +132,7 @@ class DuckDBStore:
 
     # ------------------------------------------------------------------ events
 
-    def insert_events(self, rows: list[EventRow]) -> list[bool]:
+    def insert_events(self, rows: list[EventRow]) -> list[int]:
         if not rows:
             return []
         cur = self._cursor()
@@ -136,14 +140,45 @@ class DuckDBStore:
             # Few calls into DuckDB per batch: each one gives up and re-takes the GIL.
             cur.execute("BEGIN")
             try:
-                duplicates = self._mark_repeated_orders(cur, rows)
+                repeated, kept = self._drop_repeated_messages(cur, rows)
+                duplicates = self._mark_repeated_orders(cur, kept)
                 # DuckDB finds this local by name (a replacement scan): cheaper than register().
-                _ff_batch = _arrow_batch(rows, duplicates)
-                cur.execute(_INSERT_AND_COMMIT)
+                _ff_batch = _arrow_batch(kept, duplicates)
+                if kept:
+                    cur.execute(_INSERT_AND_COMMIT)
+                else:
+                    cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-        return duplicates
+        return merge_flags(repeated, duplicates)
+
+    def _drop_repeated_messages(
+        self, cur: duckdb.DuckDBPyConnection, rows: list[EventRow]
+    ) -> tuple[list[bool], list[EventRow]]:
+        """Rows whose message id their site already has are dropped; the others' ids are
+        recorded in the same transaction. Returns the repeat flags and the rows kept."""
+        keyed = [(row.site_id, row.message_id) for row in rows if row.message_id is not None]
+        if not keyed:
+            return [False] * len(rows), rows
+        known = _known_pairs(cur, "message_ids", "message_id", keyed)
+        repeated, kept, fresh = split_repeated_messages(rows, known)
+        if fresh:
+            _ff_messages = _pairs_table(
+                [(s, m) for s, m, _ in fresh], "message_id", "received_at", [t for *_, t in fresh]
+            )
+            cur.execute("INSERT INTO message_ids SELECT * FROM _ff_messages")
+        return repeated, kept
+
+    def message_keys(self) -> list[tuple[str, str]]:
+        rows = self._cursor().execute("SELECT site_id, message_id FROM message_ids").fetchall()
+        return [(site, message) for site, message in rows]
+
+    def known_messages(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (site_id, message_id) pairs are already stored."""
+        if not keys:
+            return set()
+        return _known_pairs(self._cursor(), "message_ids", "message_id", keys)
 
     @staticmethod
     def _mark_repeated_orders(cur: duckdb.DuckDBPyConnection, rows: list[EventRow]) -> list[bool]:
@@ -156,15 +191,7 @@ class DuckDBStore:
         ]
         if not wanted:
             return duplicates
-        numbers = sorted({order for _, _, order in wanted})
-        placeholders = ", ".join("?" * len(numbers))
-        known = {
-            (site, order)
-            for site, order in cur.execute(
-                f"SELECT site_id, order_num FROM orders WHERE order_num IN ({placeholders})",  # noqa: S608
-                numbers,
-            ).fetchall()
-        }
+        known = _known_pairs(cur, "orders", "order_num", [(s, o) for _, s, o in wanted if o])
         fresh: list[tuple[str, str, int]] = []
         for i, site, order in wanted:
             assert order is not None
@@ -174,11 +201,10 @@ class DuckDBStore:
                 known.add((site, order))
                 fresh.append((site, order, rows[i].ts_us))
         if fresh:
-            values = ", ".join("(?, ?, make_timestamp(?))" for _ in fresh)
-            cur.execute(
-                f"INSERT INTO orders VALUES {values}",  # noqa: S608
-                [value for row in fresh for value in row],
+            _ff_orders = _pairs_table(
+                [(s, o) for s, o, _ in fresh], "order_num", "first_seen", [t for _, _, t in fresh]
             )
+            cur.execute("INSERT INTO orders SELECT * FROM _ff_orders")
         return duplicates
 
     _LOADABLE = frozenset({"events", "identity_nodes", "links", "link_log", "orders"})
@@ -209,18 +235,7 @@ class DuckDBStore:
     def known_orders(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         if not keys:
             return set()
-        numbers = sorted({order for _, order in keys})
-        placeholders = ", ".join("?" * len(numbers))
-        rows = (
-            self._cursor()
-            .execute(
-                f"SELECT site_id, order_num FROM orders WHERE order_num IN ({placeholders})",  # noqa: S608
-                numbers,
-            )
-            .fetchall()
-        )
-        wanted = set(keys)
-        return {(site, order) for site, order in rows if (site, order) in wanted}
+        return _known_pairs(self._cursor(), "orders", "order_num", keys)
 
     def load_journaled(
         self,
@@ -246,6 +261,20 @@ class DuckDBStore:
             try:
                 if _ff_batch.num_rows:
                     cur.execute(_INSERT_BATCH)
+                    if any(m is not None for m in columns.get("message_id", ())):
+                        _ff_messages = pa.table(
+                            {
+                                "site_id": _ff_batch.column("site_id"),
+                                "message_id": pa.array(columns["message_id"], pa.string()),
+                                "received_at": _ff_batch.column("received_at"),
+                            }
+                        )
+                        # The writer thread let each id through once; DO NOTHING only
+                        # guards against an id recorded meanwhile by another path.
+                        cur.execute(
+                            "INSERT INTO message_ids SELECT * FROM _ff_messages "
+                            "WHERE message_id IS NOT NULL ON CONFLICT DO NOTHING"
+                        )
                 if orders:
                     cur.execute(
                         "INSERT INTO orders SELECT site_id, order_num, first_seen FROM _ff_orders "
@@ -399,6 +428,41 @@ class _DuckTransaction:
         return self._cursor.execute(sql, list(params)).fetchall()
 
 
+def _pairs_table(
+    keys: Sequence[tuple[str, str]],
+    column: str,
+    time_column: str | None = None,
+    times: Sequence[int] = (),
+) -> pa.Table:
+    """(site_id, key) pairs as an Arrow table, with a time column when given."""
+    columns: dict[str, pa.Array] = {
+        "site_id": pa.array([k[0] for k in keys], pa.string()),
+        column: pa.array([k[1] for k in keys], pa.string()),
+    }
+    if time_column is not None:
+        columns[time_column] = pa.array(times, pa.timestamp("us"))
+    return pa.table(columns)
+
+
+_KNOWN_PAIRS = {
+    # Table and column names are these constants, never input.
+    table: f"SELECT t.site_id, t.{column} FROM {table} t SEMI JOIN _ff_keys k "  # noqa: S608
+    f"ON k.site_id = t.site_id AND k.{column} = t.{column}"
+    for table, column in (("orders", "order_num"), ("message_ids", "message_id"))
+}
+
+
+def _known_pairs(
+    cur: duckdb.DuckDBPyConnection, table: str, column: str, keys: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (site_id, key) pairs ``table`` holds: one join with the keys as an Arrow table
+    (a list of thousands of parameters costs DuckDB far more to bind)."""
+    _ff_keys = _pairs_table(keys, column)
+    found = cur.execute(_KNOWN_PAIRS[table]).fetchall()
+    wanted = set(keys)
+    return {(site, key) for site, key in found if (site, key) in wanted}
+
+
 def _site(row: tuple[str, str, str, str | None]) -> Site:
     return Site(row[0], row[1], tuple(json.loads(row[2])), row[3] or row[0])
 
@@ -423,6 +487,7 @@ def _arrow_batch(rows: list[EventRow], duplicates: list[bool]) -> pa.Table:
         "user_agent": [r.user_agent for r in rows],
         "data": [r.data for r in rows],
         "id_kind": [r.id_kind for r in rows],
+        "custom_event": [r.custom_event for r in rows],
     }
     return pa.table({name: pa.array(columns[name], type=kind) for name, kind in _EVENT_COLUMNS})
 

@@ -47,7 +47,9 @@ from footfall.store.base import (
     Site,
     StoreUnavailableError,
     Transaction,
+    merge_flags,
     redact,
+    split_repeated_messages,
 )
 from footfall.store.migrations import MIGRATIONS, render
 
@@ -238,9 +240,10 @@ class PostgresStore:
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                     "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
                 )
-                current = self._version(conn)
+                # Every migration not recorded yet (see the DuckDB store's migrate).
+                done = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
                 for migration in MIGRATIONS:
-                    if migration.version <= current:
+                    if migration.version in done:
                         continue
                     with conn.transaction():
                         for statement in migration.statements:
@@ -258,13 +261,14 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ events
 
-    def insert_events(self, rows: list[EventRow]) -> list[bool]:
+    def insert_events(self, rows: list[EventRow]) -> list[int]:
         if not rows:
             return []
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            duplicates = self._mark_repeated_orders(cur, rows)
+            repeated, kept = self._drop_repeated_messages(cur, rows)
+            duplicates = self._mark_repeated_orders(cur, kept)
             with cur.copy(_COPY_EVENTS) as copy:
-                for row, duplicate in zip(rows, duplicates, strict=True):
+                for row, duplicate in zip(kept, duplicates, strict=True):
                     copy.write_row(
                         (
                             _scrub(row.site_id),
@@ -285,9 +289,34 @@ class PostgresStore:
                             _scrub(row.user_agent),
                             _scrub(row.data),
                             _scrub(row.id_kind),
+                            _scrub(row.custom_event),
                         )
                     )
-        return duplicates
+        return merge_flags(repeated, duplicates)
+
+    @staticmethod
+    def _drop_repeated_messages(
+        cur: psycopg.Cursor[Any], rows: list[EventRow]
+    ) -> tuple[list[bool], list[EventRow]]:
+        """Rows whose message id their site already has (in any process: the insert waits
+        for a racing transaction's commit on the primary key) are dropped."""
+        if all(row.message_id is None for row in rows):
+            return [False] * len(rows), rows
+        _, _, candidates = split_repeated_messages(rows, set())
+        cur.execute(
+            "INSERT INTO message_ids (site_id, message_id, received_at) "
+            "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::timestamp[]) "
+            "ON CONFLICT (site_id, message_id) DO NOTHING RETURNING site_id, message_id",
+            [
+                [_scrub(c[0]) for c in candidates],
+                [_scrub(c[1]) for c in candidates],
+                [_timestamp(c[2]) for c in candidates],
+            ],
+        )
+        fresh = {(site, message) for site, message in cur.fetchall()}
+        known = {(c[0], c[1]) for c in candidates if (_scrub(c[0]), _scrub(c[1])) not in fresh}
+        repeated, kept, _ = split_repeated_messages(rows, known)
+        return repeated, kept
 
     @staticmethod
     def _mark_repeated_orders(cur: psycopg.Cursor[Any], rows: list[EventRow]) -> list[bool]:

@@ -80,6 +80,9 @@ def fmt_time(value: Any) -> str:
 
 
 def event_label(event: str) -> str:
+    """A type's label; a custom event (``custom:NAME``) by its name."""
+    if event.startswith("custom:"):
+        return f"{event[7:]} (custom)"
     return EVENT_LABELS.get(event, event)
 
 
@@ -402,12 +405,29 @@ def errors_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     )
 
 
+def custom_events_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "name": "Custom events",
+                "x": [d["day"] for d in daily],
+                "y": [d["events"] for d in daily],
+                "marker": {"color": PALETTE[1]},
+            }
+        ],
+        xaxis={"type": "date", "tickformat": "%b %d", "dtick": 86_400_000},
+        showlegend=False,
+    )
+
+
 def journey_chart(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Each event a dot: time across, event type down, one colour per site."""
     by_site: dict[str, list[Mapping[str, Any]]] = {}
     for event in events:
         by_site.setdefault(str(event["site_id"]), []).append(event)
-    order = [e for e in EVENT_LABELS if any(ev["event"] == e for ev in events)]
+    present = {str(ev["event"]) for ev in events}
+    order = [e for e in EVENT_LABELS if e in present] + sorted(present - set(EVENT_LABELS))
     return _figure(
         [
             {

@@ -26,13 +26,20 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from footfall.analytics.params import report_filters, report_options, site_scope
-from footfall.analytics.reports import BREAKDOWNS, DEFAULT_FUNNEL, INTERVALS, REPORTS, Filters
+from footfall.analytics.reports import (
+    BREAKDOWNS,
+    CUSTOM_PREFIX,
+    DEFAULT_FUNNEL,
+    INTERVALS,
+    REPORTS,
+    Filters,
+)
 from footfall.config import Settings
 from footfall.errors import ApiError, invalid
 from footfall.http.ratelimit import SlidingWindowLimiter
 from footfall.http.shared import Gate, Services
 from footfall.identity import MAX_NAME_CHARS
-from footfall.ingest.validate import EVENT_TYPES
+from footfall.ingest.validate import CUSTOM_EVENT, EVENT_TYPES
 from footfall.passwords import password_fingerprint, verify_password
 from footfall.store.base import Site
 from footfall.web import charts
@@ -572,6 +579,18 @@ class Dashboard:
             figure=charts.errors_chart(data["daily"]),
         )
 
+    async def custom_events(self, request: Request) -> Response:
+        view = await self.view(request)
+        data = await self.report(view, "custom-events")
+        return self.analytics(
+            request,
+            view,
+            "custom_events.html",
+            "Custom events",
+            data=data,
+            figure=charts.custom_events_chart(data["daily"]),
+        )
+
     # ------------------------------------------------------------------ persons
 
     def _person_scope(self, viewer: Viewer, tenant: str | None) -> dict[str, list[str]]:
@@ -663,6 +682,8 @@ class Dashboard:
         message = DONE_MESSAGES["split"] if params.get("done") == "split" else None
         for event in found["events"]:
             event["details"] = _describe(event)
+            if event["event"] == CUSTOM_EVENT:  # shown by its own name
+                event["event"] = CUSTOM_PREFIX + str(event["custom_event"])
         return self.render(
             request,
             "person.html",
@@ -781,6 +802,7 @@ class Dashboard:
             ("/widget", page(self.widget), ["GET"]),
             ("/questions", page(self.questions), ["GET"]),
             ("/errors", page(self.errors), ["GET"]),
+            ("/custom-events", page(self.custom_events), ["GET"]),
             ("/persons", page(self.persons), ["GET"]),
             ("/person", page(self.person), ["GET"]),
             ("/person/export", page(self.export), ["GET"]),
@@ -808,6 +830,7 @@ _NAV = (
     ("Analytics", "/widget", "Popups & feedback"),
     ("Analytics", "/questions", "Questions"),
     ("Analytics", "/errors", "Client errors"),
+    ("Analytics", "/custom-events", "Custom events"),
     ("People", "/persons", "Person search"),
 )
 

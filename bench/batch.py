@@ -1,0 +1,170 @@
+"""Batch ingest throughput: Footfall's batch API and the Segment-spec /v1/batch against a
+parse-only baseline (the same body read and JSON-decoded, nothing stored) on one server.
+
+Starts ``footfall serve`` on 127.0.0.1 with a fresh DuckDB file and a write key, drives it
+with autocannon (500-event batches, exact request counts, alternating rounds), stops the
+server and checks that the stored events equal the events acknowledged.
+
+    python bench/batch.py [--requests 200] [--size 500] [--connections 8] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from ingest import BENCH, ensure_loadgen, free_port, metric_means, peak_rss_mib, wait_healthy
+
+ROUTES = (
+    ("baseline", "/bench/noop-batch", "tracking"),
+    ("batch", "/api/analytics/batch", "tracking"),
+    ("segment", "/v1/batch", "segment"),
+)
+
+
+def load(url: str, amount: int, connections: int, size: int, mode: str, auth: str) -> float:
+    """Events per second of one round; raises unless every request got a 200."""
+    out = subprocess.run(
+        [
+            "node",
+            str(BENCH / "batchgen.js"),
+            url,
+            str(amount),
+            str(connections),
+            str(size),
+            mode,
+            auth,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if result["statuses"] != {"200": amount}:
+        raise RuntimeError(f"{url}: not every batch was accepted: {result['statuses']}")
+    return float(result["events_per_s"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="batches per round")
+    parser.add_argument("--size", type=int, default=500, help="events per batch")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    ensure_loadgen()
+    workdir = Path(tempfile.mkdtemp(prefix="footfall-batch-"))
+    database = workdir / "bench.duckdb"
+    env = {
+        **os.environ,
+        "FOOTFALL_BENCH_NOOP": "true",
+        "FOOTFALL_TRUSTED_PROXIES": "127.0.0.1",
+        "FOOTFALL_LOG_LEVEL": "warning",
+    }
+    write_key = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "footfall",
+            "sites",
+            "write-key",
+            "default",
+            "--database",
+            str(database),
+        ],
+        env=env,
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "footfall",
+            "serve",
+            "--port",
+            str(port),
+            "--database",
+            str(database),
+        ],
+        env=env,
+        cwd=workdir,
+    )
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in ROUTES}
+    acknowledged = 0
+    try:
+        wait_healthy(base)
+        for name, path, mode in ROUTES:  # warm-up, counted like the rest
+            load(base + path, 20, args.connections, args.size, mode, auth)
+            acknowledged += 0 if name == "baseline" else 20 * args.size
+        for _ in range(args.rounds):
+            for name, path, mode in ROUTES:
+                rates[name].append(
+                    load(base + path, args.requests, args.connections, args.size, mode, auth)
+                )
+                acknowledged += 0 if name == "baseline" else args.requests * args.size
+        peak = peak_rss_mib(server.pid)
+        means = metric_means(base)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=120)
+    con = duckdb.connect(str(database), read_only=True)
+    row = con.execute("SELECT count(*) FROM events").fetchone()
+    con.close()
+    stored = int(row[0]) if row else -1
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    report = {
+        "batches_per_round": args.requests,
+        "events_per_batch": args.size,
+        "connections": args.connections,
+        "rounds": args.rounds,
+        "events_per_s": {name: round(value) for name, value in medians.items()},
+        "rounds_events_per_s": {n: [round(v) for v in vs] for n, vs in rates.items()},
+        "ratio_batch": round(medians["batch"] / medians["baseline"], 3),
+        "ratio_segment": round(medians["segment"] / medians["baseline"], 3),
+        "server_peak_rss_mib": round(peak, 1),
+        "events_per_group_commit": round(means["events_per_group"], 1),
+        "events_per_duckdb_load": round(means["events_per_load"], 1),
+        "load_average_before": round(load_before, 2),
+        "acknowledged": acknowledged,
+        "stored_events": stored,
+    }
+    for name, _, _ in ROUTES:
+        print(
+            f"{name:9}: {medians[name]:9.0f} events/s  (rounds: {[round(v) for v in rates[name]]})"
+        )
+    print(
+        f"ratio    : batch {report['ratio_batch']:.1%}, segment {report['ratio_segment']:.1%} "
+        "of the baseline (target >= 50%, and >= 150,000 events/s)"
+    )
+    print(
+        f"peak RSS : {peak:.0f} MiB; events per group commit {means['events_per_group']:.0f}, "
+        f"per DuckDB load {means['events_per_load']:.0f}; load average before {load_before:.2f}"
+    )
+    print(
+        f"stored   : {stored} of {acknowledged} acknowledged "
+        f"({'equal' if stored == acknowledged else 'MISMATCH'})"
+    )
+    (BENCH / "results").mkdir(exist_ok=True)
+    (BENCH / "results" / "batch.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if stored == acknowledged else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

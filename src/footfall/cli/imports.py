@@ -1,0 +1,265 @@
+"""``footfall import FILE``: newline-delimited JSON (Segment's format or the tracking
+format) into the store, or with ``--server`` into a running server's batch APIs.
+
+Into the store the lines are read and validated here while a second thread writes the
+rows of the previous chunk (DuckDB releases the interpreter while it works), so reading
+and writing overlap on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from footfall.cli.common import (
+    ConfigOpt,
+    DatabaseOpt,
+    KeyOpt,
+    ServerOpt,
+    console,
+    err,
+    fail,
+    open_store_or_exit,
+    settings_or_exit,
+)
+from footfall.identity import IdentityGraph
+from footfall.ingest.imports import FORMATS, Chunk, LineReader, Reject, line_chunks, open_lines
+from footfall.ingest.segment import MAX_BATCH_BYTES, apply_identity, erased
+from footfall.store.base import Store
+
+CHUNK_LINES = 20_000
+SHOWN_REJECTS = 50
+SERVER_BATCH = 500
+
+
+def import_command(
+    file: Annotated[Path, typer.Argument(help="NDJSON file (may be gzipped), one message a line.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="auto (per line), segment or tracking.")
+    ] = "auto",
+    site: Annotated[
+        str | None, typer.Option("--site", help="Site the events belong to (default site).")
+    ] = None,
+    server: ServerOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Import events, identifies and aliases; running the same file again adds nothing.
+
+    Each line goes through the API's own validation; a line that breaks a rule is reported
+    with its number and skipped. The exit code is 1 when any line was rejected.
+    """
+    if fmt not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}", 2)
+    if not file.is_file():
+        raise fail(f"no file {file}", 2)
+    started = time.perf_counter()
+    if server:
+        rejects, accepted, lines = _to_server(file, fmt, site, server, key)
+        summary = f"{accepted:,} messages accepted by {server}"
+    else:
+        settings = settings_or_exit(config, database=database)
+        store = open_store_or_exit(settings)
+        try:
+            site_id = site or settings.default_site
+            if store.get_site(site_id) is None:
+                raise fail(f"no site '{site_id}'", 2)
+            graph = IdentityGraph(
+                store, settings.identity_max_per_kind, settings.erase_tombstone_days
+            )
+            before = store.count_events(site_id)
+            rejects, lines, rows = _to_store(file, fmt, site_id, store, graph)
+            stored = store.count_events(site_id) - before
+        finally:
+            store.close()
+        summary = (
+            f"{stored:,} events stored, {rows - stored:,} already there (or of erased persons)"
+        )
+    seconds = time.perf_counter() - started
+    console.print(
+        f"{lines:,} lines in {seconds:.1f} s ({lines / seconds if seconds else 0:,.0f}/s): "
+        f"{summary}, {len(rejects):,} rejected"
+    )
+    for reject in rejects[:SHOWN_REJECTS]:
+        err.print(f"line {reject.line}: {reject.message}", highlight=False, markup=False)
+    if len(rejects) > SHOWN_REJECTS:
+        err.print(f"... and {len(rejects) - SHOWN_REJECTS:,} more rejected lines")
+    if rejects:
+        raise typer.Exit(1)
+
+
+def _progress(file: Path) -> Progress:
+    return Progress(
+        TextColumn("[bold]import[/bold]"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[lines]:>12,} lines"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _to_store(
+    file: Path, fmt: str, site_id: str, store: Store, graph: IdentityGraph
+) -> tuple[list[Reject], int, int]:
+    """Read and check here, write in a second thread; returns rejects, lines, rows sent."""
+    tombstones = graph.tombstones()
+    site = store.get_site(site_id)
+    assert site is not None
+    reader = LineReader(site_id, fmt)
+    pending: queue.Queue[Chunk | None] = queue.Queue(maxsize=2)
+    failure: list[BaseException] = []
+
+    def write() -> None:
+        while (chunk := pending.get()) is not None:
+            if failure:
+                continue
+            try:
+                rows = [
+                    r
+                    for r in chunk.rows
+                    if not tombstones or (site.scope, r.id_kind, r.token) not in tombstones
+                ]
+                for start in range(0, len(rows), 50_000):
+                    store.insert_events(rows[start : start + 50_000])
+                for call in chunk.calls:
+                    if not erased(tombstones, site.scope, call):
+                        apply_identity(graph, site.scope, call, "import")
+            except BaseException as exc:
+                failure.append(exc)
+
+    writer = threading.Thread(target=write, name="footfall-import-writer", daemon=True)
+    writer.start()
+    rejects: list[Reject] = []
+    lines = rows = 0
+    size = max(1, file.stat().st_size)
+    with open_lines(file) as handle, _progress(file) as progress:
+        task = progress.add_task("import", total=size, lines=0)
+        raw = getattr(handle, "fileobj", handle)  # gzip: progress over the compressed file
+        for numbered in line_chunks(handle, CHUNK_LINES):
+            chunk = Chunk()
+            reader.read(iter(numbered), chunk)
+            rejects.extend(chunk.rejects)
+            lines += chunk.lines
+            rows += len(chunk.rows)
+            pending.put(chunk)
+            if failure:
+                break
+            progress.update(task, completed=min(size, raw.tell()), lines=lines)
+        pending.put(None)
+        writer.join()
+        progress.update(task, completed=size, lines=lines)
+    if failure:
+        raise failure[0]
+    return rejects, lines, rows
+
+
+def _to_server(
+    file: Path, fmt: str, site: str | None, server: str, key: str | None
+) -> tuple[list[Reject], int, int]:
+    """Send the lines to the server's batch APIs (Segment lines to /v1/batch, tracking
+    lines to /api/analytics/batch), 500 at most a request; rejects come back per line."""
+    if not key:
+        raise fail("--server needs --key (or FOOTFALL_API_KEY): a secret API key of the site", 2)
+    base = server.rstrip("/")
+    reader = LineReader(site or "", fmt, to_rows=False)
+    rejects: list[Reject] = []
+    accepted = lines = 0
+    size = max(1, file.stat().st_size)
+    with open_lines(file) as handle, _progress(file) as progress:
+        task = progress.add_task("import", total=size, lines=0)
+        raw = getattr(handle, "fileobj", handle)
+        for numbered in line_chunks(handle, CHUNK_LINES):
+            chunk = Chunk()
+            reader.read(iter(numbered), chunk)
+            rejects.extend(chunk.rejects)
+            lines += chunk.lines
+            for kind in ("segment", "tracking"):
+                picked = [(n, body) for n, k, body in chunk.messages if k == kind]
+                for batch in _batches(picked):
+                    sent, refused = _send(base, key, kind, site, batch)
+                    accepted += sent
+                    rejects.extend(refused)
+            progress.update(task, completed=min(size, raw.tell()), lines=lines)
+    rejects.sort(key=lambda r: r.line)
+    return rejects, accepted, lines
+
+
+def _batches(
+    messages: list[tuple[int, dict[str, Any]]],
+) -> list[list[tuple[int, dict[str, Any], bytes]]]:
+    """Up to 500 messages and under the 500 KB batch limit each."""
+    out: list[list[tuple[int, dict[str, Any], bytes]]] = [[]]
+    size = 0
+    for number, body in messages:
+        encoded = json.dumps(body, separators=(",", ":")).encode()
+        if out[-1] and (
+            len(out[-1]) >= SERVER_BATCH or size + len(encoded) > MAX_BATCH_BYTES - 1024
+        ):
+            out.append([])
+            size = 0
+        out[-1].append((number, body, encoded))
+        size += len(encoded) + 1
+    return [batch for batch in out if batch]
+
+
+def _send(
+    base: str, key: str, kind: str, site: str | None, batch: list[tuple[int, dict[str, Any], bytes]]
+) -> tuple[int, list[Reject]]:
+    items = b",".join(encoded for _, _, encoded in batch)
+    if kind == "segment":
+        path, body = "/v1/batch", b'{"batch":[' + items + b"]}"
+    else:
+        named = f',"site":{json.dumps(site)}' if site else ""
+        path, body = "/api/analytics/batch", b'{"events":[' + items + b"]" + named.encode() + b"}"
+    answer = _post(base + path, key, body)
+    lines = [number for number, _, _ in batch]
+    if kind == "segment":
+        refused = [
+            Reject(lines[r["index"]], r["error"]["message"]) for r in answer.get("rejected", [])
+        ]
+    else:
+        refused = [
+            Reject(lines[r["index"]], r["error"]["message"])
+            for r in answer["results"]
+            if not r["success"]
+        ]
+    return len(batch) - len(refused), refused
+
+
+def _post(url: str, key: str, body: bytes) -> dict[str, Any]:
+    """POST with the API key; waits out 429 and 503 (up to 30 tries)."""
+    for _ in range(30):
+        request = urllib.request.Request(  # noqa: S310 - the operator's own server URL
+            url,
+            data=body,
+            method="POST",
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310
+                result: dict[str, Any] = json.loads(answer.read())
+                return result
+        except urllib.error.HTTPError as exc:
+            if exc.code in (429, 503):
+                time.sleep(min(60.0, float(exc.headers.get("retry-after") or 1)))
+                continue
+            try:
+                message = json.loads(exc.read())["error"]["message"]
+            except Exception:
+                message = str(exc)
+            raise fail(f"{url}: {message}") from None
+        except urllib.error.URLError as exc:
+            raise fail(f"cannot reach {url}: {exc.reason}") from None
+    raise fail(f"{url} kept answering 429/503; try again later")

@@ -1,0 +1,269 @@
+"""The Segment-spec HTTP tracking API, so Segment's and RudderStack's libraries work by
+changing one host name: ``/v1/track|identify|alias|page|screen|group`` (one message),
+``/v1/batch`` and ``/v1/import`` (many), and analytics.js's short forms (``/v1/t`` ...,
+``/v1/b``; ``/v1/m``, its metrics, is answered and dropped).
+
+A site's public write key authenticates (HTTP Basic user, or ``writeKey`` in the body); a
+secret API key (``Authorization: Bearer``) may send too, without the per-IP rate limit
+(``footfall import --server``). The mapping is ``footfall.ingest.segment``'s. Answers as
+Segment documents them: 200 ``{"success": true}``, 400 for a body that is not JSON or over
+the limits (32 KB a message, 500 KB a batch); a batch's messages that break a rule are
+dropped alone and listed in ``rejected``, a single call that breaks one answers 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from footfall.errors import ORIGIN_NOT_ALLOWED, TOO_LARGE, UNAUTHORIZED, ApiError, malformed
+from footfall.http.shared import (
+    Call,
+    Gate,
+    Services,
+    cors_headers,
+    json_response,
+    read_body,
+    run_blocking,
+)
+from footfall.ingest.segment import (
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    SHORT_TYPES,
+    TYPES,
+    Envelope,
+    IdentityCall,
+    Mapped,
+    apply_identity,
+    erased,
+    map_message,
+)
+from footfall.ingest.validate import (
+    decode_items,
+    decode_json,
+    json_problem,
+    now_us,
+    unique_keys,
+)
+from footfall.store.base import REPEATED_MESSAGE, Site
+
+log = logging.getLogger("footfall.api")
+
+SINGLE_PATHS = {f"/v1/{kind}": kind for kind in TYPES} | {
+    f"/v1/{short}": kind for short, kind in SHORT_TYPES.items()
+}
+BATCH_PATHS = ("/v1/batch", "/v1/import", "/v1/b")
+METRICS_PATH = "/v1/m"
+PATHS = (*SINGLE_PATHS, *BATCH_PATHS, METRICS_PATH)
+_OK = b'{"success":true}'
+_T = TypeVar("_T")
+
+
+class _Batch(msgspec.Struct, omit_defaults=True):
+    batch: list[msgspec.Raw]
+    sentAt: str | None = None
+    context: dict[str, Any] | None = None
+    writeKey: str | None = None
+
+
+_batch_decoder = msgspec.json.Decoder(_Batch)
+_encoder = msgspec.json.Encoder()
+
+
+def _basic_user(header: str) -> str | None:
+    """The user of ``Authorization: Basic base64(user:password)`` (the write key)."""
+    if header[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ApiError(401, UNAUTHORIZED, "malformed Basic authorization") from None
+    return decoded.partition(":")[0] or None
+
+
+class SegmentApi:
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def _admit(self, request: Request, call: Call) -> Site | None:
+        """The site of the key in the headers (a secret API key, Bearer or X-Api-Key: no
+        per-IP limit; a Basic write key), checked before the body is read; None when the
+        key is in the body."""
+        header = request.headers.get("authorization", "")
+        if header[:7].lower() == "bearer " or "x-api-key" in request.headers:
+            return self.gate.authenticated(request)
+        self.gate.rate_limit(call)
+        key = _basic_user(header)
+        return None if key is None else self._site(call, key)
+
+    @staticmethod
+    def _decoded(decode: Callable[[], _T], site: Site | None) -> _T:
+        """The body decoded; when it is unreadable and no key came in the headers, the
+        key (which would be in the body) is what is missing: 401, not 400."""
+        try:
+            return decode()
+        except ApiError:
+            if site is None:
+                raise ApiError(
+                    401, UNAUTHORIZED, "a write key is required (Basic user or writeKey)"
+                ) from None
+            raise
+
+    def _site(self, call: Call, key: Any) -> Site:
+        """The write key's site; its origins apply."""
+        services = self.gate.running()
+        if not key or not isinstance(key, str):
+            raise ApiError(401, UNAUTHORIZED, "a write key is required (Basic user or writeKey)")
+        site_id = self.gate.keys.write_site_id(services.store, key)
+        site = services.sites.sites.get(site_id) if site_id else None
+        if site is None:
+            raise ApiError(401, UNAUTHORIZED, "unknown or revoked write key")
+        if not services.sites.allows(site, call.origin):
+            raise ApiError(
+                403, ORIGIN_NOT_ALLOWED, f"origin {call.origin or '(none)'} is not allowed for site"
+            )
+        return site
+
+    def _envelope(self, site: Site, call: Call, sent_at: Any, context: Any) -> Envelope:
+        return Envelope(
+            site_id=site.id,
+            received_us=now_us(),
+            user_agent=call.user_agent,
+            sent_at=sent_at,
+            context=context if isinstance(context, dict) else None,
+        )
+
+    async def single(self, request: Request) -> Response:
+        call = Call.of(request)
+        keyed = await self._admit(request, call)
+        raw = await read_body(request, call, MAX_MESSAGE_BYTES)
+        message = self._decoded(lambda: _one_message(raw), keyed)
+        site = keyed or self._site(call, message.get("writeKey"))
+        kind = SINGLE_PATHS[request.url.path]
+        try:
+            mapped = map_message(message, self._envelope(site, call, None, None), kind)
+        except ApiError as error:  # Segment answers a single call's faults with 400
+            raise ApiError(400, error.code, error.message, error.field) from None
+        stored = await self._store(site, [mapped])
+        return json_response({"success": True, "stored": stored}, headers=cors_headers(call.origin))
+
+    async def batch(self, request: Request) -> Response:
+        call = Call.of(request)
+        keyed = await self._admit(request, call)
+        raw = await read_body(request, call, MAX_BATCH_BYTES)
+        body = self._decoded(lambda: _batch(raw), keyed)
+        site = keyed or self._site(call, body.writeKey)
+        for index, item in enumerate(body.batch):
+            if len(item) > MAX_MESSAGE_BYTES:
+                raise ApiError(
+                    400, TOO_LARGE, f"message {index} is larger than {MAX_MESSAGE_BYTES} bytes"
+                )
+        envelope = self._envelope(site, call, body.sentAt, body.context)
+        mapped: list[Mapped] = []
+        rejected: list[dict[str, Any]] = []
+        outer = _encoder.encode(
+            _Batch(batch=[], sentAt=body.sentAt, context=body.context, writeKey=body.writeKey)
+        )
+        messages = decode_items(raw, body.batch, outer, MAX_MESSAGE_BYTES)
+        for index, message in enumerate(messages):
+            try:
+                if isinstance(message, ApiError):
+                    raise message
+                mapped.append(map_message(message, envelope))
+            except ApiError as error:
+                rejected.append({"index": index, **error.body()})
+        stored = await self._store(site, mapped)
+        answer: dict[str, Any] = {"success": True, "stored": stored}
+        if rejected:
+            answer["accepted"] = len(mapped)
+            answer["rejected"] = rejected
+        return json_response(answer, headers=cors_headers(call.origin))
+
+    async def _store(self, site: Site, mapped: list[Mapped]) -> int:
+        """Identity calls in message order (in a worker thread), then the events in one
+        group commit; answered once both are done. Returns the events stored now."""
+        services = self.gate.running()
+        calls = [m.identity for m in mapped if m.identity is not None]
+        rows = [m.row for m in mapped if m.row is not None and not services.erased(site, m.row)]
+        if calls:
+            await run_blocking(_apply_all, services, site, calls)
+        if not rows:
+            return 0
+        flags = await services.committer.submit(rows)
+        return sum(1 for flag in flags if flag != REPEATED_MESSAGE)
+
+    async def metrics(self, request: Request) -> Response:
+        """analytics.js reports its own delivery metrics here: answered, not kept."""
+        call = Call.of(request)
+        self.gate.rate_limit(call)
+        await read_body(request, call, MAX_MESSAGE_BYTES)
+        return Response(_OK, media_type="application/json", headers=cors_headers(call.origin))
+
+    async def preflight(self, request: Request) -> Response:
+        """Browsers ask before a JSON or Basic-authorised call. The site is known only from
+        the key in the call itself (which checks the Origin again): here an origin that
+        some site allows gets the permission, any other a 403."""
+        call = Call.of(request)
+        registry = self.gate.running().sites
+        if request.headers.get("origin") is None or call.origin is None:
+            raise ApiError(403, ORIGIN_NOT_ALLOWED, "preflight without an Origin header")
+        if not any(registry.allows(site, call.origin) for site in registry.sites.values()):
+            raise ApiError(403, ORIGIN_NOT_ALLOWED, f"origin {call.origin} is not allowed")
+        headers = {
+            **cors_headers(call.origin),
+            "access-control-allow-methods": "POST, OPTIONS",
+            "access-control-allow-headers": "Content-Type, Authorization, Content-Encoding",
+            "access-control-max-age": "86400",
+        }
+        return Response(status_code=204, headers=headers)
+
+
+def _one_message(raw: bytes) -> dict[str, Any]:
+    message = decode_json(raw)
+    if not isinstance(message, dict):
+        raise malformed("the body must be a JSON object (one message)")
+    return message
+
+
+def _batch(raw: bytes) -> _Batch:
+    try:
+        body = _batch_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise malformed(f"the body must be {{'batch': [...]}}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise malformed(f"body is not valid JSON: {json_problem(exc, raw)}") from None
+    except RecursionError:
+        raise malformed("body is nested too deeply") from None
+    unique_keys(raw, _encoder.encode(body), outer_only=True)
+    return body
+
+
+def _apply_all(services: Services, site: Site, calls: list[IdentityCall]) -> None:
+    """Each call alone: the mapping checked their ids, so a refusal here is rare (an alias
+    whose earlier id is too long to be a token) and costs only that call."""
+    tombstones = services.tombstones
+    for call in calls:
+        if erased(tombstones, site.scope, call):
+            continue
+        try:
+            apply_identity(services.identity, site.scope, call, f"segment:{site.id}")
+        except ApiError as error:
+            log.warning("identity call dropped", extra={"kind": call.kind, "why": error.message})
+
+
+def routes(gate: Gate) -> list[Route]:
+    api = SegmentApi(gate)
+    return [
+        *(Route(path, api.single, methods=["POST"]) for path in SINGLE_PATHS),
+        *(Route(path, api.batch, methods=["POST"]) for path in BATCH_PATHS),
+        Route(METRICS_PATH, api.metrics, methods=["POST"]),
+        *(Route(path, api.preflight, methods=["OPTIONS"]) for path in PATHS),
+    ]

@@ -1,0 +1,395 @@
+"""Segment-spec messages (track, page, screen, identify, alias, group) to what Footfall
+stores: event rows for the write path and identity calls for the identity graph.
+
+One mapping for the HTTP API (``/v1/...``, ``footfall.http.segment``) and for
+``footfall import``, so both accept, map and refuse a message alike:
+
+- ``anonymousId`` becomes the token: kept when it has the token format, else (any other
+  string of 1-128 characters, or a number) replaced by ``sg-`` and 32 characters of its
+  SHA-256 (base64url), the same every time, so it still joins its events;
+- ``userId`` is the client id (an event with only a ``userId`` is stored under it);
+  ``traits.email`` the email; ``identify`` is Footfall's identify (same wrong-merge rules);
+- ``track`` names map to the types (``Order Completed`` purchase, ``Product Added``
+  added_to_cart, ``Cart Viewed`` go_to_cart, a name that is one of the 13 types that type);
+  every other name is a custom event;
+- time: ``receivedAt - (sentAt - originalTimestamp)`` (``timestamp`` when there is no
+  ``originalTimestamp``), Segment's correction of the sender's clock skew;
+- ``context.ip`` is never read into anything stored; ``context.userAgent`` and
+  ``context.page`` are kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from footfall.errors import invalid, malformed
+from footfall.identity import IdentityGraph, user_identifiers
+from footfall.ingest.validate import (
+    EVENT_TYPES,
+    TOKEN_PATTERN,
+    RequestContext,
+    custom_event_name,
+    validate_event,
+)
+from footfall.store.base import EventRow
+
+MAX_MESSAGE_BYTES = 32 * 1024
+"""Segment's limit on one message (a single call, or one message of a batch)."""
+MAX_BATCH_BYTES = 500 * 1024
+"""Segment's limit on a batch request."""
+MAX_ID_CHARS = 128
+MAX_USER_ID_CHARS = 255
+TYPES = ("track", "page", "screen", "identify", "alias", "group")
+SHORT_TYPES = {
+    "t": "track",
+    "p": "page",
+    "s": "screen",
+    "i": "identify",
+    "a": "alias",
+    "g": "group",
+}
+"""analytics.js posts single messages to ``/v1/t``, ``/v1/p``, ... (and batches to ``/v1/b``)."""
+ECOMMERCE = {
+    "Order Completed": "purchase",
+    "Product Added": "added_to_cart",
+    "Cart Viewed": "go_to_cart",
+}
+DEFAULT_CURRENCY = "USD"
+"""Segment's spec: revenue without a currency is in US dollars."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_EARLIEST_US = int(EARLIEST.timestamp() * 1_000_000)
+
+
+@dataclass(slots=True)
+class IdentityCall:
+    """An identity change a message asks for, applied by the caller through the graph."""
+
+    kind: str
+    """``identify``, ``alias`` or ``group``."""
+    token: str | None = None
+    client_id: str | None = None
+    email: str | None = None
+    traits: dict[str, Any] = field(default_factory=dict)
+    previous_id: str | None = None
+    """``alias``: the earlier name (a client id, else an anonymous id: mapped like one)."""
+
+
+@dataclass(slots=True)
+class Mapped:
+    """What one message becomes: an event row, an identity call, or (rarely) both."""
+
+    row: EventRow | None = None
+    identity: IdentityCall | None = None
+
+
+@dataclass(slots=True)
+class Envelope:
+    """What a request tells about all its messages."""
+
+    site_id: str
+    received_us: int
+    user_agent: str | None = None
+    sent_at: Any = None
+    """The batch's ``sentAt``, for messages without their own."""
+    context: Mapping[str, Any] | None = None
+    """The batch's ``context``, under each message's own."""
+    _contexts: dict[str | None, RequestContext] = field(default_factory=dict)
+
+    def context_for(self, user_agent: str | None) -> RequestContext:
+        """The validation context of a message with this user agent (one per agent: a
+        batch's messages mostly share theirs)."""
+        made = self._contexts.get(user_agent)
+        if made is None:
+            made = self._contexts[user_agent] = RequestContext(
+                site_id=self.site_id, now_us=self.received_us, user_agent=user_agent
+            )
+        return made
+
+
+def token_for(anonymous_id: Any, field_name: str = "anonymousId") -> str:
+    """The token an ``anonymousId`` stands for (see the module's docstring)."""
+    if isinstance(anonymous_id, int) and not isinstance(anonymous_id, bool):
+        anonymous_id = str(anonymous_id)
+    if not isinstance(anonymous_id, str):
+        raise invalid(field_name, "must be a string")
+    if not anonymous_id or len(anonymous_id) > MAX_ID_CHARS:
+        raise invalid(field_name, f"must be 1-{MAX_ID_CHARS} characters")
+    if TOKEN_PATTERN.fullmatch(anonymous_id):
+        return anonymous_id
+    digest = hashlib.sha256(anonymous_id.encode("utf-8", "surrogatepass")).digest()
+    return "sg-" + base64.urlsafe_b64encode(digest).decode()[:32]
+
+
+def user_id(value: Any, field_name: str = "userId") -> str:
+    """A user id (or group or earlier id): a string of 1-255 characters, or an integer."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise invalid(field_name, "must be a string")
+    text = value.strip()
+    if not text or len(value) > MAX_USER_ID_CHARS:
+        raise invalid(field_name, f"must be 1-{MAX_USER_ID_CHARS} characters")
+    return text
+
+
+def parse_time(value: Any, field_name: str) -> int:
+    """An ISO 8601 time (``Z`` or an offset; none means UTC) to UTC microseconds."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise invalid(field_name, "must be an ISO 8601 date-time")
+    micros = _micros(value)
+    if micros is None:
+        raise invalid(field_name, "must be an ISO 8601 date-time (years 1-9999)")
+    return micros
+
+
+@functools.lru_cache(maxsize=4096)
+def _micros(text: str) -> int | None:
+    """Remembered: a batch's messages mostly share their ``sentAt`` and often their times."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return (moment - _EPOCH) // _MICROSECOND
+    except (ValueError, OverflowError):
+        return None
+
+
+def corrected_time(message: Mapping[str, Any], envelope: Envelope) -> int:
+    """When the message happened, in UTC microseconds: the sender's time moved by the
+    sender's clock error (its ``sentAt`` against our ``receivedAt``); never later than
+    its arrival, never before 2000."""
+    received = envelope.received_us
+    original = message.get("originalTimestamp")
+    field_name = "originalTimestamp"
+    if original is None:
+        original, field_name = message.get("timestamp"), "timestamp"
+    if original is None:
+        return received
+    happened = parse_time(original, field_name)
+    sent = message.get("sentAt")
+    if sent is None:
+        sent = envelope.sent_at
+    if sent is not None:
+        happened = received - (parse_time(sent, "sentAt") - happened)
+    if happened < _EARLIEST_US:
+        raise invalid(field_name, "lies before the year 2000")
+    return min(happened, received)
+
+
+def _object(value: Any, field_name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(field_name, "must be an object")
+    return value
+
+
+def _items(products: Any, currency: Any) -> list[Any]:
+    """Segment's ``products[]`` as Footfall's items (checked by the tracking rules)."""
+    if not isinstance(products, list):
+        raise invalid("properties.products", "must be an array")
+    return [_item(product, currency) for product in products]
+
+
+def _item(product: Any, currency: Any) -> Any:
+    if not isinstance(product, dict):
+        return product  # the item rules refuse it with its index
+    item = {k: v for k, v in product.items() if k not in ("product_id", "price")}
+    item_id = product.get("product_id", product.get("sku", product.get("id")))
+    if item_id is not None:
+        item["item_id"] = item_id
+        item.pop("id", None)
+    if product.get("price") is not None:
+        item["value"] = product["price"]
+    if item.get("currency") is None and currency is not None:
+        item["currency"] = currency
+    return item
+
+
+def _track_data(name: str, properties: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The Footfall type (None: a custom event) and data of a ``track`` call."""
+    event = ECOMMERCE.get(name) or (name if name in EVENT_TYPES else None)
+    if event is None or name in EVENT_TYPES:
+        return event, dict(properties)
+    currency = properties.get("currency")
+    if currency is None:
+        currency = DEFAULT_CURRENCY
+    data = {
+        k: v
+        for k, v in properties.items()
+        if k not in ("order_id", "products", "revenue", "product_id", "price", "sku")
+    }
+    data["currency"] = currency
+    if event == "purchase":
+        if properties.get("order_id") is not None:
+            data["orderNum"] = properties["order_id"]
+        revenue = properties.get("revenue", properties.get("total"))
+        if revenue is not None:
+            data["value"] = revenue
+    if properties.get("products") is not None:
+        data["items"] = _items(properties["products"], currency)
+    elif event == "added_to_cart" and any(
+        properties.get(k) is not None for k in ("product_id", "sku", "price")
+    ):
+        data["items"] = [_item(properties, currency)]  # the product itself
+    return event, data
+
+
+def map_message(message: Any, envelope: Envelope, kind: str | None = None) -> Mapped:
+    """One Segment message to what Footfall stores; ``kind`` is the endpoint's type
+    (``/v1/track``) where the message may leave out ``type``. Raises ApiError (400/422)."""
+    if not isinstance(message, dict):
+        raise malformed("a message must be a JSON object")
+    given = message.get("type")
+    if given is not None and (not isinstance(given, str) or given not in TYPES):
+        raise invalid("type", f"must be one of {', '.join(TYPES)}")
+    kind = given or kind
+    if kind is None:
+        raise invalid("type", "required in a batch")
+    _check_types(message)
+    own = _object(message.get("context"), "context")
+    context = {**envelope.context, **own} if envelope.context else own
+    anonymous = message.get("anonymousId")
+    token = None if anonymous is None or anonymous == "" else token_for(anonymous)
+    user = None if message.get("userId") in (None, "") else user_id(message["userId"])
+    if kind == "alias":
+        return Mapped(identity=_alias(message, user))
+    if token is None and user is None:
+        raise invalid("anonymousId", "a message needs a userId or an anonymousId")
+    if kind == "identify":
+        traits = _object(message.get("traits"), "traits")
+        if not traits:
+            traits = _object(context.get("traits"), "context.traits")
+        email = traits.get("email")
+        if email is not None and not isinstance(email, str):
+            raise invalid("traits.email", "must be a string")
+        metadata = {k: v for k, v in traits.items() if k != "email"}
+        user_identifiers(user, email or None)  # a bad email is this message's 422
+        return Mapped(identity=IdentityCall("identify", token, user, email or None, metadata))
+    if kind == "group":
+        group = message.get("groupId")
+        if group is None:
+            raise invalid("groupId", "required")
+        traits = _object(message.get("traits"), "traits")
+        return Mapped(
+            identity=IdentityCall(
+                "group",
+                token,
+                user,
+                traits={"group_id": user_id(group, "groupId"), "group": traits},
+            )
+        )
+    return Mapped(row=_event(message, envelope, kind, context, token, user))
+
+
+_TIMES = ("timestamp", "originalTimestamp", "sentAt")
+_OBJECTS = ("properties", "traits", "context")
+
+
+def _check_types(message: Mapping[str, Any]) -> None:
+    """Every field the spec types is checked, used or not, so what the API documents is
+    what it accepts (a number where a time belongs is refused, not ignored)."""
+    for name in _TIMES:
+        if message.get(name) is not None and not isinstance(message[name], str):
+            raise invalid(name, "must be an ISO 8601 date-time")
+    for name in _OBJECTS:
+        if message.get(name) is not None and not isinstance(message[name], dict):
+            raise invalid(name, "must be an object")
+    for name in ("event", "writeKey"):
+        if message.get(name) is not None and not isinstance(message[name], str):
+            raise invalid(name, "must be a string")
+
+
+def _alias(message: Mapping[str, Any], user: str | None) -> IdentityCall:
+    if user is None:
+        raise invalid("userId", "required for alias")
+    previous = message.get("previousId")
+    if previous is None or previous == "":
+        raise invalid("previousId", "required for alias")
+    return IdentityCall("alias", client_id=user, previous_id=user_id(previous, "previousId"))
+
+
+def _event(
+    message: Mapping[str, Any],
+    envelope: Envelope,
+    kind: str,
+    context: Mapping[str, Any],
+    token: str | None,
+    user: str | None,
+) -> EventRow:
+    properties = _object(message.get("properties"), "properties")
+    page = _object(context.get("page"), "context.page")
+    custom: str | None = None
+    if kind == "track":
+        name = message.get("event")
+        if name is None:
+            raise invalid("event", "required for track")
+        if not isinstance(name, str):
+            raise invalid("event", "must be a string")
+        event, data = _track_data(name.strip(), properties)
+        if event is None:
+            custom = custom_event_name(name, "event")
+            event = "visitor"  # ignored: custom_name makes it a custom event
+    else:  # page, screen: a view
+        event, data = "visitor", dict(properties)
+        name = message.get("name")
+        if name is not None:
+            data["screen" if kind == "screen" else "name"] = name
+        if message.get("category") is not None:
+            data["category"] = message["category"]
+    if page:
+        data["context"] = {"page": page}
+    url = page.get("url") if kind != "screen" else None
+    if url is None and kind == "page":
+        url = properties.get("url")
+    agent = context.get("userAgent", envelope.user_agent)
+    body = {
+        "event": event,
+        "token": token if token is not None else user,
+        "data": data,
+        "url": url if isinstance(url, str) else None,
+        "messageId": message.get("messageId"),  # checked by validate_event
+    }
+    ctx = envelope.context_for(agent if isinstance(agent, str) else None)
+    row = validate_event(
+        body, ctx, custom_name=custom, id_kind="token" if token is not None else "client_id"
+    )
+    row.ts_us = corrected_time(message, envelope)
+    return row
+
+
+def erased(tombstones: set[tuple[str, str, str]], tenant: str, call: IdentityCall) -> bool:
+    """Whether an identity call names an identifier erased lately (it is then dropped)."""
+    if not tombstones:
+        return False
+    named = (("token", call.token), ("client_id", call.client_id), ("email", call.email))
+    return any(
+        (tenant, kind, value.strip().lower() if kind == "email" else value) in tombstones
+        for kind, value in named
+        if value
+    )
+
+
+def apply_identity(graph: IdentityGraph, tenant: str, call: IdentityCall, actor: str) -> None:
+    """Carry out an identity call: identify (wrong-merge rules apply), alias (an explicit
+    instruction: merges), group (the group's id and traits on the person)."""
+    if call.kind == "identify":
+        graph.identify(tenant, call.token, call.client_id, call.email, call.traits, actor=actor)
+    elif call.kind == "alias":
+        assert call.client_id is not None
+        assert call.previous_id is not None
+        previous = f"client_id:{call.previous_id}"
+        if graph.find(tenant, previous) is None:  # not a user id: an anonymous one
+            previous = f"token:{token_for(call.previous_id, 'previousId')}"
+        graph.alias(tenant, previous, f"client_id:{call.client_id}", actor)
+    else:
+        name = f"client_id:{call.client_id}" if call.client_id else f"token:{call.token}"
+        graph.set_properties(tenant, name, call.traits)

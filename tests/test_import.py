@@ -1,0 +1,143 @@
+"""``footfall import``: NDJSON in Segment's and the tracking format, into the file and into a
+running server (--server); per-line rejects with their line numbers; idempotent."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from conftest import Server
+
+LINES: list[Any] = [
+    {
+        "type": "identify",
+        "userId": "imp-user-1",
+        "anonymousId": "imp-anon-0001",
+        "traits": {"email": "imp@shop.test"},
+        "messageId": "i-1",
+    },
+    {
+        "type": "page",
+        "anonymousId": "imp-anon-0001",
+        "messageId": "p-1",
+        "timestamp": "2025-03-01T10:00:00Z",
+        "context": {"page": {"url": "https://shop.test/"}},
+    },
+    {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": "imp-user-1",
+        "messageId": "o-1",
+        "timestamp": "2025-03-01T10:05:00Z",
+        "properties": {
+            "order_id": "IMP-1",
+            "currency": "EUR",
+            "revenue": 40,
+            "products": [{"product_id": "A", "price": 20, "quantity": 2}],
+        },
+    },
+    {
+        "type": "track",
+        "event": "Signed Up",
+        "anonymousId": "imp anon with spaces",
+        "messageId": "s-1",
+        "timestamp": "2025-03-02T08:00:00Z",
+    },
+    {
+        "event": "message_sent",
+        "token": "imp-token-0002",
+        "data": {"text": "hello"},
+        "ts": 1740823200000,
+    },
+    {
+        "event": "message_sent",
+        "token": "imp-token-0002",
+        "data": {"text": "hello"},
+        "ts": 1740823200000,
+    },
+    "not an object",
+    {"event": "purchase", "token": "imp-token-0003", "data": {"value": -3}},
+    {"type": "track", "anonymousId": "imp-anon-0009", "messageId": "x-1"},
+]
+
+
+def write(path: Path, lines: list[Any], zipped: bool = False) -> Path:
+    text = "".join(json.dumps(line) + "\n" for line in lines) + "{cut short\n\n"
+    path.write_bytes(gzip.compress(text.encode()) if zipped else text.encode())
+    return path
+
+
+def footfall(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "footfall", *args],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=120,
+    )
+
+
+def test_import_into_the_file_reports_rejects_by_line_and_adds_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTFALL_")}
+    database = str(tmp_path / "f.duckdb")
+    source = write(tmp_path / "events.ndjson.gz", LINES, zipped=True)
+    first = footfall("import", str(source), "--database", database, env=env)
+    assert first.returncode == 1, first.stderr  # some lines were rejected
+    assert "5 events stored" in first.stdout, first.stdout
+    rejected = [line for line in first.stderr.splitlines() if line.startswith("line ")]
+    assert [r.split(":")[0] for r in rejected] == ["line 7", "line 8", "line 9", "line 10"]
+    assert "data.value" in rejected[1]
+    assert "event" in rejected[2]
+    again = footfall("import", str(source), "--database", database, env=env)
+    assert "0 events stored, 5 already there" in again.stdout, again.stdout
+    con = duckdb.connect(database, read_only=True)
+    try:
+        events = con.execute(
+            "SELECT event, custom_event, token, id_kind, strftime(ts, '%Y-%m-%d %H:%M') "
+            "FROM events ORDER BY ts, event, token"
+        ).fetchall()
+        nodes = con.execute("SELECT kind, value FROM identity_nodes ORDER BY kind").fetchall()
+        revenue = con.execute("SELECT sum(total_value_base) FROM events").fetchone()
+    finally:
+        con.close()
+    hashed = events[4][2]
+    assert hashed.startswith("sg-")  # an anonymousId outside the token rule, hashed
+    assert events == [  # every line at its own time, however old
+        ("message_sent", None, "imp-token-0002", "token", "2025-03-01 10:00"),
+        ("message_sent", None, "imp-token-0002", "token", "2025-03-01 10:00"),
+        ("visitor", None, "imp-anon-0001", "token", "2025-03-01 10:00"),
+        ("purchase", None, "imp-user-1", "client_id", "2025-03-01 10:05"),
+        ("custom", "Signed Up", hashed, "token", "2025-03-02 08:00"),
+    ]
+    assert nodes == [
+        ("client_id", "imp-user-1"),
+        ("email", "imp@shop.test"),
+        ("token", "imp-anon-0001"),
+    ]
+    assert revenue == (40.0,)
+
+
+def test_import_to_a_running_server(tmp_path: Path) -> None:
+    server = Server(tmp_path / "srv")
+    key = server.start_with_key()
+    try:
+        source = write(tmp_path / "events.ndjson", LINES)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTFALL_")}
+        sent = footfall("import", str(source), "--server", server.url, "--key", key, env=env)
+        assert sent.returncode == 1, sent.stderr
+        rejected = [line.split(":")[0] for line in sent.stderr.splitlines() if line[:5] == "line "]
+        assert rejected == ["line 7", "line 8", "line 9", "line 10"]
+        again = footfall("import", str(source), "--server", server.url, "--key", key, env=env)
+        assert again.returncode == 1
+    finally:
+        server.stop()
+    assert server.rows("SELECT count(*) FROM events") == [(5,)]
