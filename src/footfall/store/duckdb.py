@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from footfall.store.base import (
+    API_KEY_COLUMNS,
     EVENT_COLUMNS,
     ApiKey,
     EventRow,
@@ -325,8 +326,7 @@ class DuckDBStore:
         row = (
             self._cursor()
             .execute(
-                "SELECT key_id, site_id, key_hash, label, revoked_at IS NOT NULL "
-                "FROM api_keys WHERE key_id = ?",
+                f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?",  # noqa: S608
                 [key_id],
             )
             .fetchone()
@@ -337,8 +337,7 @@ class DuckDBStore:
         rows = (
             self._cursor()
             .execute(
-                "SELECT key_id, site_id, key_hash, label, revoked_at IS NOT NULL "
-                "FROM api_keys WHERE site_id = ? ORDER BY created_at",
+                f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE site_id = ? ORDER BY created_at",  # noqa: S608
                 [site_id],
             )
             .fetchall()
@@ -357,6 +356,54 @@ class DuckDBStore:
                 .fetchone()
             )
         return row is not None
+
+    # ------------------------------------------------------------------ administration
+
+    def admin_password_hash(self) -> str | None:
+        row = (
+            self._cursor()
+            .execute("SELECT password_hash FROM admin_password WHERE id = 1")
+            .fetchone()
+        )
+        return str(row[0]) if row else None
+
+    def set_admin_password(self, password_hash: str) -> None:
+        with self._write_lock:
+            self._cursor().execute(
+                "INSERT INTO admin_password VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "password_hash = excluded.password_hash, set_at = excluded.set_at",
+                [password_hash, _utcnow()],
+            )
+
+    def add_setup_token(self, token_hash: str, created_at: datetime, expires_at: datetime) -> None:
+        with self._write_lock:
+            self._cursor().execute(
+                "INSERT INTO setup_tokens VALUES (?, ?, ?, NULL)",
+                [token_hash, created_at, expires_at],
+            )
+
+    def setup_token_usable(self, token_hash: str, now: datetime) -> bool:
+        row = self._cursor().execute(_USABLE_SETUP_LINK, [token_hash, now]).fetchone()
+        return bool(row and row[0])
+
+    def claim_setup_token(self, token_hash: str, password_hash: str, now: datetime) -> bool:
+        cur = self._cursor()
+        with self._write_lock:
+            cur.execute("BEGIN")
+            try:
+                usable = cur.execute(_USABLE_SETUP_LINK, [token_hash, now]).fetchone()
+                if not (usable and usable[0]):
+                    cur.execute("ROLLBACK")
+                    return False
+                cur.execute(
+                    "UPDATE setup_tokens SET used_at = ? WHERE token_hash = ?", [now, token_hash]
+                )
+                cur.execute("INSERT INTO admin_password VALUES (1, ?, ?)", [password_hash, now])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return True
 
     # ------------------------------------------------------------------ generic SQL
 
@@ -397,6 +444,12 @@ class _DuckTransaction:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._cursor.execute(sql, list(params)).fetchall()
+
+
+_USABLE_SETUP_LINK = (
+    "SELECT count(*) FROM setup_tokens WHERE token_hash = ? AND used_at IS NULL "
+    "AND expires_at > ? AND NOT EXISTS (SELECT 1 FROM admin_password)"
+)
 
 
 def _site(row: tuple[str, str, str, str | None]) -> Site:

@@ -341,6 +341,34 @@ MIGRATIONS = (
 )
 
 
+# First run and administration while the server runs: the admin password set through the
+# setup page (only its scrypt hash; a password in the config wins over it), and the one-time
+# setup links (only their SHA-256, with expiry and use). On PostgreSQL a BRIN index on
+# received_at lets a site page's install check ask for "events since" without reading the
+# whole table; it costs next to nothing to keep, as received_at grows with the table.
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        8,
+        "admin password and setup links; PostgreSQL: events by time received",
+        (
+            """CREATE TABLE admin_password (
+                id INTEGER PRIMARY KEY,
+                password_hash VARCHAR NOT NULL,
+                set_at TIMESTAMP NOT NULL
+            )""",
+            """CREATE TABLE setup_tokens (
+                token_hash VARCHAR PRIMARY KEY,
+                created_at TIMESTAMP NOT NULL,
+                expires_at TIMESTAMP NOT NULL,
+                used_at TIMESTAMP
+            )""",
+            {"postgresql": "CREATE INDEX events_received_at ON events USING brin (received_at)"},
+        ),
+    ),
+)
+
+
 def render(statement: str | dict[str, str], json_type: str, backend: str) -> str | None:
     """The statement's text for ``backend``, or None where it has nothing to do there."""
     if isinstance(statement, dict):
