@@ -36,7 +36,7 @@ ERROR_CODES: Mapping[int, frozenset[str]] = {
     403: frozenset({"ORIGIN_NOT_ALLOWED", "FORBIDDEN"}),
     404: frozenset({"NOT_FOUND"}),
     405: frozenset({"METHOD_NOT_ALLOWED"}),
-    409: frozenset({"NO_DIRECT_LINK"}),
+    409: frozenset({"NO_DIRECT_LINK", "CONFLICT"}),
     422: frozenset({"VALIDATION_ERROR"}),
     429: frozenset({"RATE_LIMITED"}),
     503: frozenset({"SERVICE_UNAVAILABLE"}),
