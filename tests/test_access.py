@@ -159,7 +159,8 @@ def test_activity_and_recent_events(store: Store) -> None:
     ]
     store.insert_events(rows)
     activity = sites.site_activity(store)["default"]
-    assert activity.events_today == 2
+    assert activity.events_today == 2 == sites.events_today(store, "default")
+    assert sites.events_today(store, "other-site") == 0
     assert activity.last_event_at is not None
     recent = sites.recent_events(store, "default")
     assert [e["event"] for e in recent] == ["bot_open", "visitor"]  # newest first, last day

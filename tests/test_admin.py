@@ -155,6 +155,7 @@ def test_setup_links_expire_and_each_start_prints_a_new_one(tmp_path: Path) -> N
             assert 'data-testid="setup-hint"' in login.text  # still no password
     finally:
         assert server.stop() in CLEAN_EXIT
+    server.config.write_text(config_with())  # the hour again: this link is used, not awaited
     server.start()
     try:
         links = setup_links(server.log.read_text())
@@ -413,12 +414,12 @@ def test_a_key_lists_and_adds_sites_of_its_own_tenant_only(tenants: Tenants, fre
 
 
 DASHBOARD_FOREIGN = [
-    ("GET", "/dashboard/sites/default", None),
-    ("POST", "/dashboard/sites/default", {"name": "taken", "origins": "https://evil.test"}),
-    ("GET", "/dashboard/sites/default/events", None),
-    ("POST", "/dashboard/sites/default/keys", {"label": "mine now"}),
-    ("POST", "/dashboard/sites/default/keys/{key_a}/revoke", {}),
-    ("POST", "/dashboard/sites/other/keys/{key_a}/revoke", {}),  # own site, foreign key
+    ("GET", "/dashboard/site/default", None),
+    ("POST", "/dashboard/site/default", {"name": "taken", "origins": "https://evil.test"}),
+    ("GET", "/dashboard/site/default/events", None),
+    ("POST", "/dashboard/site/default/keys", {"label": "mine now"}),
+    ("POST", "/dashboard/site/default/keys/{key_a}/revoke", {}),
+    ("POST", "/dashboard/site/other/keys/{key_a}/revoke", {}),  # own site, foreign key
 ]
 
 
@@ -452,11 +453,11 @@ def test_the_site_pages_of_a_key_session(tenants: Tenants, fresh_ip: str) -> Non
         assert 'data-site="default"' not in listed.text
         for path, form in (
             ("/dashboard/sites/new", {"id": "page-site"}),
-            ("/dashboard/sites/other", {"name": "x", "origins": ""}),
-            ("/dashboard/sites/other/keys", {"label": "x"}),
+            ("/dashboard/site/other", {"name": "x", "origins": ""}),
+            ("/dashboard/site/other/keys", {"label": "x"}),
         ):
-            for bad in ({}, {"csrf": "x" * 43}):
-                assert client.post(path, data={**form, **bad}).status_code == 403, path
+            for no_csrf in ({}, {"csrf": "x" * 43}):
+                assert client.post(path, data={**form, **no_csrf}).status_code == 403, path
         # The tenant field is the administrator's: a key's new site joins the key's tenant.
         made = client.post(
             "/dashboard/sites/new",
@@ -469,38 +470,41 @@ def test_the_site_pages_of_a_key_session(tenants: Tenants, fresh_ip: str) -> Non
         )
         assert (made.status_code, made.headers["location"]) == (
             303,
-            "/dashboard/sites/page-site?done=created",
+            "/dashboard/site/page-site?done=created",
         )
-        page = client.get("/dashboard/sites/page-site?done=created")
+        page = client.get("/dashboard/site/page-site?done=created")
         assert page.status_code == 200
+        named_new = client.post("/dashboard/sites/new", data={"csrf": csrf, "id": "new"})
+        assert named_new.headers["location"] == "/dashboard/site/new?done=created"
+        assert 'data-site-id="new"' in client.get("/dashboard/site/new").text
         assert 'data-site-id="page-site"' in page.text
         assert f"{tenants.server.url}/footfall.js" in page.text
         bad = client.post(
-            "/dashboard/sites/page-site",
+            "/dashboard/site/page-site",
             data={"csrf": csrf, "name": "P", "origins": "https://p.test\nhttps://p.test/path"},
         )
         assert bad.status_code == 422
         assert "allowed_origins[1]" in bad.text
         assert "https://p.test/path" in bad.text  # what was typed stays in the form
-        events = client.get("/dashboard/sites/page-site/events").json()
-        assert events == {"site": "page-site", "receiving": False, "events": []}
+        events = client.get("/dashboard/site/page-site/events").json()
+        assert events == {"site": "page-site", "receiving": False, "events": [], "events_today": 0}
         with tenants.api(fresh_ip, {"origin": "https://p.test"}) as tracker:
             assert tracker.post(f"{TRACK}?site=page-site", json=EVENT).status_code == 200
-        events = client.get("/dashboard/sites/page-site/events").json()
-        assert events["receiving"] is True
-        assert [e["event"] for e in events["events"]] == ["visitor"]
-        key_page = client.post("/dashboard/sites/page-site/keys", data={"csrf": csrf, "label": "k"})
+        events = client.get("/dashboard/site/page-site/events").json()
+        assert (events["receiving"], events["events_today"]) == (True, 1)
+        assert [(e["event"], e["label"]) for e in events["events"]] == [("visitor", "Visit")]
+        key_page = client.post("/dashboard/site/page-site/keys", data={"csrf": csrf, "label": "k"})
         assert key_page.status_code == 200
         [key] = re.findall(r'value="(ff_[0-9a-f]{12}_[^"]+)"', key_page.text)
-        assert client.get("/dashboard/sites/page-site").text.count(key) == 0  # shown once
+        assert client.get("/dashboard/site/page-site").text.count(key) == 0  # shown once
         revoked = client.post(
-            f"/dashboard/sites/page-site/keys/{key.split('_')[1]}/revoke", data={"csrf": csrf}
+            f"/dashboard/site/page-site/keys/{key.split('_')[1]}/revoke", data={"csrf": csrf}
         )
         assert revoked.status_code == 303
         with tenants.api(fresh_ip, {"authorization": f"Bearer {key}"}) as api:
             assert api.get("/api/reports/overview").status_code == 401
     with tenants.server.client() as anonymous:
-        assert anonymous.get("/dashboard/sites/page-site/events").status_code == 401
+        assert anonymous.get("/dashboard/site/page-site/events").status_code == 401
 
 
 # --------------------------------------------------------------------------- PostgreSQL

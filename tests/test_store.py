@@ -241,9 +241,7 @@ def test_two_setup_links_used_at_once_set_one_password(store: Store) -> None:
     for token in tokens:
         store.add_setup_token(token, now, now + timedelta(hours=1))
     with ThreadPoolExecutor(len(tokens)) as pool:
-        claimed = list(
-            pool.map(lambda t: store.claim_setup_token(t, f"scrypt${t}", now), tokens)
-        )
+        claimed = list(pool.map(lambda t: store.claim_setup_token(t, f"scrypt${t}", now), tokens))
     assert claimed.count(True) == 1
     winner = tokens[claimed.index(True)]
     assert store.admin_password_hash() == f"scrypt${winner}"

@@ -498,13 +498,28 @@ class Activity:
 def site_activity(store: Store) -> dict[str, Activity]:
     """Per site with events: when its last event arrived, and its events since midnight
     (UTC). One grouped scan of two columns (DuckDB reads them column-wise)."""
-    midnight = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+    midnight = _midnight()
     rows = store.query(
         "SELECT site_id, max(received_at), count(*) FILTER (WHERE ts >= ?) FROM events "
         "GROUP BY site_id",
         [midnight],
     )
     return {row[0]: Activity(row[1], int(row[2])) for row in rows}
+
+
+def _midnight() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+
+
+def events_today(store: Store, site_id: str) -> int:
+    """A site's events since midnight (UTC), as site_activity counts them, read as a range
+    on received_at: an event's time is never after its arrival (ingest caps it there)."""
+    midnight = _midnight()
+    rows = store.query(
+        "SELECT count(*) FROM events WHERE received_at >= ? AND site_id = ? AND ts >= ?",
+        [midnight, site_id, midnight],
+    )
+    return int(rows[0][0]) if rows else 0
 
 
 def recent_events(store: Store, site_id: str, limit: int = 5) -> list[dict[str, Any]]:

@@ -73,7 +73,7 @@ class DuckDBStore:
             if "lock" in str(exc).lower():
                 raise StoreBusyError(
                     f"{path} is in use by another Footfall process (a running server?): "
-                    "stop it first, or use its HTTP API"
+                    "stop it first, or go through it with --server URL --key KEY"
                 ) from None
             raise
         self._local = threading.local()

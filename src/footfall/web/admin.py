@@ -35,6 +35,7 @@ from footfall.http.ratelimit import SlidingWindowLimiter
 from footfall.http.shared import Gate, Services
 from footfall.passwords import MIN_PASSWORD_CHARS, password_fingerprint
 from footfall.store.base import ApiKey, Site
+from footfall.web import charts
 from footfall.web.auth import (
     CSRF_FIELD,
     LoginRequired,
@@ -52,7 +53,7 @@ ADMIN_NAV = (
     ("Administration", "/password", "Admin password", True),
 )
 """(group, path, label, administrator only), after the analytics pages' links."""
-NAV_PREFIXES = {"/sites": "/sites", "/persons": "/person"}
+NAV_PREFIXES = {"/sites": "/site", "/persons": "/person"}
 """Sidebar links that stay lit on the pages below them."""
 SNIPPET_OPTIONS = (
     (
@@ -177,11 +178,11 @@ class AdminPages:
             ("/sites", page(self.sites), ["GET"]),
             ("/sites/new", page(self.new_site_form), ["GET"]),
             ("/sites/new", page(self.new_site), ["POST"]),
-            ("/sites/{site_id}", page(self.site), ["GET"]),
-            ("/sites/{site_id}", page(self.save_site), ["POST"]),
-            ("/sites/{site_id}/events", self.events, ["GET"]),
-            ("/sites/{site_id}/keys", page(self.new_key), ["POST"]),
-            ("/sites/{site_id}/keys/{key_id}/revoke", page(self.revoke_key), ["POST"]),
+            ("/site/{site_id}", page(self.site), ["GET"]),
+            ("/site/{site_id}", page(self.save_site), ["POST"]),
+            ("/site/{site_id}/events", self.events, ["GET"]),
+            ("/site/{site_id}/keys", page(self.new_key), ["POST"]),
+            ("/site/{site_id}/keys/{key_id}/revoke", page(self.revoke_key), ["POST"]),
         ]
 
     def store_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -373,7 +374,7 @@ class AdminPages:
             return await self._new_site_page(request, viewer, form, error)
         await asyncio.to_thread(self.core.services().reload_sites)
         log.info("site created", extra={"site": site.id, "actor": viewer.actor})
-        return RedirectResponse(f"{PREFIX}/sites/{site.id}?done=created", status_code=303)
+        return RedirectResponse(f"{PREFIX}/site/{site.id}?done=created", status_code=303)
 
     async def _new_site_page(
         self,
@@ -423,7 +424,7 @@ class AdminPages:
             return await self._site_page(request, viewer, site, form=form, error=error)
         await asyncio.to_thread(self.core.services().reload_sites)
         log.info("site changed", extra={"site": site.id, "actor": viewer.actor})
-        return RedirectResponse(f"{PREFIX}/sites/{site.id}?done=saved", status_code=303)
+        return RedirectResponse(f"{PREFIX}/site/{site.id}?done=saved", status_code=303)
 
     async def new_key(self, request: Request) -> Response:
         viewer, form = await self.core.checked_form(request)
@@ -452,7 +453,7 @@ class AdminPages:
             "api key revoked",
             extra={"site": site.id, "key_id": record.key_id, "actor": viewer.actor},
         )
-        return RedirectResponse(f"{PREFIX}/sites/{site.id}?done=revoked#keys", status_code=303)
+        return RedirectResponse(f"{PREFIX}/site/{site.id}?done=revoked#keys", status_code=303)
 
     async def _site_page(
         self,
@@ -470,7 +471,7 @@ class AdminPages:
         activity, keys, recent, listed = await asyncio.gather(
             self.store_call(sites.site_activity),
             self.store_call(lambda store: store.list_api_keys(site.id)),
-            self.store_call(sites.recent_events, site.id),
+            self.store_call(lambda store: _labelled(sites.recent_events(store, site.id))),
             self.store_call(lambda store: store.list_sites()),
         )
         seen = activity.get(site.id)
@@ -505,7 +506,7 @@ class AdminPages:
             tenants=sorted({s.scope for s in viewer.authority.visible(listed)}),
             own_tenant=viewer.authority.tenant,
             analytics=f"{PREFIX}/?{urlencode({'site': site.id})}",
-            events_url=f"{PREFIX}/sites/{site.id}/events",
+            events_url=f"{PREFIX}/site/{site.id}/events",
         )
 
     def _public_base(self, request: Request) -> str:
@@ -530,8 +531,17 @@ class AdminPages:
             return _json({"error": error.message}, error.status)
         services = self.core.services()
         await services.committer.settled()
-        recent = await self.store_call(sites.recent_events, site.id)
-        return _json({"site": site.id, "receiving": bool(recent), "events": recent}, 200)
+        recent, today = await asyncio.gather(
+            self.store_call(sites.recent_events, site.id),
+            self.store_call(sites.events_today, site.id),
+        )
+        payload = {
+            "site": site.id,
+            "receiving": bool(recent),
+            "events": _labelled(recent),
+            "events_today": today,
+        }
+        return _json(payload, 200)
 
 
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
@@ -545,6 +555,11 @@ def _install_state(recent: Sequence[Mapping[str, Any]], seen: sites.Activity | N
     if recent:
         return "receiving"
     return "quiet" if seen is not None else "waiting"
+
+
+def _labelled(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each event with the name the dashboard shows for its type."""
+    return [{**event, "label": charts.event_label(event["event"])} for event in events]
 
 
 def _json(payload: Any, status: int) -> Response:

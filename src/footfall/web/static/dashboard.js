@@ -124,6 +124,15 @@
     return td;
   }
 
+  function ago(time) {
+    // As the server words it (web/admin.py: ago), for the page header's "last event".
+    var seconds = Math.max(0, (Date.now() - time) / 1000);
+    if (seconds < 10) { return "just now"; }
+    if (seconds < 60) { return Math.floor(seconds) + " s ago"; }
+    if (seconds < 3600) { return Math.floor(seconds / 60) + " min ago"; }
+    return Math.floor(seconds / 3600) + " h ago";
+  }
+
   function installCheck(card) {
     // Polls the site's newest events: every 2 s for ten minutes, then every 15 s (and
     // every 15 s while the tab is hidden).
@@ -133,6 +142,8 @@
     var note = card.querySelector("[data-status-note]");
     var body = card.querySelector("[data-recent]");
     var table = card.querySelector("table.recent");
+    var last = document.querySelector("[data-last-event]");
+    var today = document.querySelector("[data-events-today]");
     var tips = card.querySelector("[data-waiting-tips]");
     var started = Date.now();
     var TITLES = { receiving: "Receiving events", quiet: "No events in the last 24 hours",
@@ -150,18 +161,19 @@
         note.textContent = "Open a page that has the snippet: its visit shows up here within seconds.";
       }
       tips.hidden = state === "receiving";
+      if (events.length && last) { last.textContent = ago(Date.parse(events[0].received_at)); }
       table.hidden = !events.length;
       while (body.firstChild) { body.removeChild(body.firstChild); }
       events.forEach(function (event) {
         var row = document.createElement("tr");
         row.setAttribute("data-testid", "recent-event");
         cell(row, event.received_at.slice(11, 19), "nowrap");
-        var type = cell(row, event.event, "nowrap");
+        var type = cell(row, event.label || event.event, "nowrap");
         var dot = document.createElement("span");
         dot.className = "dot ev-" + String(event.event).replace(/[^a-z_]/g, "");
         type.insertBefore(dot, type.firstChild);
         cell(row, event.page, "text");
-        var who = cell(row, event.token, "mono small");
+        var who = cell(row, event.token, "mono small nowrap");
         if (event.ephemeral) {
           var tag = document.createElement("span");
           tag.className = "tag";
@@ -190,6 +202,9 @@
         .then(function (data) {
           if (data === null) { return; }
           if (data.events) { render(data.events); }
+          if (today && typeof data.events_today === "number") {
+            today.textContent = data.events_today.toLocaleString("en-US");
+          }
           schedule();
         }, schedule);
     }
