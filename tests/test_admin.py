@@ -484,7 +484,7 @@ def test_the_site_pages_of_a_key_session(tenants: Tenants, fresh_ip: str) -> Non
             data={"csrf": csrf, "name": "P", "origins": "https://p.test\nhttps://p.test/path"},
         )
         assert bad.status_code == 422
-        assert "allowed_origins[1]" in bad.text
+        assert "Allowed origin 2: &#39;https://p.test/path&#39;: an origin has no path" in bad.text
         assert "https://p.test/path" in bad.text  # what was typed stays in the form
         events = client.get("/dashboard/site/page-site/events").json()
         assert events == {"site": "page-site", "receiving": False, "events": [], "events_today": 0}
@@ -543,3 +543,22 @@ def test_setup_and_sites_across_processes(
     finally:
         for server in (a, b):
             assert server.stop() in CLEAN_EXIT
+
+
+def test_the_admin_api_is_in_the_openapi_document(tenants: Tenants, fresh_ip: str) -> None:
+    with tenants.server.client(fresh_ip) as api:
+        paths = api.get("/openapi.json").json()["paths"]
+    expected = {
+        "/api/admin/sites": {"get", "post"},
+        "/api/admin/sites/{site_id}": {"get", "patch"},
+        "/api/admin/sites/{site_id}/keys": {"get", "post"},
+        "/api/admin/keys/{key_id}": {"delete"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(paths[path]), path
+        for method in methods:
+            operation = paths[path][method]
+            assert operation["security"], (path, method)
+            assert "401" in operation["responses"], (path, method)
+    assert {"201", "409", "422"} <= set(paths["/api/admin/sites"]["post"]["responses"])
+    assert "404" in paths["/api/admin/keys/{key_id}"]["delete"]["responses"]

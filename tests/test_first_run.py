@@ -26,21 +26,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
-from conftest import CLEAN_EXIT, free_port, launch_chromium, setup_links
+from conftest import CLEAN_EXIT, free_port, setup_links
 from pgserver import PostgresServer
 
 PASSWORD = "first run password"
 WAIT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

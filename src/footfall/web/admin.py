@@ -246,34 +246,30 @@ class AdminPages:
         return None
 
     def _setup_page(
-        self, request: Request, token: str, csrf: str, error: str | None = None, status: int = 200
+        self,
+        request: Request,
+        token: str,
+        csrf: str,
+        error: str | None = None,
+        status: int = 200,
+        closed: str | None = None,
     ) -> HTMLResponse:
+        """The password form, or (``closed``) the page saying why the link cannot be used."""
         return self.core.render(
             request,
             "setup.html",
             status=status,
-            title="Welcome",
+            title="Setup link" if closed else "Welcome",
             viewer=None,
             csrf=csrf,
             token=token,
             error=error,
             min_chars=MIN_PASSWORD_CHARS,
-            closed=None,
+            closed=closed,
         )
 
     def _setup_closed(self, request: Request, message: str, status: int) -> HTMLResponse:
-        return self.core.render(
-            request,
-            "setup.html",
-            status=status,
-            title="Setup link",
-            viewer=None,
-            csrf="",
-            token="",
-            error=None,
-            min_chars=MIN_PASSWORD_CHARS,
-            closed=message,
-        )
+        return self._setup_page(request, "", "", status=status, closed=message)
 
     # ------------------------------------------------------------------ admin password
 
@@ -392,7 +388,7 @@ class AdminPages:
             viewer=viewer,
             csrf=viewer.csrf,
             form=form,
-            error=error.message if error else None,
+            error=_form_error(error),
             tenants=sorted({s.scope for s in viewer.authority.visible(listed)}),
             own_tenant=viewer.authority.tenant,
         )
@@ -499,7 +495,7 @@ class AdminPages:
                 "origins": "\n".join(site.allowed_origins),
                 "tenant": "" if site.scope == site.id else site.scope,
             },
-            error=error.message if error else None,
+            error=_form_error(error),
             message=message,
             new_key=new_key,
             new_key_message=NEW_KEY_MESSAGE,
@@ -555,6 +551,25 @@ def _install_state(recent: Sequence[Mapping[str, Any]], seen: sites.Activity | N
     if recent:
         return "receiving"
     return "quiet" if seen is not None else "waiting"
+
+
+_FIELD_LABELS = {"id": "Site id", "name": "Name", "tenant": "Tenant", "label": "Label"}
+
+
+def _form_error(error: ApiError | None) -> str | None:
+    """An API error in the form's words: ``allowed_origins[1]: ...`` becomes
+    ``Allowed origin 2: ...``."""
+    if error is None:
+        return None
+    field = error.field or ""
+    detail = error.message.removeprefix(f"{field}: ") if field else error.message
+    found = re.fullmatch(r"allowed_origins\[(\d+)\]", field)
+    if found:
+        return f"Allowed origin {int(found.group(1)) + 1}: {detail}"
+    if field == "allowed_origins":
+        return f"Allowed origins: {detail}"
+    label = _FIELD_LABELS.get(field)
+    return f"{label}: {detail}" if label else error.message
 
 
 def _labelled(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
