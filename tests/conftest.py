@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,17 @@ def launch_chromium(playwright: Playwright, *extra_args: str) -> Browser:
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium package")
     return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for a test module (a module may define its own, with flags)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = launch_chromium(playwright)
+        yield launched
+        launched.close()
 
 
 def free_port() -> int:
@@ -232,6 +244,24 @@ class Server:
         if ip is not None:
             headers["x-forwarded-for"] = ip
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+
+def eventually(check: Callable[[], bool], seconds: float = 20.0) -> bool:
+    """Poll ``check`` until it holds or ``seconds`` pass (a bounded wait, not a timing claim)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+SETUP_LINE = re.compile(r"First sign-in: (http://\S+/dashboard/setup\?token=(\S+))")
+
+
+def setup_links(text: str) -> list[tuple[str, str]]:
+    """(link, token) of every setup link a ``footfall serve`` output holds, oldest first."""
+    return [(m.group(1), m.group(2)) for m in SETUP_LINE.finditer(text)]
 
 
 _ips = (

@@ -37,7 +37,7 @@ ERROR_CODES: Mapping[int, frozenset[str]] = {
     404: frozenset({"NOT_FOUND"}),
     405: frozenset({"METHOD_NOT_ALLOWED"}),
     408: frozenset({"REQUEST_TIMEOUT"}),
-    409: frozenset({"NO_DIRECT_LINK"}),
+    409: frozenset({"NO_DIRECT_LINK", "CONFLICT"}),
     414: frozenset({"URI_TOO_LONG"}),
     422: frozenset({"VALIDATION_ERROR"}),
     429: frozenset({"RATE_LIMITED"}),

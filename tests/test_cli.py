@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import Server
+from conftest import Server, config_with
 from footfall.sites import verify_api_key
 from footfall.store import open_store
 from footfall.store.migrations import MIGRATIONS
@@ -142,3 +142,102 @@ def test_serve_refuses_a_held_database(tmp_path: Path) -> None:
         assert httpx.get(srv.url + "/healthz").status_code == 200
     finally:
         srv.stop()
+
+
+ADMIN_TOKEN = "cli-admin-token-0123456789abcdef0123"
+
+
+def test_sites_commands_work_through_a_running_server(tmp_path: Path) -> None:
+    """With --server and --key, footfall sites goes through the admin API: the DuckDB file
+    stays with the server, and the server applies each change at once."""
+    srv = Server(tmp_path / "srv", config_with(f'admin_token = "{ADMIN_TOKEN}"')).start()
+    remote = ("--server", srv.url, "--key", ADMIN_TOKEN)
+    try:
+        added = footfall(
+            "sites",
+            "add",
+            "shop",
+            "--origin",
+            "https://shop.test/",
+            "--name",
+            "Shop",
+            *remote,
+            cwd=tmp_path,
+        )
+        assert added.returncode == 0, added.stderr
+        assert "site shop created; origins: https://shop.test" in added.stdout
+        key = next(line for line in added.stdout.splitlines() if line.startswith("ff_"))
+        with srv.client(headers={"origin": "https://shop.test"}) as api:
+            event = {"event": "visitor", "token": "cli-remote-token"}
+            assert api.post("/api/analytics/track?site=shop", json=event).status_code == 200
+            moved = footfall(
+                "sites", "set-origins", "shop", "https://www.shop.test", "*", *remote, cwd=tmp_path
+            )
+            assert moved.returncode == 0, moved.stderr
+            assert "any web page" in moved.stdout  # the warning about '*'
+            # '*' lets any page in; the old origin is no longer listed but '*' covers it.
+            narrowed = footfall(
+                "sites", "set-origins", "shop", "https://www.shop.test", *remote, cwd=tmp_path
+            )
+            assert narrowed.returncode == 0, narrowed.stderr
+            assert api.post("/api/analytics/track?site=shop", json=event).status_code == 403
+        listed = footfall("sites", "list", *remote, cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert "https://www.shop.test" in listed.stdout
+        assert key.split("_")[1] in listed.stdout
+        second = footfall("sites", "new-key", "shop", "--label", "ci", *remote, cwd=tmp_path)
+        assert second.returncode == 0, second.stderr
+        other_key = second.stdout.strip()
+        write_key = footfall("sites", "write-key", "shop", *remote, cwd=tmp_path).stdout.strip()
+        assert write_key.startswith("fw_")
+        assert write_key in listed.stdout
+        rotated = footfall("sites", "write-key", "shop", "--rotate", *remote, cwd=tmp_path)
+        assert rotated.returncode == 0, rotated.stderr
+        new_write_key = rotated.stdout.strip()
+        assert new_write_key.startswith("fw_")
+        assert new_write_key != write_key
+        with srv.client() as api:
+            track = {"userId": "cli-user", "event": "Signed Up"}
+            old = api.post("/v1/track", json={**track, "writeKey": write_key})
+            assert old.status_code == 401
+            new = api.post("/v1/track", json={**track, "writeKey": new_write_key})
+            assert new.status_code == 200
+        dropped = footfall("sites", "write-key", "shop", "--revoke", *remote, cwd=tmp_path)
+        assert (dropped.returncode, dropped.stdout.strip()) == (0, "write key of shop revoked")
+        again = footfall("sites", "write-key", "shop", "--revoke", *remote, cwd=tmp_path)
+        assert again.returncode == 1
+        assert "has no write key" in again.stderr
+        revoked = footfall("sites", "revoke-key", key.split("_")[1], *remote, cwd=tmp_path)
+        assert revoked.returncode == 0, revoked.stderr
+        with srv.client() as api:
+            assert api.get("/api/reports", headers={"x-api-key": key}).status_code == 401
+            assert api.get("/api/reports", headers={"x-api-key": other_key}).status_code == 200
+        # A site key manages its own tenant only.
+        as_key = ("--server", srv.url, "--key", other_key)
+        own = footfall("sites", "add", "shop-blog", "--no-key", *as_key, cwd=tmp_path)
+        assert own.returncode == 0, own.stderr
+        foreign = footfall("sites", "add", "x", "--tenant", "default", *as_key, cwd=tmp_path)
+        assert foreign.returncode == 1
+        assert "own tenant" in foreign.stderr
+        hidden = footfall(
+            "sites", "set-origins", "default", "https://evil.test", *as_key, cwd=tmp_path
+        )
+        assert hidden.returncode == 1
+        assert "no site 'default'" in hidden.stderr
+        wrong = footfall("sites", "list", "--server", srv.url, "--key", "nope", cwd=tmp_path)
+        assert wrong.returncode == 1
+        assert "unknown or revoked" in wrong.stderr
+        # Without --server the file is the server's: the message says what to do instead.
+        busy = footfall("sites", "list", "--database", str(srv.database), cwd=tmp_path)
+        assert busy.returncode == 1
+        assert "--server" in busy.stderr
+        assert srv.process is not None
+        assert srv.process.poll() is None  # the server ran throughout
+    finally:
+        srv.stop()
+    assert sorted(r[0] for r in srv.rows("SELECT site_id FROM sites")) == [
+        "default",
+        "other",
+        "shop",
+        "shop-blog",
+    ]

@@ -30,10 +30,9 @@ from playwright.sync_api import (
     Page,
     Route,
     expect,
-    sync_playwright,
 )
 
-from conftest import Server, launch_chromium
+from conftest import Server
 from footfall.passwords import hash_password, verify_password
 
 PASSWORD = "admin password for the tests"
@@ -98,14 +97,6 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     shots.mkdir(parents=True, exist_ok=True)
     yield Dashboard(srv, key, other_key, shots)
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ FOUNDATION = frozenset(
 """Imported by every layer; they import nothing of Footfall but each other."""
 STORE = ("footfall.store",)
 DOMAIN = (
+    "footfall.access",
     "footfall.ingest",
     "footfall.identity",
     "footfall.analytics",

@@ -12,8 +12,7 @@ import random
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import CLEAN_EXIT, Server
+from conftest import CLEAN_EXIT, Server, eventually
 from pgserver import PostgresServer
 
 PEOPLE = 24
@@ -241,16 +240,6 @@ def test_three_processes_equal_one(
     assert shared["refused"] == 0
     assert (shared["doubled_links"], shared["links_across_persons"]) == (0, 0)
     assert shared["logged_links_equal_links"] is True
-
-
-def eventually(check: Callable[[], bool], seconds: float = 20.0) -> bool:
-    """Poll ``check`` until it holds or ``seconds`` pass (a bounded wait, not a timing claim)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def test_erase_and_new_sites_reach_the_other_processes(tmp_path: Path, empty_database: str) -> None:

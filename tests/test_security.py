@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from conftest import CLEAN_EXIT, OTHER, SHOP, Server, config_with
+from conftest import CLEAN_EXIT, OTHER, SHOP, Server, config_with, setup_links
 from footfall import sites
 from pgserver import PostgresServer
 
@@ -648,10 +648,34 @@ def test_logs_hold_no_raw_email_key_or_client_ip(tmp_path: Path) -> None:
     with server.client(ips[1]) as api:
         for _ in range(125):  # into the rate limit, which logs nothing about the IP either
             api.post(TRACK, json={"event": "visitor", "token": "log-token-ip"})
+    # Setup links (no admin password yet: one per start) opened, mistyped, and used.
+    printed = setup_links(server.log.read_text())
+    assert len(printed) == 2
+    with server.client(ips[0], follow_redirects=False) as page:
+        for _, token in printed:
+            for attempt in (token, token[:-2], token + "x"):
+                page.get("/dashboard/setup", params={"token": attempt})
+        form = page.get("/dashboard/setup", params={"token": printed[-1][1]})
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        done = page.post(
+            "/dashboard/setup",
+            data={
+                "csrf": csrf.group(1),
+                "token": printed[-1][1],
+                "password": "log test password",
+                "repeat": "log test password",
+            },
+        )
+        assert done.status_code == 303
     server.stop(signal.SIGKILL)
     server.start()  # a replay writes its own log lines
     assert server.stop() in CLEAN_EXIT
     text = server.log.read_text()
+    for _, token in printed:  # the line `footfall serve` printed, and nowhere else
+        assert text.count(token) == 1, token
+        assert text.count(token[8:30]) == 1, token
+    assert "log test password" not in text
     records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     assert any("unknown currency" in r["message"] for r in records)
     assert any("journal replayed" in r["message"] for r in records)
@@ -718,6 +742,10 @@ def test_dashboard_pages_need_a_signed_in_session(tenants: Tenants, fresh_ip: st
         "/person?name=jane@iso.test",
         "/person/export?name=jane@iso.test",
         "/person/erase?name=jane@iso.test",
+        "/sites",
+        "/sites/new",
+        "/site/default",
+        "/password",
     ]
     forged = {"cookie": f"{COOKIE}=forged.value.here"}
     with tenants.client(fresh_ip) as api:
@@ -726,7 +754,18 @@ def test_dashboard_pages_need_a_signed_in_session(tenants: Tenants, fresh_ip: st
                 answer = api.get(f"/dashboard{path}", headers=headers)
                 assert answer.status_code == 303, (path, answer.status_code)
                 assert answer.headers["location"].startswith("/dashboard/login")
-        for path in ("/person/erase", "/person/split"):
+        for path in (
+            "/person/erase",
+            "/person/split",
+            "/sites/new",
+            "/site/default",
+            "/site/default/keys",
+            f"/site/default/keys/{tenants.key_a.split('_')[1]}/revoke",
+            "/password",
+        ):
             answer = api.post(f"/dashboard{path}", data={"name": "jane@iso.test"}, headers=forged)
             assert answer.status_code in (303, 403), (path, answer.status_code)
+        for headers in ({}, forged):
+            events = api.get("/dashboard/site/default/events", headers=headers)
+            assert events.status_code == 401
         assert api.get("/api/persons/jane@iso.test").status_code == 401

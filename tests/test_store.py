@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -200,3 +201,63 @@ def test_bulk_load_from_arrow(store: Store) -> None:
 
 def test_the_hash_join_hint_is_only_a_hint(store: Store) -> None:
     assert store.query(HASH_JOINS + "SELECT ? + 1", [41]) == [(42,)]
+
+
+def test_setup_tokens_and_the_admin_password(store: Store) -> None:
+    now = datetime(2030, 1, 1, 12, 0, 0)
+    hour = timedelta(hours=1)
+    store.add_setup_token("hash-a", now, now + hour)
+    store.add_setup_token("hash-b", now, now + hour)
+    store.add_setup_token("hash-old", now - 2 * hour, now - hour)
+    assert store.admin_password_hash() is None
+    assert store.setup_token_usable("hash-a", now)
+    assert not store.setup_token_usable("hash-old", now)  # expired
+    assert not store.setup_token_usable("hash-a", now + hour)  # expires exactly then
+    assert not store.setup_token_usable("unknown", now)
+    assert not store.claim_setup_token("hash-old", "scrypt$first", now)
+    assert store.admin_password_hash() is None
+    assert store.claim_setup_token("hash-a", "scrypt$first", now)
+    assert store.admin_password_hash() == "scrypt$first"
+    # Used once; and with a password stored, no other link is usable either.
+    assert not store.setup_token_usable("hash-a", now)
+    assert not store.claim_setup_token("hash-a", "scrypt$again", now)
+    assert not store.setup_token_usable("hash-b", now)
+    assert not store.claim_setup_token("hash-b", "scrypt$second", now)
+    assert store.admin_password_hash() == "scrypt$first"
+    store.set_admin_password("scrypt$changed")
+    assert store.admin_password_hash() == "scrypt$changed"
+    # Nothing kept the tokens themselves: the table holds the hashes it was given.
+    assert sorted(r[0] for r in store.query("SELECT token_hash FROM setup_tokens")) == [
+        "hash-a",
+        "hash-b",
+        "hash-old",
+    ]
+
+
+def test_two_setup_links_used_at_once_set_one_password(store: Store) -> None:
+    """Two processes each printed a link; both are used in the same instant."""
+    now = datetime(2030, 1, 1, 12, 0, 0)
+    tokens = [f"hash-{n}" for n in range(8)]
+    for token in tokens:
+        store.add_setup_token(token, now, now + timedelta(hours=1))
+    with ThreadPoolExecutor(len(tokens)) as pool:
+        claimed = list(pool.map(lambda t: store.claim_setup_token(t, f"scrypt${t}", now), tokens))
+    assert claimed.count(True) == 1
+    winner = tokens[claimed.index(True)]
+    assert store.admin_password_hash() == f"scrypt${winner}"
+    used = store.query("SELECT token_hash FROM setup_tokens WHERE used_at IS NOT NULL")
+    assert used == [(winner,)]
+
+
+def test_key_records_carry_their_times(store: Store) -> None:
+    store.add_api_key("k9", "default", "hash-9", "backend")
+    key = store.get_api_key("k9")
+    assert key is not None
+    assert key.created_at is not None
+    assert key.revoked_at is None
+    assert store.revoke_api_key("k9")
+    revoked = store.get_api_key("k9")
+    assert revoked is not None
+    assert revoked.revoked
+    assert revoked.revoked_at is not None
+    assert revoked.revoked_at >= key.created_at

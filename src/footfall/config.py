@@ -137,7 +137,14 @@ class Settings(BaseSettings):
     """If set, /metrics requires ``Authorization: Bearer <token>``."""
     admin_password_hash: str | None = None
     """scrypt hash of the dashboard's admin password (``footfall hash-password`` prints one;
-    the password itself is never stored). Unset: only site API keys log in."""
+    the password itself is never stored). Set, it wins over a password set through the
+    setup page. Unset and none set there: ``footfall serve`` prints a one-time setup link."""
+    admin_token: str | None = Field(default=None, repr=False)
+    """Bearer token of the admin HTTP API (/api/admin/...): at least 32 characters, or
+    ``sha256:<hex>`` of such a token so the config does not hold it. Unset: only site API keys
+    (for their own tenant's sites) use that API."""
+    setup_link_minutes: float = Field(default=60.0, gt=0, le=60)
+    """How long a setup link printed at start-up stays valid (at most the spec's hour)."""
     session_secret: str | None = None
     """Signs dashboard session cookies. Unset: generated once and kept beside the DuckDB
     file (``<database>.secret``, or ``./footfall.secret`` with PostgreSQL); set it when
@@ -161,6 +168,22 @@ class Settings(BaseSettings):
 
             parse_password_hash(value)
         return value or None
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: str | None) -> str | None:
+        """A short or mistyped token fails at start-up, not at the first API call."""
+        if not value:
+            return None
+        text = value.strip()
+        if text.startswith("sha256:"):
+            digest = text[7:]
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+                raise ValueError("admin_token: sha256: must be followed by 64 hex digits")
+            return "sha256:" + digest.lower()
+        if len(text) < 32:
+            raise ValueError("admin_token must be at least 32 characters (or sha256:<hex>)")
+        return text
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -1,4 +1,5 @@
-"""JSON logs on stderr, with email addresses and API keys masked before they are written."""
+"""JSON logs on stderr, with email addresses, API keys and setup tokens masked before they are
+written."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from pythonjsonlogger.json import JsonFormatter
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _API_KEY = re.compile(r"\bff_[0-9a-f]{12}_[A-Za-z0-9_-]+")
+_SETUP_TOKEN = re.compile(r"\bffsetup_[A-Za-z0-9_-]+")
 
 
 def redact(text: str) -> str:
-    return _API_KEY.sub("ff_[redacted]", _EMAIL.sub("[email]", text))
+    masked = _API_KEY.sub("ff_[redacted]", _EMAIL.sub("[email]", text))
+    return _SETUP_TOKEN.sub("ffsetup_[redacted]", masked)
 
 
 def _scrub(value: Any) -> Any:

@@ -16,6 +16,9 @@ SCRYPT_N = 2**15
 SCRYPT_R = 8
 SCRYPT_P = 1
 _MAX_N = 2**20
+MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_CHARS = 1024
+"""Bounds the scrypt work one form submission can ask for."""
 
 
 def b64url(raw: bytes) -> str:
@@ -51,6 +54,18 @@ def parse_password_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
     if len(salt) < 8 or len(digest) < 16:
         raise ValueError("admin_password_hash has a too short salt or digest")
     return n, r, p, salt, digest
+
+
+def password_problem(password: str) -> str | None:
+    """Why a new admin password is refused, or None: the setup page, the password form and
+    ``footfall hash-password`` apply the same rule."""
+    if len(password) < MIN_PASSWORD_CHARS:
+        return f"use at least {MIN_PASSWORD_CHARS} characters"
+    if len(password) > MAX_PASSWORD_CHARS:
+        return f"use at most {MAX_PASSWORD_CHARS} characters"
+    if not password.strip():
+        return "the password must not be only spaces"
+    return None
 
 
 def verify_password(password: str, encoded: str) -> bool:

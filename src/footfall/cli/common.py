@@ -4,10 +4,13 @@ server's API for ``--server``."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import urllib.error
 import urllib.request
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import typer
@@ -39,8 +42,21 @@ ServerOpt = Annotated[
     ),
 ]
 KeyOpt = Annotated[
-    str | None, typer.Option("--key", envvar="FOOTFALL_API_KEY", help="Site API key for --server.")
+    str | None,
+    typer.Option(
+        "--key",
+        envvar="FOOTFALL_API_KEY",
+        help="Site API key for --server.",
+    ),
 ]
+TARGET_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("server", ServerOpt),
+    ("key", KeyOpt),
+    ("config", ConfigOpt),
+    ("database", DatabaseOpt),
+)
+"""The options that pick where a command works: a running server's API, or the file."""
+_R = TypeVar("_R")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -90,7 +106,9 @@ class Remote:
         self.base = server.rstrip("/")
         self.key = key
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, *, missing_ok: bool = False) -> Any:
+        """The answer's JSON; exits with the server's message on an error (a 404 answers
+        None instead when ``missing_ok``)."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # noqa: S310 - the operator's own server URL
             self.base + path,
@@ -102,6 +120,8 @@ class Remote:
             with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
                 return json.loads(answer.read())
         except urllib.error.HTTPError as exc:
+            if missing_ok and exc.code == 404:
+                return None
             try:
                 message = json.loads(exc.read())["error"]["message"]
             except Exception:
@@ -109,3 +129,36 @@ class Remote:
             raise fail(message) from None
         except urllib.error.URLError as exc:
             raise fail(f"cannot reach {self.base}: {exc.reason}") from None
+
+
+def target_command(
+    options: tuple[tuple[str, Any], ...], pick: Callable[..., Any], name: str
+) -> Callable[[Callable[..., _R]], Callable[..., _R]]:
+    """Give a command ``options`` as its last parameters and call it with ``pick(**those)``
+    as its parameter ``name`` (closed afterwards if it has ``close``): the one place a
+    command group decides between the server's API (``--server``) and the database file."""
+
+    def decorate(command: Callable[..., _R]) -> Callable[..., _R]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for key, p in signature.parameters.items() if key != name]
+        added = [
+            inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
+            for key, hint in options
+        ]
+
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> _R:
+            chosen = pick(**{key: kwargs.pop(key) for key, _ in options})
+            try:
+                return command(*args, **{name: chosen}, **kwargs)
+            finally:
+                close = getattr(chosen, "close", None)
+                if close is not None:
+                    close()  # a database file is checkpointed and let go
+
+        parameters = [*own, *added]
+        run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return decorate

@@ -8,24 +8,18 @@ Every command here takes the same five options (``--site``, ``--server``, ``--ke
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 from urllib.parse import urlencode
 
 import typer
 from rich.table import Table
 
 from footfall.cli.common import (
-    ConfigOpt,
-    DatabaseOpt,
-    KeyOpt,
+    TARGET_OPTIONS,
     Remote,
-    ServerOpt,
     SiteOpt,
     console,
     err,
@@ -33,6 +27,7 @@ from footfall.cli.common import (
     open_store_or_exit,
     quote_name,
     settings_or_exit,
+    target_command,
 )
 from footfall.errors import ApiError
 
@@ -40,8 +35,6 @@ if TYPE_CHECKING:
     from footfall.identity import IdentityGraph
 
 app = typer.Typer(help="Persons: show, explain, split, export, erase.", no_args_is_help=True)
-
-_R = TypeVar("_R")
 
 
 class Persons(Protocol):
@@ -158,37 +151,21 @@ class RemotePersons:
         return int(self.remote.call("POST", "/api/alias", {"a": a, "b": b})["person_id"])
 
 
-_TARGET_OPTIONS = (
-    ("site", SiteOpt),
-    ("server", ServerOpt),
-    ("key", KeyOpt),
-    ("config", ConfigOpt),
-    ("database", DatabaseOpt),
-)
+def _persons(
+    site: str | None,
+    server: str | None,
+    key: str | None,
+    config: str | None,
+    database: str | None,
+) -> Persons:
+    if server:
+        return RemotePersons(Remote(server, key))
+    return LocalPersons(config, database, site)
 
 
-def person_command(command: Callable[..., _R]) -> Callable[..., _R]:
-    """Give ``command(persons, ...)`` the five target options as its last parameters, and call
-    it with the ``Persons`` they name: the server's API with ``--server``, else the file."""
-    signature = inspect.signature(command, eval_str=True)
-    own = [p for name, p in signature.parameters.items() if name != "persons"]
-    added = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
-        for name, hint in _TARGET_OPTIONS
-    ]
-
-    @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> _R:
-        site, server, key, config, database = (kwargs.pop(name) for name, _ in _TARGET_OPTIONS)
-        persons: Persons = (
-            RemotePersons(Remote(server, key)) if server else LocalPersons(config, database, site)
-        )
-        return command(persons, *args, **kwargs)
-
-    parameters = [*own, *added]
-    run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    run.__annotations__ = {p.name: p.annotation for p in parameters}
-    return run
+person_command = target_command((("site", SiteOpt), *TARGET_OPTIONS), _persons, "persons")
+"""Gives a command ``(persons, ...)`` the five target options as its last parameters and
+calls it with the ``Persons`` they name: the server's API with ``--server``, else the file."""
 
 
 def _print_profile(profile: dict[str, Any], events: list[dict[str, Any]]) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from footfall import __version__
+from footfall.access import setup_link
 from footfall.cli.allocator import limit_malloc_arenas
 from footfall.cli.common import (
     ConfigOpt,
@@ -44,22 +45,35 @@ def serve(
 
     from footfall.http.app import create_app, server_config
 
+    shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host  # noqa: S104
+    base = f"http://{shown}:{settings.port}"
+
+    def announce(setup_token: str | None) -> None:
+        """The first sign-in's link, printed here only: never to the log."""
+        if setup_token is None:
+            return
+        err.print(
+            f"First sign-in: [bold]{setup_link(base, setup_token)}[/bold]",
+            soft_wrap=True,
+            highlight=False,
+        )
+        err.print(
+            f"  sets the admin password; one use, valid for {settings.setup_link_minutes:g} "
+            "minutes; a new link at each start until a password is set",
+            soft_wrap=True,
+        )
+
     try:
-        app = create_app(settings)
+        app = create_app(settings, announce)
     except ValueError as exc:  # e.g. --demo outside a source checkout
         raise fail(str(exc), 2) from None
     open_store_or_exit(settings, prepare=False).close()  # fail fast on a held file
-    shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host  # noqa: S104
     err.print(
-        f"Footfall {__version__} on [bold]http://{shown}:{settings.port}[/bold]  "
+        f"Footfall {__version__} on [bold]{base}[/bold]  "
         f"(store: {redact(settings.database)}, API docs: /docs)",
         soft_wrap=True,
     )
-    login = "a site API key" + (" or the admin password" if settings.admin_password_hash else "")
-    err.print(
-        f"Dashboard: [bold]http://{shown}:{settings.port}/dashboard/[/bold] (sign in with {login})",
-        soft_wrap=True,
-    )
+    err.print(f"Dashboard: [bold]{base}/dashboard/[/bold]", soft_wrap=True)
     if settings.demo:
         err.print(
             f"Demo: http://{shown}:{settings.port}/demo/shop.html and "
@@ -83,14 +97,15 @@ def hash_password_command() -> None:
 
     Asks twice on a terminal; otherwise reads one line from standard input.
     """
-    from footfall.passwords import hash_password
+    from footfall.passwords import hash_password, password_problem
 
     if sys.stdin.isatty():
         password = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
     else:
         password = sys.stdin.readline().rstrip("\r\n")
-    if len(password) < 10:
-        raise fail("use at least 10 characters", 2)
+    problem = password_problem(password)
+    if problem:
+        raise fail(problem, 2)
     sys.stdout.write(f'admin_password_hash = "{hash_password(password)}"\n')
 
 

@@ -18,10 +18,11 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from footfall.access import issue_setup_token, needs_setup
 from footfall.analytics import funnel_steps
 from footfall.analytics.reports import refresh_presence
 from footfall.config import Settings
-from footfall.http import identity, operations, reports, segment, tracking, vendor
+from footfall.http import admin, identity, operations, reports, segment, tracking, vendor
 from footfall.http.connection import protocol_class, raise_open_file_limit
 from footfall.http.middleware import ResponseCounter, error_handlers
 from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
@@ -134,8 +135,15 @@ async def _refresh_shared_state(gate: Gate, every: float) -> None:
             services.sites = fresh_sites
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the ASGI app; the store opens at start-up and is flushed and closed at shutdown."""
+def create_app(
+    settings: Settings | None = None, announce: Callable[[str | None], None] | None = None
+) -> Starlette:
+    """Build the ASGI app; the store opens at start-up and is flushed and closed at shutdown.
+
+    ``announce`` is called once the store is ready with the token of a new setup link, or
+    None when an admin password exists: ``footfall serve`` prints the link (only there: the
+    token never goes to the log).
+    """
     if settings is None:
         settings = Settings()
 
@@ -159,6 +167,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             identity=graph,
             tombstones=graph.tombstones(),
         )
+        setup_token = issue_setup_token(store, settings) if needs_setup(store, settings) else None
         log.info(
             "footfall started",
             extra={
@@ -166,8 +175,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "migrations_applied": applied,
                 "schema_version": store.schema_version(),
                 "store_memory_limit": store.memory_limit(),
+                "setup_link_issued": setup_token is not None,
             },
         )
+        if announce is not None:
+            announce(setup_token)
         refresher = asyncio.create_task(_refresh_shared_state(gate, settings.cache_refresh_seconds))
         background_stop = asyncio.Event()
         retention = (
@@ -234,6 +246,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *identity.routes(gate),
         *vendor.routes(gate),
         *reports.routes(gate),
+        *admin.routes(gate),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=error_handlers())
     operations.mount_docs_assets(app)

@@ -137,6 +137,127 @@ class NamePair(msgspec.Struct):
     b: Annotated[str, Meta(min_length=1, max_length=255)]
 
 
+SiteId = Annotated[str, Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")]
+Origin = Annotated[
+    str,
+    Meta(
+        max_length=300,
+        description="An exact origin (https://shop.com), every subdomain of a domain "
+        "(https://*.shop.com; not of a public suffix) or * (any page: for trying out only)",
+    ),
+]
+_SITE_NAME = Annotated[str, Meta(max_length=100, description="Display name; empty: the id")]
+_ORIGINS = Annotated[list[Origin], Meta(max_length=100)]
+_TENANT = Annotated[
+    str,
+    Meta(
+        pattern="^([a-z0-9][a-z0-9_-]{0,63})?$",
+        description="Sites of one tenant share one identity graph; empty: the site's own. "
+        "A site key may only name its own tenant",
+    ),
+]
+
+
+class SiteCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A new site. Null or absent fields take their defaults."""
+
+    id: SiteId
+    name: _SITE_NAME | None = None
+    allowed_origins: _ORIGINS | None = None
+    tenant: _TENANT | None = None
+
+
+class SiteChange(msgspec.Struct, forbid_unknown_fields=True):
+    """Changes to a site; null or absent fields stay as they are."""
+
+    name: _SITE_NAME | None = None
+    allowed_origins: _ORIGINS | None = None
+    tenant: _TENANT | None = None
+
+
+class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
+    label: Annotated[str, Meta(max_length=100, description="What the key is for")] | None = None
+
+
+class SiteDocument(msgspec.Struct):
+    id: str
+    name: str
+    tenant: str
+    allowed_origins: list[str]
+    write_key: Annotated[
+        str | None,
+        Meta(
+            description="Public write key (fw_...) for Segment-compatible clients; null if revoked"
+        ),
+    ]
+    warnings: Annotated[list[str], Meta(description="E.g. about '*' or no origins at all")]
+    configured_in_file: Annotated[
+        bool, Meta(description="Declared in the config file, which sets it again at each start")
+    ]
+    last_event_at: Annotated[str | None, Meta(description="When its last event arrived (UTC)")]
+    events_today: Annotated[int, Meta(description="Events since midnight UTC")]
+
+
+class KeyRecord(msgspec.Struct):
+    """A key's record; the key itself is shown once, when it is made."""
+
+    key_id: str
+    site_id: str
+    kind: Literal["secret"]
+    label: str
+    created_at: str | None
+    revoked: bool
+    revoked_at: str | None
+
+
+class SiteList(msgspec.Struct):
+    sites: list[SiteDocument]
+
+
+class SiteAnswer(msgspec.Struct):
+    site: SiteDocument
+
+
+class SiteSaved(msgspec.Struct):
+    success: bool
+    site: SiteDocument
+
+
+class KeyList(msgspec.Struct):
+    keys: list[KeyRecord]
+
+
+class KeyCreated(msgspec.Struct):
+    success: bool
+    key: Annotated[str, Meta(description="The new key (ff_...): shown only here")]
+    record: KeyRecord
+
+
+class KeyRevoked(msgspec.Struct):
+    success: bool
+    record: KeyRecord
+
+
+class WriteKeyAnswer(msgspec.Struct):
+    """A site's public write key: it can only send events to its site."""
+
+    write_key: str
+    site_id: str
+    created_at: str | None
+
+
+class WriteKeyRotated(msgspec.Struct):
+    success: bool
+    write_key: str
+    site_id: str
+    created_at: str | None
+
+
+class WriteKeyRevoked(msgspec.Struct):
+    success: bool
+    site_id: str
+
+
 class BatchResult(msgspec.Struct):
     index: int
     success: bool
@@ -372,6 +493,118 @@ def _segment(summary: str, schema: str) -> dict[str, Any]:
     }
 
 
+_ADMIN_ERRORS = {
+    400: "ANALYTICS_001 malformed JSON or not an object; ANALYTICS_002 body over 65,536 bytes",
+    401: "UNAUTHORIZED: missing or wrong admin token, unknown or revoked API key",
+    403: "FORBIDDEN: a site key named another tenant",
+    404: "NOT_FOUND: no such site or key, or one of another tenant",
+    409: "CONFLICT: a site with that id exists already",
+    422: "VALIDATION_ERROR: a field breaks a rule (an origin, the id, an unknown field); "
+    "`field` names it",
+}
+_SITE_ID_PARAM = {
+    "name": "site_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+}
+_KEY_ID_PARAM = {
+    "name": "key_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+    "description": "The key's id: the part between 'ff_' and the second '_'",
+}
+
+
+def _admin(
+    summary: str, answer: str, *statuses: int, body: str | None = None, created: bool = False
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "tags": ["administration"],
+        "summary": summary,
+        "description": "Authorization: Bearer with the admin_token (every site), or a site "
+        "API key (Bearer or X-Api-Key), which manages its own tenant's sites only.",
+        "security": _KEY,
+        "responses": {
+            "201" if created else "200": {"description": "OK", "content": _json(answer)},
+            **{
+                str(s): {"description": _ADMIN_ERRORS[s], "content": _json("ErrorResponse")}
+                for s in (401, *statuses)
+            },
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": _json(body)}
+    return operation
+
+
+def _admin_paths() -> dict[str, Any]:
+    return {
+        "/api/admin/sites": {
+            "get": _admin("The sites this caller manages, with activity", "SiteList"),
+            "post": _admin(
+                "Add a site", "SiteSaved", 400, 403, 409, 422, body="SiteCreate", created=True
+            ),
+        },
+        "/api/admin/sites/{site_id}": {
+            "parameters": [_SITE_ID_PARAM],
+            "get": _admin("One site", "SiteAnswer", 404),
+            "patch": _admin(
+                "Change a site's name, allowed origins or tenant (at once in this process; "
+                "other processes within cache_refresh_seconds)",
+                "SiteSaved",
+                400,
+                403,
+                404,
+                422,
+                body="SiteChange",
+            ),
+        },
+        "/api/admin/sites/{site_id}/keys": {
+            "parameters": [_SITE_ID_PARAM],
+            "get": _admin("The site's secret API keys (never the keys themselves)", "KeyList", 404),
+            "post": _admin(
+                "Create a secret API key; the answer is the only time it is shown",
+                "KeyCreated",
+                400,
+                404,
+                422,
+                body="KeyCreate",
+                created=True,
+            ),
+        },
+        "/api/admin/sites/{site_id}/write-key": {
+            "parameters": [_SITE_ID_PARAM],
+            "get": _admin(
+                "The site's public write key for Segment-compatible clients (made if it has none)",
+                "WriteKeyAnswer",
+                404,
+            ),
+            "post": _admin(
+                "A new write key replacing the site's current one (refused at once by this "
+                "process, within 30 s by others)",
+                "WriteKeyRotated",
+                404,
+                created=True,
+            ),
+            "delete": _admin(
+                "Revoke the site's write key: its Segment-compatible clients are refused",
+                "WriteKeyRevoked",
+                404,
+            ),
+        },
+        "/api/admin/keys/{key_id}": {
+            "parameters": [_KEY_ID_PARAM],
+            "delete": _admin(
+                "Revoke a key: refused at once by this process, within 30 s by others",
+                "KeyRevoked",
+                404,
+            ),
+        },
+    }
+
+
 def build_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [
@@ -385,6 +618,18 @@ def build_document() -> dict[str, Any]:
             SegmentMessage,
             SegmentBatch,
             SegmentResponse,
+            SiteCreate,
+            SiteChange,
+            KeyCreate,
+            SiteList,
+            SiteAnswer,
+            SiteSaved,
+            KeyList,
+            KeyCreated,
+            KeyRevoked,
+            WriteKeyAnswer,
+            WriteKeyRotated,
+            WriteKeyRevoked,
         ],
         ref_template="#/components/schemas/{name}",
     )
@@ -587,6 +832,7 @@ def build_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "The report"}, **_errors(401, 403, 404, 422)},
             }
         },
+        **_admin_paths(),
         "/healthz": {
             "get": {
                 "tags": ["operations"],

@@ -80,6 +80,13 @@ class Services:
     def erased(self, site: Site, row: EventRow) -> bool:
         return bool(self.tombstones) and (site.scope, row.id_kind, row.token) in self.tombstones
 
+    def reload_sites(self) -> None:
+        """After a site changed here: this process follows at once (blocking: run it off the
+        event loop); other processes on the same database within cache_refresh_seconds."""
+        self.sites = SiteRegistry.load(
+            self.store, self.settings.default_site, self.settings.allow_missing_origin
+        )
+
 
 _WANTED_HEADERS = frozenset(
     {

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -91,6 +92,12 @@ class ApiKey:
     key_hash: str
     label: str
     revoked: bool
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+API_KEY_COLUMNS = "key_id, site_id, key_hash, label, revoked_at IS NOT NULL, created_at, revoked_at"
+"""The api_keys columns an ``ApiKey`` is built from, in its fields' order."""
 
 
 class Transaction(Protocol):
@@ -150,6 +157,25 @@ class Store(Protocol):
     def list_api_keys(self, site_id: str) -> list[ApiKey]: ...
 
     def revoke_api_key(self, key_id: str) -> bool: ...
+
+    def admin_password_hash(self) -> str | None:
+        """The admin password's scrypt hash set through the setup page, if any."""
+        ...
+
+    def set_admin_password(self, password_hash: str) -> None: ...
+
+    def add_setup_token(self, token_hash: str, created_at: datetime, expires_at: datetime) -> None:
+        """Remember a setup link by the SHA-256 of its token (the token itself never)."""
+        ...
+
+    def setup_token_usable(self, token_hash: str, now: datetime) -> bool:
+        """Known, unused, unexpired, and no admin password stored yet."""
+        ...
+
+    def claim_setup_token(self, token_hash: str, password_hash: str, now: datetime) -> bool:
+        """In one transaction: use the token and store the first admin password; False (and
+        nothing changed) when the token is not usable or a password exists already."""
+        ...
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """One statement with ``?`` placeholders; analytics and person views use it."""

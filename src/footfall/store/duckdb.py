@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from footfall.store.base import (
+    API_KEY_COLUMNS,
     EVENT_COLUMNS,
     ApiKey,
     EventRow,
@@ -74,7 +75,7 @@ class DuckDBStore:
             if "lock" in str(exc).lower():
                 raise StoreBusyError(
                     f"{path} is in use by another Footfall process (a running server?): "
-                    "stop it first, or use its HTTP API"
+                    "stop it first, or go through it with --server URL --key KEY"
                 ) from None
             raise
         self._local = threading.local()
@@ -354,8 +355,7 @@ class DuckDBStore:
         row = (
             self._cursor()
             .execute(
-                "SELECT key_id, site_id, key_hash, label, revoked_at IS NOT NULL "
-                "FROM api_keys WHERE key_id = ?",
+                f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?",  # noqa: S608
                 [key_id],
             )
             .fetchone()
@@ -366,8 +366,7 @@ class DuckDBStore:
         rows = (
             self._cursor()
             .execute(
-                "SELECT key_id, site_id, key_hash, label, revoked_at IS NOT NULL "
-                "FROM api_keys WHERE site_id = ? ORDER BY created_at",
+                f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE site_id = ? ORDER BY created_at",  # noqa: S608
                 [site_id],
             )
             .fetchall()
@@ -386,6 +385,54 @@ class DuckDBStore:
                 .fetchone()
             )
         return row is not None
+
+    # ------------------------------------------------------------------ administration
+
+    def admin_password_hash(self) -> str | None:
+        row = (
+            self._cursor()
+            .execute("SELECT password_hash FROM admin_password WHERE id = 1")
+            .fetchone()
+        )
+        return str(row[0]) if row else None
+
+    def set_admin_password(self, password_hash: str) -> None:
+        with self._write_lock:
+            self._cursor().execute(
+                "INSERT INTO admin_password VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "password_hash = excluded.password_hash, set_at = excluded.set_at",
+                [password_hash, _utcnow()],
+            )
+
+    def add_setup_token(self, token_hash: str, created_at: datetime, expires_at: datetime) -> None:
+        with self._write_lock:
+            self._cursor().execute(
+                "INSERT INTO setup_tokens VALUES (?, ?, ?, NULL)",
+                [token_hash, created_at, expires_at],
+            )
+
+    def setup_token_usable(self, token_hash: str, now: datetime) -> bool:
+        row = self._cursor().execute(_USABLE_SETUP_LINK, [token_hash, now]).fetchone()
+        return bool(row and row[0])
+
+    def claim_setup_token(self, token_hash: str, password_hash: str, now: datetime) -> bool:
+        cur = self._cursor()
+        with self._write_lock:
+            cur.execute("BEGIN")
+            try:
+                usable = cur.execute(_USABLE_SETUP_LINK, [token_hash, now]).fetchone()
+                if not (usable and usable[0]):
+                    cur.execute("ROLLBACK")
+                    return False
+                cur.execute(
+                    "UPDATE setup_tokens SET used_at = ? WHERE token_hash = ?", [now, token_hash]
+                )
+                cur.execute("INSERT INTO admin_password VALUES (1, ?, ?)", [password_hash, now])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return True
 
     # ------------------------------------------------------------------ generic SQL
 
@@ -461,6 +508,12 @@ def _known_pairs(
     found = cur.execute(_KNOWN_PAIRS[table]).fetchall()
     wanted = set(keys)
     return {(site, key) for site, key in found if (site, key) in wanted}
+
+
+_USABLE_SETUP_LINK = (
+    "SELECT count(*) FROM setup_tokens WHERE token_hash = ? AND used_at IS NULL "
+    "AND expires_at > ? AND NOT EXISTS (SELECT 1 FROM admin_password)"
+)
 
 
 def _site(row: tuple[str, str, str, str | None]) -> Site:

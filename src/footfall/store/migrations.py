@@ -341,7 +341,40 @@ MIGRATIONS = (
 )
 
 
-# Version 9 (version 8 belongs to the administration work of issue 16):
+# First run and administration while the server runs: the admin password set through the
+# setup page (only its scrypt hash; a password in the config wins over it), and the one-time
+# setup links (only their SHA-256, with expiry and use). On PostgreSQL, events indexed by
+# site and time received: a site's last event, today's count and its install check's newest
+# events are then index reads instead of scans of the table (DuckDB scans those two columns
+# fast enough; its zone maps narrow a time range). Appended in time order, the index costs
+# ingest little: 38.2k and 35.5k events/s without and with it through insert_events in groups
+# of 50 (median of five interleaved runs on a shared 2-core machine, single runs +-40 %).
+# (A BRIN index was tried first: free to keep, but useless once rows arrive out of time
+# order, as a demo or bulk load writes them: 0.5 s per poll at 1M events.)
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        8,
+        "admin password and setup links; PostgreSQL: events by site and time received",
+        (
+            """CREATE TABLE admin_password (
+                id INTEGER PRIMARY KEY,
+                password_hash VARCHAR NOT NULL,
+                set_at TIMESTAMP NOT NULL
+            )""",
+            """CREATE TABLE setup_tokens (
+                token_hash VARCHAR PRIMARY KEY,
+                created_at TIMESTAMP NOT NULL,
+                expires_at TIMESTAMP NOT NULL,
+                used_at TIMESTAMP
+            )""",
+            {"postgresql": "CREATE INDEX events_site_received ON events (site_id, received_at)"},
+        ),
+    ),
+)
+
+
+# Version 9:
 # - custom events: a name outside the 13 types is stored with event = 'custom' and the name
 #   in custom_event, so no count of the 13 types can include it; the vendor /e stored such
 #   names in event until now;

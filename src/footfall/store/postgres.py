@@ -40,6 +40,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool
 
 from footfall.store.base import (
+    API_KEY_COLUMNS,
     EVENT_COLUMNS,
     HASH_JOINS,
     ApiKey,
@@ -455,16 +456,14 @@ class PostgresStore:
 
     def get_api_key(self, key_id: str) -> ApiKey | None:
         rows = self.query(
-            "SELECT key_id, site_id, key_hash, label, revoked_at IS NOT NULL "
-            "FROM api_keys WHERE key_id = ?",
+            f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?",  # noqa: S608
             [key_id],
         )
         return ApiKey(*rows[0]) if rows else None
 
     def list_api_keys(self, site_id: str) -> list[ApiKey]:
         rows = self.query(
-            "SELECT key_id, site_id, key_hash, label, revoked_at IS NOT NULL "
-            "FROM api_keys WHERE site_id = ? ORDER BY created_at",
+            f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE site_id = ? ORDER BY created_at",  # noqa: S608
             [site_id],
         )
         return [ApiKey(*row) for row in rows]
@@ -476,6 +475,53 @@ class PostgresStore:
             [_utcnow(), key_id],
         )
         return bool(rows)
+
+    # ------------------------------------------------------------------ administration
+
+    def admin_password_hash(self) -> str | None:
+        rows = self.query("SELECT password_hash FROM admin_password WHERE id = 1")
+        return str(rows[0][0]) if rows else None
+
+    def set_admin_password(self, password_hash: str) -> None:
+        self.query(
+            "INSERT INTO admin_password VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "password_hash = excluded.password_hash, set_at = excluded.set_at",
+            [password_hash, _utcnow()],
+        )
+
+    def add_setup_token(self, token_hash: str, created_at: datetime, expires_at: datetime) -> None:
+        self.query(
+            "INSERT INTO setup_tokens VALUES (?, ?, ?, NULL)", [token_hash, created_at, expires_at]
+        )
+
+    def setup_token_usable(self, token_hash: str, now: datetime) -> bool:
+        rows = self.query(
+            "SELECT count(*) FROM setup_tokens WHERE token_hash = ? AND used_at IS NULL "
+            "AND expires_at > ? AND NOT EXISTS (SELECT 1 FROM admin_password)",
+            [token_hash, now],
+        )
+        return bool(rows and rows[0][0])
+
+    def claim_setup_token(self, token_hash: str, password_hash: str, now: datetime) -> bool:
+        """Two processes' links used at once: the token row's lock and the password row's
+        primary key let exactly one of them set the password."""
+        claimed = False
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                "UPDATE setup_tokens SET used_at = %s WHERE token_hash = %s "
+                "AND used_at IS NULL AND expires_at > %s RETURNING token_hash",
+                [now, token_hash, now],
+            )
+            if cur.fetchall():
+                cur.execute(
+                    "INSERT INTO admin_password VALUES (1, %s, %s) "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id",
+                    [password_hash, now],
+                )
+                claimed = bool(cur.fetchall())
+                if not claimed:
+                    raise psycopg.Rollback()  # the token stays unused
+        return claimed
 
     # ------------------------------------------------------------------ generic SQL
 

@@ -1,4 +1,4 @@
-"""Dashboard logins: signed session cookies and CSRF tokens.
+"""Dashboard logins: signed session cookies, CSRF tokens, and who is signed in.
 
 A session is a small JSON object signed with HMAC-SHA256 and kept in an HttpOnly,
 SameSite=Lax cookie scoped to /dashboard; it carries an expiry, a CSRF token and who logged
@@ -15,17 +15,25 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
+from starlette.requests import Request
 
+from footfall.errors import ApiError
 from footfall.passwords import b64url, unb64url
+from footfall.sites import Authority
+from footfall.store.base import Site
 
 log = logging.getLogger("footfall.web")
 
 SESSION_SECONDS = 12 * 3600
 CSRF_FIELD = "csrf"
+MAX_FORM_BYTES = 16_384
 
 
 class SessionCodec:
@@ -59,6 +67,46 @@ class SessionCodec:
         if data["exp"] < time.time():
             return None
         return data
+
+
+class LoginRequired(Exception):
+    """No valid session: pages answer 303 to the login page."""
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is logged in: the admin (every site) or an API key (its tenant's sites)."""
+
+    admin: bool
+    csrf: str
+    site: Site | None = None
+
+    @property
+    def actor(self) -> str:
+        return "dashboard:admin" if self.site is None else f"dashboard:{self.site.id}"
+
+    @property
+    def label(self) -> str:
+        if self.site is None:
+            return "Administrator"
+        return f"API key of {self.site.name or self.site.id}"
+
+    @property
+    def authority(self) -> Authority:
+        """What this login may administer: every site, or its key's tenant's sites."""
+        if self.site is None:
+            return Authority.admin(self.actor)
+        return Authority.of_key(self.site, self.actor)
+
+    def sites(self, known: Mapping[str, Site]) -> list[Site]:
+        visible = [s for s in known.values() if self.site is None or s.scope == self.site.scope]
+        return sorted(visible, key=lambda s: (self.site is not None and s.id != self.site.id, s.id))
+
+    def tenants(self, known: Mapping[str, Site]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for site in self.sites(known):
+            out.setdefault(site.scope, []).append(site.id)
+        return out
 
 
 def new_csrf_token() -> str:
@@ -116,3 +164,20 @@ def _create_secret(path: Path) -> bytes:
     with os.fdopen(fd, "wb") as handle:
         handle.write(secret + b"\n")
     return secret
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A small URL-encoded form (the dashboard sends nothing else); bounded in size."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("application/x-www-form-urlencoded", ""):
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "forms must be URL-encoded")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise ApiError(413, "TOO_LARGE", "the form is too large")
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "MALFORMED", "the form could not be read") from None
+    return dict(pairs)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import msgspec
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from footfall.access import admin_password_hash
 from footfall.analytics.params import report_filters, report_options, site_scope
 from footfall.analytics.reports import (
     BREAKDOWNS,
@@ -41,16 +42,19 @@ from footfall.http.shared import Gate, Services
 from footfall.identity import MAX_NAME_CHARS
 from footfall.ingest.validate import CUSTOM_EVENT, EVENT_TYPES
 from footfall.passwords import password_fingerprint, verify_password
-from footfall.store.base import Site
 from footfall.web import charts
+from footfall.web.admin import ADMIN_NAV, NAV_PREFIXES, AdminPages
 from footfall.web.assets import Assets
 from footfall.web.auth import (
     CSRF_FIELD,
     SESSION_SECONDS,
+    LoginRequired,
     SessionCodec,
+    Viewer,
     csrf_matches,
     load_session_secret,
     new_csrf_token,
+    read_form,
 )
 from footfall.web.people import display_name, search_identifiers
 
@@ -61,7 +65,6 @@ PREFIX = "/dashboard"
 COOKIE = "footfall_dashboard"
 JOURNEY_LIMIT = 1000
 LOGIN_ATTEMPTS_PER_MINUTE = 20
-MAX_FORM_BYTES = 16_384
 QUICK_RANGES = (7, 30, 90)
 WINDOWS = (("1h", "1 hour"), ("1d", "1 day"), ("7d", "7 days"), ("30d", "30 days"))
 COMMON_PARAMS = ("site", "from", "to", "days")
@@ -81,39 +84,6 @@ DONE_MESSAGES = {
     "Late events of those identifiers are dropped.",
     "split": "The link was removed and the persons recomputed.",
 }
-
-
-class LoginRequired(Exception):
-    """No valid session: pages answer 303 to the login page."""
-
-
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    """Who is logged in: the admin (every site) or an API key (its tenant's sites)."""
-
-    admin: bool
-    csrf: str
-    site: Site | None = None
-
-    @property
-    def actor(self) -> str:
-        return "dashboard:admin" if self.site is None else f"dashboard:{self.site.id}"
-
-    @property
-    def label(self) -> str:
-        if self.site is None:
-            return "Administrator"
-        return f"API key of {self.site.name or self.site.id}"
-
-    def sites(self, known: Mapping[str, Site]) -> list[Site]:
-        visible = [s for s in known.values() if self.site is None or s.scope == self.site.scope]
-        return sorted(visible, key=lambda s: (self.site is not None and s.id != self.site.id, s.id))
-
-    def tenants(self, known: Mapping[str, Site]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for site in self.sites(known):
-            out.setdefault(site.scope, []).append(site.id)
-        return out
 
 
 @dataclass(slots=True)
@@ -207,7 +177,7 @@ class Dashboard:
     def session(self, request: Request) -> dict[str, Any] | None:
         return self.codec.decode(request.cookies.get(COOKIE))
 
-    def _https(self, request: Request) -> bool:
+    def is_https(self, request: Request) -> bool:
         """Secure cookies over HTTPS, also behind a trusted proxy that terminates TLS."""
         if request.url.scheme == "https":
             return True
@@ -219,7 +189,7 @@ class Dashboard:
         trusted = any(peer in net for net in self._trusted)
         return trusted and request.headers.get("x-forwarded-proto", "").lower() == "https"
 
-    def _set_session(self, request: Request, response: Response, data: dict[str, Any]) -> None:
+    def set_session(self, request: Request, response: Response, data: dict[str, Any]) -> None:
         response.set_cookie(
             COOKIE,
             self.codec.encode(data),
@@ -227,14 +197,41 @@ class Dashboard:
             path=PREFIX,
             httponly=True,
             samesite="lax",
-            secure=self._https(request),
+            secure=self.is_https(request),
         )
 
     def render(
         self, request: Request, template: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
-        page = self.env.get_template(template).render(path=request.url.path, nav=_NAV, **context)
+        viewer = context.get("viewer")
+        nav = [
+            item
+            for item in (*_NAV, *ADMIN_NAV)
+            if viewer is not None and (viewer.admin or not item[3])
+        ]
+        page = self.env.get_template(template).render(
+            path=request.url.path, nav=nav, nav_prefixes=NAV_PREFIXES, **context
+        )
         return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+
+    async def admin_password(self) -> str | None:
+        """The admin password's hash in force (the config's, else the one set on the setup
+        page; read each time, so a password set by another process counts at once)."""
+        if self.settings.admin_password_hash:
+            return self.settings.admin_password_hash
+        return await asyncio.to_thread(admin_password_hash, self.services().store, self.settings)
+
+    def client_address(self, request: Request) -> str:
+        return self.services().addresses.resolve(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+        )
+
+    def sign_in(self, request: Request, response: Response, data: dict[str, Any]) -> Response:
+        """Start a session; a fresh CSRF token, so a token planted before is worthless."""
+        self.set_session(request, response, {**data, CSRF_FIELD: new_csrf_token()})
+        log.info("dashboard login", extra={"who": data["who"], "site": data.get("site")})
+        return response
 
     def page(
         self, handler: Callable[[Request], Awaitable[Response]]
@@ -274,7 +271,7 @@ class Dashboard:
             raise LoginRequired
         services = self.services()
         if session.get("who") == "admin":
-            configured = self.settings.admin_password_hash
+            configured = await self.admin_password()
             if not configured or session.get("ph") != password_fingerprint(configured):
                 raise LoginRequired
             return Viewer(admin=True, csrf=session[CSRF_FIELD])
@@ -355,9 +352,9 @@ class Dashboard:
                 return RedirectResponse(target, status_code=303)
             except LoginRequired:
                 session = None
-        return self._login_page(request, session, target)
+        return await self._login_page(request, session, target)
 
-    def _login_page(
+    async def _login_page(
         self,
         request: Request,
         session: dict[str, Any] | None,
@@ -377,40 +374,35 @@ class Dashboard:
             next=target,
             error=error,
             method=method,
-            admin_enabled=bool(self.settings.admin_password_hash),
+            admin_enabled=bool(await self.admin_password()),
         )
-        self._set_session(request, response, {CSRF_FIELD: csrf})
+        self.set_session(request, response, {CSRF_FIELD: csrf})
         return response
 
     async def login(self, request: Request) -> Response:
-        form = await _read_form(request)
+        form = await read_form(request)
         session = self.session(request)
         target = _safe_next(form.get("next"))
         method = form.get("method", "key")
         if not csrf_matches(session, form.get(CSRF_FIELD)):
-            return self._login_page(
+            return await self._login_page(
                 request, None, target, "The sign-in form had expired. Please try again.", 403
             )
-        services = self.services()
-        client = services.addresses.resolve(
-            request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for"),
-        )
-        if self.login_limiter.check(client):
-            return self._login_page(
+        if self.login_limiter.check(self.client_address(request)):
+            return await self._login_page(
                 request, session, target, "Too many attempts. Wait a minute.", 429, method
             )
         data: dict[str, Any]
         if method == "password":
-            configured = self.settings.admin_password_hash
+            configured = await self.admin_password()
             password = form.get("password", "")
             if not configured:
-                return self._login_page(
-                    request, session, target, "No admin password is configured.", 401, method
+                return await self._login_page(
+                    request, session, target, "No admin password is set yet.", 401, method
                 )
             if not password or not await asyncio.to_thread(verify_password, password, configured):
                 log.warning("dashboard admin login refused")
-                return self._login_page(
+                return await self._login_page(
                     request, session, target, "That password is not right.", 401, method
                 )
             data = {"who": "admin", "ph": password_fingerprint(configured)}
@@ -420,18 +412,14 @@ class Dashboard:
                 site = await asyncio.to_thread(self.gate.site_for_key, key)
             except ApiError:
                 log.warning("dashboard key login refused")
-                return self._login_page(
+                return await self._login_page(
                     request, session, target, "That API key is unknown or revoked.", 401, method
                 )
             data = {"who": "key", "kid": key.split("_", 2)[1], "site": site.id}
-        # A fresh CSRF token at login: a token planted before it is worthless afterwards.
-        response = RedirectResponse(target, status_code=303)
-        self._set_session(request, response, {**data, CSRF_FIELD: new_csrf_token()})
-        log.info("dashboard login", extra={"who": data["who"], "site": data.get("site")})
-        return response
+        return self.sign_in(request, RedirectResponse(target, status_code=303), data)
 
     async def logout(self, request: Request) -> Response:
-        form = await _read_form(request)
+        form = await read_form(request)
         if not csrf_matches(self.session(request), form.get(CSRF_FIELD)):
             raise ApiError(403, "FORBIDDEN", "the form had expired; reload the page and try again")
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
@@ -744,15 +732,16 @@ class Dashboard:
             shown_name=display_name(profile["identifiers"]),
         )
 
-    async def _checked_form(self, request: Request) -> tuple[Viewer, dict[str, str]]:
+    async def checked_form(self, request: Request) -> tuple[Viewer, dict[str, str]]:
+        """The viewer and the form they sent, or 403 when its CSRF token is not theirs."""
         viewer = await self.viewer(request)
-        form = await _read_form(request)
+        form = await read_form(request)
         if not csrf_matches({CSRF_FIELD: viewer.csrf}, form.get(CSRF_FIELD)):
             raise ApiError(403, "FORBIDDEN", "the form had expired; reload the page and try again")
         return viewer, form
 
     async def erase(self, request: Request) -> Response:
-        viewer, form = await self._checked_form(request)
+        viewer, form = await self.checked_form(request)
         name = _name(form.get("name"), "name")
         tenants = self._person_scope(viewer, form.get("tenant"))
         services = self.services()
@@ -767,7 +756,7 @@ class Dashboard:
         return RedirectResponse(f"{PREFIX}/persons?{query}", status_code=303)
 
     async def split(self, request: Request) -> Response:
-        viewer, form = await self._checked_form(request)
+        viewer, form = await self.checked_form(request)
         tenant = form.get("tenant") or ""
         tenants = self._person_scope(viewer, tenant)
         if len(tenants) != 1:
@@ -809,6 +798,7 @@ class Dashboard:
             ("/person/erase", page(self.erase_form), ["GET"]),
             ("/person/erase", page(self.erase), ["POST"]),
             ("/person/split", page(self.split), ["POST"]),
+            *AdminPages(self).routes(page),
             ("/assets/{name}", self.asset, ["GET", "HEAD"]),
             ("/{rest:path}", page(self.not_found), ["GET"]),
         ]
@@ -821,18 +811,19 @@ class Dashboard:
 
 
 _NAV = (
-    ("Analytics", "/", "Overview"),
-    ("Analytics", "/people", "Unique people"),
-    ("Analytics", "/retention", "Retention"),
-    ("Analytics", "/funnel", "Funnel"),
-    ("Analytics", "/ab", "A/B test"),
-    ("Analytics", "/revenue", "Revenue"),
-    ("Analytics", "/widget", "Popups & feedback"),
-    ("Analytics", "/questions", "Questions"),
-    ("Analytics", "/errors", "Client errors"),
-    ("Analytics", "/custom-events", "Custom events"),
-    ("People", "/persons", "Person search"),
+    ("Analytics", "/", "Overview", False),
+    ("Analytics", "/people", "Unique people", False),
+    ("Analytics", "/retention", "Retention", False),
+    ("Analytics", "/funnel", "Funnel", False),
+    ("Analytics", "/ab", "A/B test", False),
+    ("Analytics", "/revenue", "Revenue", False),
+    ("Analytics", "/widget", "Popups & feedback", False),
+    ("Analytics", "/questions", "Questions", False),
+    ("Analytics", "/errors", "Client errors", False),
+    ("Analytics", "/custom-events", "Custom events", False),
+    ("People", "/persons", "Person search", False),
 )
+"""(group, path, label, administrator only) of each sidebar link."""
 
 
 async def _to_dashboard(request: Request) -> Response:
@@ -844,23 +835,6 @@ def _safe_next(value: str | None) -> str:
     if value and value.startswith(f"{PREFIX}/") and "//" not in value and "\\" not in value:
         return value
     return f"{PREFIX}/"
-
-
-async def _read_form(request: Request) -> dict[str, str]:
-    """A small URL-encoded form (the dashboard sends nothing else); bounded in size."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind not in ("application/x-www-form-urlencoded", ""):
-        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "forms must be URL-encoded")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise ApiError(413, "TOO_LARGE", "the form is too large")
-    try:
-        pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=20)
-    except (UnicodeDecodeError, ValueError):
-        raise ApiError(400, "MALFORMED", "the form could not be read") from None
-    return dict(pairs)
 
 
 def _name(value: str | None, field_name: str) -> str:

@@ -57,7 +57,164 @@
     });
   }
 
+  // ------------------------------------------------------------------ site pages
+
+  function escapeAttribute(value) {
+    return String(value).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+  }
+
+  function snippetBuilder(card) {
+    // The same text the server writes (web/admin.py: snippet): only options that differ
+    // from the tracker's defaults become attributes.
+    var pre = card.querySelector("pre.snippet");
+    var boxes = card.querySelectorAll("input[data-option]");
+    function build() {
+      var lines = ['<script async src="' + escapeAttribute(card.getAttribute("data-src")) + '"',
+        '        data-site-id="' + escapeAttribute(card.getAttribute("data-site-id")) + '"'];
+      boxes.forEach(function (box) {
+        var fallback = box.getAttribute("data-default") === "true";
+        if (box.checked !== fallback) {
+          lines.push('        data-' + box.getAttribute("data-option") + '="' + String(box.checked) + '"');
+        }
+      });
+      pre.textContent = lines.join("\n") + "></" + "script>";
+    }
+    boxes.forEach(function (box) { box.addEventListener("change", build); });
+    build();  // a browser may restore ticked boxes when coming back to the page
+  }
+
+  function copyButton(button) {
+    var label = button.textContent;
+    function copied() {
+      button.textContent = "Copied";
+      button.classList.add("copied");
+      window.setTimeout(function () {
+        button.textContent = label;
+        button.classList.remove("copied");
+      }, 2000);
+    }
+    button.addEventListener("click", function () {
+      var target = document.getElementById(button.getAttribute("data-copy"));
+      if (!target) { return; }
+      var text = target.tagName === "INPUT" ? target.value : target.textContent;
+      function selectAndCopy() {
+        // Without the asynchronous clipboard (plain http on another host): select, copy.
+        var area = document.createElement("textarea");
+        area.value = text;
+        area.setAttribute("readonly", "");
+        area.className = "offscreen";
+        document.body.appendChild(area);
+        area.select();
+        try { document.execCommand("copy"); copied(); } catch (ignored) { /* the text stays selectable */ }
+        document.body.removeChild(area);
+      }
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(copied, selectAndCopy);
+      } else {
+        selectAndCopy();
+      }
+    });
+  }
+
+  function cell(row, text, className) {
+    var td = document.createElement("td");
+    if (className) { td.className = className; }
+    td.textContent = text;
+    row.appendChild(td);
+    return td;
+  }
+
+  function ago(time) {
+    // As the server words it (web/admin.py: ago), for the page header's "last event".
+    var seconds = Math.max(0, (Date.now() - time) / 1000);
+    if (seconds < 10) { return "just now"; }
+    if (seconds < 60) { return Math.floor(seconds) + " s ago"; }
+    if (seconds < 3600) { return Math.floor(seconds / 60) + " min ago"; }
+    return Math.floor(seconds / 3600) + " h ago";
+  }
+
+  function installCheck(card) {
+    // Polls the site's newest events: every 2 s for ten minutes, then every 15 s (and
+    // every 15 s while the tab is hidden).
+    var url = card.getAttribute("data-url");
+    var ever = card.getAttribute("data-ever") === "true";
+    var title = card.querySelector("[data-status-title]");
+    var note = card.querySelector("[data-status-note]");
+    var body = card.querySelector("[data-recent]");
+    var table = card.querySelector("table.recent");
+    var last = document.querySelector("[data-last-event]");
+    var today = document.querySelector("[data-events-today]");
+    var tips = card.querySelector("[data-waiting-tips]");
+    var started = Date.now();
+    var TITLES = { receiving: "Receiving events", quiet: "No events in the last 24 hours",
+                   waiting: "Waiting for the first event" };
+
+    function render(events) {
+      if (events.length) { ever = true; }
+      var state = events.length ? "receiving" : (ever ? "quiet" : "waiting");
+      card.setAttribute("data-state", state);
+      card.className = card.className.replace(/\bstate-\w+/, "state-" + state);
+      title.textContent = TITLES[state];
+      if (state === "receiving") {
+        note.textContent = "The newest arrived " + events[0].received_at.slice(0, 19).replace("T", " ") + " UTC.";
+      } else if (state === "waiting") {
+        note.textContent = "Open a page that has the snippet: its visit shows up here within seconds.";
+      }
+      tips.hidden = state === "receiving";
+      if (events.length && last) { last.textContent = ago(Date.parse(events[0].received_at)); }
+      table.hidden = !events.length;
+      while (body.firstChild) { body.removeChild(body.firstChild); }
+      events.forEach(function (event) {
+        var row = document.createElement("tr");
+        row.setAttribute("data-testid", "recent-event");
+        cell(row, event.received_at.slice(11, 19), "nowrap");
+        var type = cell(row, event.label || event.event, "nowrap");
+        var dot = document.createElement("span");
+        dot.className = "dot ev-" + String(event.event).replace(/[^a-z_]/g, "");
+        type.insertBefore(dot, type.firstChild);
+        cell(row, event.page, "text");
+        var who = cell(row, event.token, "mono small nowrap");
+        if (event.ephemeral) {
+          var tag = document.createElement("span");
+          tag.className = "tag";
+          tag.textContent = "ephemeral";
+          who.appendChild(document.createTextNode(" "));
+          who.appendChild(tag);
+        }
+        body.appendChild(row);
+      });
+    }
+
+    function schedule() {
+      var delay = Date.now() - started < 600000 ? 2000 : 15000;
+      window.setTimeout(poll, document.hidden ? Math.max(delay, 15000) : delay);
+    }
+
+    function poll() {
+      fetch(url, { credentials: "same-origin", headers: { accept: "application/json" } })
+        .then(function (answer) {
+          if (answer.status === 401) {
+            note.textContent = "Your session ended: reload the page to sign in again.";
+            return null;
+          }
+          return answer.ok ? answer.json() : { retry: true };
+        })
+        .then(function (data) {
+          if (data === null) { return; }
+          if (data.events) { render(data.events); }
+          if (today && typeof data.events_today === "number") {
+            today.textContent = data.events_today.toLocaleString("en-US");
+          }
+          schedule();
+        }, schedule);
+    }
+    schedule();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-snippet]").forEach(snippetBuilder);
+    document.querySelectorAll("button[data-copy]").forEach(copyButton);
+    document.querySelectorAll("[data-install-check]").forEach(installCheck);
     document.querySelectorAll("[data-chart]").forEach(draw);
     document.querySelectorAll("[data-range-form]").forEach(rangeForm);
     document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
