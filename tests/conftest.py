@@ -167,20 +167,12 @@ class Server:
         finally:
             con.close()
 
-    def new_key(self, site: str) -> str:
-        """A fresh API key for ``site``, made with the CLI (DuckDB: while the server is stopped)."""
+    def sites_command(self, *args: str) -> str:
+        """``footfall sites ARGS`` on this server's store (DuckDB: while the server is
+        stopped); its output, stripped."""
         assert self.process is None or self.database_url, "stop the server first"
         out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "footfall",
-                "sites",
-                "new-key",
-                site,
-                "--database",
-                self.target,
-            ],
+            [sys.executable, "-m", "footfall", "sites", *args, "--database", self.target],
             capture_output=True,
             text=True,
             env={**self.env, "COLUMNS": "200"},
@@ -188,26 +180,13 @@ class Server:
         )
         return out.stdout.strip()
 
+    def new_key(self, site: str) -> str:
+        """A fresh API key for ``site``, made with the CLI."""
+        return self.sites_command("new-key", site)
+
     def write_key(self, site: str = "default") -> str:
-        """The site's public write key, made with the CLI (DuckDB: while stopped)."""
-        assert self.process is None or self.database_url, "stop the server first"
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "footfall",
-                "sites",
-                "write-key",
-                site,
-                "--database",
-                self.target,
-            ],
-            capture_output=True,
-            text=True,
-            env={**self.env, "COLUMNS": "200"},
-            check=True,
-        )
-        return out.stdout.strip()
+        """The site's public write key, made with the CLI."""
+        return self.sites_command("write-key", site)
 
     def start_with_key(self, site: str = "default") -> str:
         """Start once (creating the sites), make a key for ``site`` while the file is free
