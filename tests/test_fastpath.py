@@ -13,6 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from footfall.errors import ApiError
+from footfall.ingest.segment import (
+    MAX_MESSAGE_BYTES,
+    Envelope,
+    fast_message_decoder,
+    fast_message_row,
+    map_message,
+)
 from footfall.ingest.validate import (
     EVENT_ALIASES,
     EVENT_TYPES,
@@ -32,9 +39,13 @@ NOW_MS = NOW_US // 1000
 _floats = st.floats(allow_nan=False, allow_infinity=False)
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | _floats | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=6,
 )
+
+
 def mostly(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """Valid values eleven times in twelve: most events reach the rules after the first."""
     return st.integers(1, 12).flatmap(lambda pick: good if pick < 12 else bad)
@@ -51,7 +62,9 @@ _tokens = mostly(
     | st.none(),
 )
 _strings = st.sampled_from(["bot-1", "a:b", "x" * 512, "popup", "chat_button", "é\u2028"])
-_odd = st.sampled_from(["", "x" * 513]) | _floats | st.booleans() | st.just([]) | st.just({})
+_odd: st.SearchStrategy[Any] = (
+    st.sampled_from(["", "x" * 513]) | _floats | st.booleans() | st.just([]) | st.just({})
+)
 _data_values = {
     "chatbot_id": mostly(_strings | st.integers() | st.none(), _odd),
     "popup_version": mostly(_strings | st.integers(-5, 5) | st.none(), _odd),
@@ -74,7 +87,9 @@ _data_values = {
                     "price": mostly(st.floats(0, 100), _odd),
                     "value": mostly(st.integers(0, 100), _odd),
                     "quantity": mostly(st.integers(1, 5) | st.just(2.0), _odd | st.just(0)),
-                    "currency": mostly(st.sampled_from(["EUR", "PLN"]), st.sampled_from(["XX", ""])),
+                    "currency": mostly(
+                        st.sampled_from(["EUR", "PLN"]), st.sampled_from(["XX", ""])
+                    ),
                     "name": _json,
                 },
             ),
@@ -164,7 +179,9 @@ def test_the_common_shapes_take_the_fast_path() -> None:
     fast = fast_rows(fast_decode(raws, fast_event_decoder, MAX_PAYLOAD_BYTES), ctx)
     assert [row is not None for row in fast] == [True] * len(events)
     assert fast == [exact(raw, ctx) for raw in raws]
-    assert fast[2] is not None and fast[2].event == "purchase" and fast[2].ab_group == "test"
+    assert fast[2] is not None
+    assert fast[2].event == "purchase"
+    assert fast[2].ab_group == "test"
 
 
 def test_what_the_fast_path_leaves_to_the_exact_rules() -> None:
@@ -182,3 +199,155 @@ def test_what_the_fast_path_leaves_to_the_exact_rules() -> None:
     assert fast == [None] * len(raws)
     big = b'{"event":"visitor","token":"abcdefgh","data":{"t":"%s"}}' % (b"x" * MAX_PAYLOAD_BYTES)
     assert fast_decode([big], fast_event_decoder, MAX_PAYLOAD_BYTES) == [None]
+
+
+_iso = mostly(
+    st.sampled_from(
+        [
+            *("2026-11-20T10:00:00.000Z", "2026-11-20T10:00:00+02:00", "2026-11-20 10:00:00"),
+            *("2030-01-01T00:00:00Z", "2026-11-20T09:59:59.5-01:00"),
+        ]
+    ),
+    st.sampled_from(["1999-12-31T23:59:59Z", "yesterday", ""]),
+)
+_ids = mostly(
+    st.sampled_from(["anon-1", "user_abc123def456", "a b c", "x" * 128]) | st.integers(0, 10**6),
+    st.sampled_from(["", "x" * 129, "x" * 256, " "]) | st.booleans() | _floats | st.just({}),
+)
+_properties = st.fixed_dictionaries(
+    {},
+    optional={
+        "product_id": mostly(_strings | st.integers(), _odd),
+        "sku": mostly(_strings, _odd),
+        "price": mostly(st.floats(0, 100), _odd | st.just(-1)),
+        "quantity": mostly(st.integers(1, 3), _odd),
+        "currency": mostly(st.sampled_from(["EUR", "usd", None]), st.sampled_from(["XX", ""])),
+        "revenue": mostly(st.floats(0, 1000), _odd),
+        "total": mostly(st.floats(0, 1000), _odd),
+        "order_id": mostly(_strings | st.integers(), _odd),
+        "url": mostly(_strings, _odd),
+        "products": mostly(
+            st.lists(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "product_id": mostly(_strings, _odd),
+                        "id": mostly(_strings | st.integers(), _odd),
+                        "price": mostly(st.floats(0, 100), _odd),
+                        "quantity": mostly(st.integers(1, 3), _odd),
+                    },
+                ),
+                max_size=3,
+            ),
+            _json,
+        ),
+        "text": _json,
+    },
+)
+_context = st.fixed_dictionaries(
+    {},
+    optional={
+        "page": mostly(
+            st.fixed_dictionaries({}, optional={"url": _strings | st.none(), "path": _strings}),
+            _json,
+        ),
+        "userAgent": mostly(st.sampled_from(["Mozilla/5.0", "u" * 1100]), _json),
+        "ip": st.just("203.0.113.9"),
+        "traits": _json,
+    },
+)
+_messages = st.fixed_dictionaries(
+    {
+        "type": mostly(
+            st.sampled_from(["track", "page", "screen"]),
+            st.sampled_from(["identify", "alias", "group", "Track", ""]) | st.none(),
+        ),
+        "anonymousId": mostly(_ids, st.none()),
+    },
+    optional={
+        "event": mostly(
+            st.sampled_from(
+                [
+                    *("Product Added", "Order Completed", "Cart Viewed", "visitor", "purchase"),
+                    *("Clicked Help", " Signed Up ", "tracktrans", "x" * 255),
+                ]
+            ),
+            st.sampled_from(["", "  ", "x" * 256, "a\x00b"]) | st.integers() | st.none(),
+        ),
+        "name": _json,
+        "category": _json,
+        "userId": _ids,
+        "messageId": mostly(
+            st.text(min_size=1, max_size=3) | st.integers(0, 10**6),
+            st.sampled_from(["", "m" * 256]) | st.booleans() | _floats,
+        ),
+        "timestamp": mostly(_iso, st.integers()),
+        "originalTimestamp": mostly(_iso, st.integers()),
+        "sentAt": mostly(_iso, st.integers()),
+        "properties": mostly(_properties, _json),
+        "context": mostly(_context, _json),
+        "traits": _json,
+        "integrations": _json,
+        "writeKey": mostly(st.just("k"), st.integers()),
+        "unknown": _json,
+    },
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(_messages, min_size=1, max_size=5),
+    st.integers(0, 2**32),
+    mostly(st.sampled_from([None, "2026-11-20T10:00:01.000Z"]), st.just("bad")),
+    st.sampled_from([None, {"userAgent": "Batch/1.0"}, {"page": {"url": "https://b.test/"}}]),
+    st.sampled_from([None, "Mozilla/5.0 (request)"]),
+    st.sampled_from([None, "import:abc:0"]),
+)
+def test_the_segment_fast_path_stores_what_map_message_stores(
+    messages: list[dict[str, Any]],
+    seed: int,
+    sent_at: str | None,
+    context: dict[str, Any] | None,
+    agent: str | None,
+    derived: str | None,
+) -> None:
+    rnd = random.Random(seed)
+    raws = [spelled(message, rnd) for message in messages]
+    envelope = Envelope("default", NOW_US, agent, sent_at, context)
+    fast = fast_decode(raws, fast_message_decoder, MAX_MESSAGE_BYTES)
+    for raw, decoded in zip(raws, fast, strict=True):
+        row = None if decoded is None else fast_message_row(decoded, envelope, derived)
+        if row is None:
+            continue
+        (message,) = decode_items(raw, [raw], b"", MAX_MESSAGE_BYTES)
+        assert isinstance(message, dict), raw
+        if derived is not None and message.get("messageId") is None:
+            message["messageId"] = derived
+        mapped = map_message(message, Envelope("default", NOW_US, agent, sent_at, context))
+        assert mapped.identity is None
+        assert mapped.row == row, raw
+
+
+def test_common_segment_messages_take_the_fast_path() -> None:
+    envelope = Envelope("default", NOW_US, "Mozilla/5.0", "2026-11-20T10:00:01.000Z")
+    messages = [
+        {
+            "type": "track",
+            "event": "Product Added",
+            "anonymousId": "anon-1",
+            "messageId": "m-1",
+            "timestamp": "2026-11-20T10:00:00.000Z",
+            "properties": {"product_id": "SKU-1", "price": 12.5},
+            "context": {"page": {"url": "https://shop.test/p"}, "userAgent": "UA"},
+            "integrations": {},
+        },
+        {"type": "page", "userId": 42, "name": "Home", "properties": {"url": "https://s.test/"}},
+        {"type": "track", "event": "Clicked Help", "anonymousId": "user_abc123def456"},
+    ]
+    raws = [json.dumps(message).encode() for message in messages]
+    fast = fast_decode(raws, fast_message_decoder, MAX_MESSAGE_BYTES)
+    rows = [None if m is None else fast_message_row(m, envelope) for m in fast]
+    assert all(row is not None for row in rows)
+    assert rows == [map_message(message, envelope).row for message in messages]
+    assert rows[2] is not None
+    assert rows[2].custom_event == "Clicked Help"
