@@ -247,7 +247,7 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
             for site in ("default", "other")
         ]
         write_key_a = api.get("/api/admin/sites/default/write-key").json()["write_key"]
-    yield Tenants(server, *keys, write_key_a)
+    yield Tenants(server, keys[0], keys[1], write_key_a)
     assert server.stop() in CLEAN_EXIT
 
 

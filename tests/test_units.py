@@ -10,6 +10,7 @@ import pytest
 
 from footfall.config import load_settings
 from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
+from footfall.ingest.journal import message_id_filter
 from footfall.logs import redact
 from footfall.sites import normalise_origin, validate_origin_pattern
 
@@ -187,3 +188,16 @@ def test_malloc_arenas_are_capped_from_the_process() -> None:
     assert capped == "False"
     assert heaps > 2
     assert probe(2, MALLOC_ARENA_MAX="3")[0] == "False"
+
+
+def test_the_message_id_filter_has_no_false_negatives_and_a_fixed_size() -> None:
+    """The journal writer trusts an id the filter lacks to be new, so every id added must
+    be in it; and its memory must not grow with the ids kept (a set of them did)."""
+    keys = [(f"site-{i % 3}", f"message-{i}") for i in range(200_000)]
+    seen = message_id_filter(iter(keys[:100_000]))
+    size = seen.size_in_bits
+    seen.update(keys[100_000:])
+    assert all(key in seen for key in keys)
+    assert seen.size_in_bits == size
+    strangers = sum((f"site-{i % 3}", f"other-{i}") in seen for i in range(100_000))
+    assert strangers < 100  # 200k of the 10M it is sized for: far under its 1 % rate

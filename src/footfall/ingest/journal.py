@@ -31,7 +31,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 from prometheus_client import Counter, Gauge, Histogram
+from rbloom import Bloom
 
 from footfall.errors import UNAVAILABLE, ApiError
 from footfall.ingest.commit import (
@@ -116,8 +117,8 @@ class JournalTarget(Protocol):
         """Which (site_id, message_id) pairs are already stored."""
         ...
 
-    def message_keys(self) -> list[tuple[str, str]]:
-        """Every stored (site_id, message_id) pair."""
+    def message_keys(self) -> Iterable[tuple[str, str]]:
+        """Every stored (site_id, message_id) pair (streamed: there may be millions)."""
         ...
 
     def load_journaled(
@@ -501,6 +502,20 @@ def replay_pending(store: Store, settings: Settings) -> int:
     return events
 
 
+MESSAGE_ID_FILTER_ITEMS = 10_000_000
+"""Message ids the filter holds at a 1 % false-positive rate in a fixed 11.4 MiB. More ids
+only raise that rate: each false positive costs a database lookup, never a wrong answer."""
+
+
+def message_id_filter(keys: Iterable[tuple[str, str]]) -> Bloom:
+    """A Bloom filter of (site_id, message_id) pairs: no false negatives, so an id it lacks
+    is certainly new; its memory is fixed, where a set of the ids grew with every message
+    kept for message_id_days."""
+    seen = Bloom(MESSAGE_ID_FILTER_ITEMS, 0.01)
+    seen.update(keys)
+    return seen
+
+
 class JournalCommitter(GroupCommitter):
     """Group commit into the journal, with a loader thread that fills DuckDB from it.
 
@@ -547,10 +562,10 @@ class JournalCommitter(GroupCommitter):
         # Replay before serving: the database then holds every acknowledged event.
         self.replayed = _replay(self._journal, self._target, load_max_events)
         self._journaled = self._loaded = self._journal.end
-        self._id_hashes: set[int] = {hash(key) for key in self._target.message_keys()}
-        """Hashes of every message id stored or journaled (and some forgotten since): an id
-        whose hash is not here is new without asking the database, whose lookup scans
-        its whole table (50 ms a group at a million ids). Written by the writer thread."""
+        self._seen_ids = message_id_filter(self._target.message_keys())
+        """Every message id stored or journaled (and some forgotten since), in a Bloom filter:
+        an id it does not hold is new without asking the database, whose lookup scans its
+        whole table (50 ms a group at a million ids). Written by the writer thread."""
         self._rebuild_ids = False
 
     def start(self) -> None:
@@ -626,27 +641,28 @@ class JournalCommitter(GroupCommitter):
         self._journal.close(self._loaded)
 
     def forget_old_message_ids(self) -> None:
-        """Old message ids were deleted: the writer rebuilds its hashes before its next
-        group, so they do not grow for ever."""
+        """Old message ids were deleted: the writer rebuilds its filter before its next
+        group, so forgotten ids stop costing database lookups."""
         self._rebuild_ids = True
 
     # ------------------------------------------------------------------ writer thread
 
-    def _rebuild_id_hashes(self) -> None:
+    def _rebuild_id_filter(self) -> None:
         # Pending ids first, then the database: an id the loader moves in between is in the
         # database by the time it leaves the pending set.
         with self._load_cond:
             pending = list(self._messages_pending)
-        stored = self._target.message_keys()
-        self._id_hashes = {hash(key) for key in stored} | {hash(key) for key in pending}
+        rebuilt = message_id_filter(self._target.message_keys())
+        rebuilt.update(pending)
+        self._seen_ids = rebuilt
 
     def write_group(self, group: list[Pending]) -> list[Outcome]:
         if self._rebuild_ids:
             self._rebuild_ids = False
             try:
-                self._rebuild_id_hashes()
-            except Exception:  # keep the old hashes: a superset, so still exact
-                log.exception("rebuilding the message id hashes failed")
+                self._rebuild_id_filter()
+            except Exception:  # keep the old filter: a superset, so still exact
+                log.exception("rebuilding the message id filter failed")
         rows = [row for item in group for row in item[0]]
         started = time.perf_counter()
         good_end = self._journal.end
@@ -670,7 +686,7 @@ class JournalCommitter(GroupCommitter):
         record_commit(rows, started)
         self._orders_pending.update((site, order) for site, order, _ in fresh)
         self._messages_pending.update(messages)
-        self._id_hashes.update(map(hash, messages))
+        self._seen_ids.update(messages)
         batch = _Batch(values, duplicates, fresh, end, time.time(), messages)
         with self._load_cond:
             self._ready.append(batch)
@@ -696,8 +712,8 @@ class JournalCommitter(GroupCommitter):
         # The pending set first, then the database: the loader drops an id from the set
         # only after its commit, so an id is always in one of them.
         pending = {key for key in keys if key in self._messages_pending}
-        hashes = self._id_hashes
-        maybe = [key for key in keys if key not in pending and hash(key) in hashes]
+        seen = self._seen_ids
+        maybe = [key for key in keys if key not in pending and key in seen]
         known = self._target.known_messages(maybe) if maybe else set()
         repeated, kept, fresh = split_repeated_messages(rows, pending | known)
         return repeated, kept, [(site, message) for site, message, _ in fresh]

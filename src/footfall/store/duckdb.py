@@ -171,9 +171,10 @@ class DuckDBStore:
             cur.execute("INSERT INTO message_ids SELECT * FROM _ff_messages")
         return repeated, kept
 
-    def message_keys(self) -> list[tuple[str, str]]:
-        rows = self._cursor().execute("SELECT site_id, message_id FROM message_ids").fetchall()
-        return [(site, message) for site, message in rows]
+    def message_keys(self) -> Iterator[tuple[str, str]]:
+        cur = self._cursor().execute("SELECT site_id, message_id FROM message_ids")
+        while rows := cur.fetchmany(50_000):
+            yield from ((site, message) for site, message in rows)
 
     def known_messages(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (site_id, message_id) pairs are already stored."""
