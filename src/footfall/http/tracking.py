@@ -8,6 +8,7 @@ the answer is sent only once the rows are durable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -32,6 +33,7 @@ from footfall.http.shared import (
 from footfall.http.tracker import renew_id_cookie
 from footfall.ingest.validate import (
     MAX_PAYLOAD_BYTES,
+    RequestContext,
     check_size,
     decode_items,
     decode_json,
@@ -126,14 +128,48 @@ class Tracking:
         if len(events) > limit:
             raise invalid("events", f"at most {limit} events per batch")
         ctx = gate.context(call, site)
-        contexts = {site.id: (site, ctx)}
         # The common valid events take the fast path; the rest (and each one it refuses)
         # are decoded and checked by the exact rules, in their place in the batch.
         fast = fast_rows(fast_decode(events, fast_event_decoder, MAX_PAYLOAD_BYTES), ctx)
+        slots: Sequence[int]
+        if None not in fast and not services.tombstones:  # the common batch: all stored
+            rows = list(filter(None, fast))
+            slots = range(len(rows))
+            results = _STORED[: len(rows)]
+        else:
+            results, rows, slots = self._each(request, call, site, ctx, events, fast)
+        flags = await services.committer.submit(rows)
+        for slot, flag in zip(slots, flags, strict=True):
+            if flag:
+                results[slot] = _result(slot, duplicate=True)
+        accepted = len(rows)
+        head = _encoder.encode(
+            {
+                "success": accepted == len(events),
+                "accepted": accepted,
+                "rejected": len(events) - accepted,
+            }
+        )
+        payload = b"".join((head[:-1], b',"results":[', b",".join(results), b"]}"))
+        return Response(payload, media_type=JSON, headers=cors_headers(call.origin))
+
+    def _each(
+        self,
+        request: Request,
+        call: Call,
+        site: Site,
+        ctx: RequestContext,
+        events: list[msgspec.Raw],
+        fast: list[EventRow | None],
+    ) -> tuple[list[bytes], list[EventRow], list[int]]:
+        """A batch event by event: each one's result (a JSON fragment: a stored event's is
+        made once per index, only the rare others are encoded one by one), the rows to
+        store and their indexes. Events the fast path refused get the exact rules."""
+        gate = self.gate
+        services = gate.running()
+        contexts = {site.id: (site, ctx)}
         slow = [item for item, row in zip(events, fast, strict=True) if row is None]
         exact = iter(decode_items(b"".join(slow), slow, b"") if slow else ())
-        # Results are JSON fragments: a stored event's is made once per index, only the
-        # rare others (rejected, erased, repeated) are encoded one by one.
         results: list[bytes] = []
         rows: list[EventRow] = []
         slots: list[int] = []
@@ -168,20 +204,7 @@ class Tracking:
                         {"index": index, "success": False, "status": error.status, **_detail(error)}
                     )
                 )
-        flags = await services.committer.submit(rows)
-        for slot, flag in zip(slots, flags, strict=True):
-            if flag:
-                results[slot] = _result(slot, duplicate=True)
-        accepted = len(rows)
-        head = _encoder.encode(
-            {
-                "success": accepted == len(events),
-                "accepted": accepted,
-                "rejected": len(events) - accepted,
-            }
-        )
-        payload = b"".join((head[:-1], b',"results":[', b",".join(results), b"]}"))
-        return Response(payload, media_type=JSON, headers=cors_headers(call.origin))
+        return results, rows, slots
 
     async def noop(self, request: Request) -> Response:
         """Benchmark baseline: the same server, framework and body read, no ingest work."""
