@@ -57,7 +57,7 @@ _names = mostly(
 )
 _tokens = mostly(
     st.sampled_from(["abcdefgh", "user_abc123def456", "bench0000001a1", "tok-en_0", "x" * 128]),
-    st.sampled_from(["short", "x" * 129, "bad token", "abcdefgh\n", "ÄbcdefgH1", ""])
+    st.sampled_from(["short", "x" * 129, "bad token", "abcdefgh\n", "abcd\nefgh", "ÄbcdefgH1", ""])
     | st.integers()
     | st.none(),
 )
@@ -190,6 +190,7 @@ def test_what_the_fast_path_leaves_to_the_exact_rules() -> None:
         b'{"event":"visitor","token":"abcdefgh","token":"abcdefgi"}',  # a key twice
         b'{"event":"visitor","token":"abcdefgh","extra":1}',  # a key it does not know
         b'{"event":"visitor","token":"abcd efgh"}',  # a token character
+        b'{"event":"visitor","token":"abcdefgh\\nabcdefgh"}',  # a line feed in a token
         b'{"event":"visitor","token":"abcdefgh","site":"other"}',  # another site
         b'{"event":"purchase","token":"abcdefgh","data":{"value":-1}}',  # a data rule
         b'{"event":"visitor","token":"abcdefgh","messageId":""}',
@@ -351,3 +352,15 @@ def test_common_segment_messages_take_the_fast_path() -> None:
     assert rows == [map_message(message, envelope).row for message in messages]
     assert rows[2] is not None
     assert rows[2].custom_event == "Clicked Help"
+
+
+def test_a_token_with_a_line_feed_among_good_ones_takes_the_exact_path() -> None:
+    ctx = RequestContext("default", NOW_US)
+    raws = [
+        b'{"event":"visitor","token":"abcdefgh"}',
+        b'{"event":"visitor","token":"abcd\\nefgh"}',
+    ]
+    fast = fast_rows(fast_decode(raws, fast_event_decoder, MAX_PAYLOAD_BYTES), ctx)
+    assert fast[0] is not None
+    assert fast[1] is None
+    assert isinstance(exact(raws[1], ctx), ApiError)
