@@ -429,6 +429,11 @@ def test_consent_accept_persists_the_id_and_revoke_deletes_it(
     assert not consent_screen(page)
 
     page.evaluate("footfall.consent.revoke()")
+    # The answer to message_sent may still renew the id cookie (Set-Cookie) after the
+    # revoke; the tracker deletes it again as that answer settles: wait for that, bounded.
+    page.wait_for_function(
+        "!document.cookie.split('; ').some(c => c.startsWith('footfall_id='))", timeout=10_000
+    )
     jar = cookies(context)
     assert "footfall_id" not in jar
     assert jar["footfall_consent"]["value"] == "0"

@@ -325,10 +325,11 @@ def public_suffixes() -> PublicSuffixList:
 
 
 def parse_origin(value: object) -> str:
-    """An allowed origin as an operator types it, checked strictly and normalised: ``*``, an
-    origin (``https://shop.com``, ``http://127.0.0.1:8080``; a trailing ``/`` is dropped), or
-    every subdomain of a registrable domain (``https://*.shop.com``). ValueError says what
-    is wrong (a path, a user name, a wildcard over a public suffix such as ``*.co.uk``)."""
+    """An allowed origin as an operator types it, checked strictly and normalised: ``*``,
+    ``null`` (the opaque origin, by name only), an origin (``https://shop.com``,
+    ``http://127.0.0.1:8080``; a trailing ``/`` is dropped), or every subdomain of a
+    registrable domain (``https://*.shop.com``). ValueError says what is wrong (a path, a
+    user name, a wildcard over a public suffix such as ``*.co.uk``)."""
     if not isinstance(value, str):
         raise ValueError("must be a string")
     if len(value) > MAX_ORIGIN_CHARS:
@@ -336,6 +337,8 @@ def parse_origin(value: object) -> str:
     text = value.strip()
     if text == "*":
         return "*"
+    if text.lower() == NULL_ORIGIN:
+        return NULL_ORIGIN
     if not text:
         raise ValueError("must not be empty")
     example = "write scheme://host[:port], e.g. https://shop.com"
@@ -431,6 +434,11 @@ def origin_warnings(origins: Sequence[str]) -> list[str]:
         warnings.append(
             "'*' lets any web page send events to this site: fine for trying Footfall out, "
             "not for production. List your site's origins instead."
+        )
+    if NULL_ORIGIN in origins:
+        warnings.append(
+            "'null' lets sandboxed frames and file: pages send events to this site, and any "
+            "web page can make such a frame: list it only if your pages need it."
         )
     if not origins:
         warnings.append(

@@ -359,11 +359,11 @@ def custom_event_name(value: Any, field: str) -> str:
         raise invalid(field, "required")
     if not isinstance(value, str):
         raise invalid(field, "must be a string")
+    if len(value) > MAX_CUSTOM_EVENT_CHARS:  # as sent, so the documented maxLength holds
+        raise invalid(field, f"at most {MAX_CUSTOM_EVENT_CHARS} characters")
     name = value.strip()
     if not name:
         raise invalid(field, "must not be empty")
-    if len(name) > MAX_CUSTOM_EVENT_CHARS:
-        raise invalid(field, f"at most {MAX_CUSTOM_EVENT_CHARS} characters")
     if _UNPRINTABLE.search(name):
         raise invalid(field, "must not contain control characters")
     return name
