@@ -808,9 +808,9 @@ def row_with_data(
         if _RULE_KEYS.isdisjoint(data):
             pass
         elif _HEAVY_KEYS.isdisjoint(data) and _plain_ids(data):
-            chatbot_id = data.get("chatbot_id")
-            popup_version = data.get("popup_version")
-            data = {k: v for k, v in data.items() if k not in _COLUMN_KEYS}
+            data = data.copy()  # its only column keys: chatbot_id, popup_version
+            chatbot_id = data.pop("chatbot_id", None)
+            popup_version = data.pop("popup_version", None)
         else:
             columns = data_columns(data, event)
             chatbot_id, popup_version, order_num, open_way, total, items_json = columns
