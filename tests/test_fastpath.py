@@ -142,7 +142,7 @@ def exact(raw: bytes, ctx: RequestContext) -> EventRow | ApiError:
         return error
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.lists(_events, min_size=1, max_size=6),
     st.integers(0, 2**32),
@@ -295,7 +295,7 @@ _messages = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.lists(_messages, min_size=1, max_size=5),
     st.integers(0, 2**32),
