@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import queue
+import sys
 import threading
 import time
 import urllib.error
@@ -32,6 +33,7 @@ from footfall.cli.common import (
     settings_or_exit,
 )
 from footfall.identity import IdentityGraph
+from footfall.ingest.commit import SWITCH_INTERVAL_S
 from footfall.ingest.imports import FORMATS, Chunk, LineReader, Reject, line_chunks, open_lines
 from footfall.ingest.segment import MAX_BATCH_BYTES, apply_identity, erased
 from footfall.store.base import Store
@@ -139,6 +141,10 @@ def _to_store(
             except BaseException as exc:
                 failure.append(exc)
 
+    # The writer gives up the interpreter in each DuckDB call; with the default 5 ms switch
+    # interval the busy reading thread keeps it that long every time it wants it back.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     writer = threading.Thread(target=write, name="footfall-import-writer", daemon=True)
     writer.start()
     rejects: list[Reject] = []
@@ -159,6 +165,7 @@ def _to_store(
             progress.update(task, completed=min(size, raw.tell()), lines=lines)
         pending.put(None)
         writer.join()
+        sys.setswitchinterval(switch)
         progress.update(task, completed=size, lines=lines)
     if failure:
         raise failure[0]

@@ -41,19 +41,21 @@ from footfall.ingest.segment import (
     TYPES,
     Envelope,
     IdentityCall,
-    Mapped,
     apply_identity,
     erased,
+    fast_message_decoder,
+    fast_message_row,
     map_message,
 )
 from footfall.ingest.validate import (
     decode_items,
     decode_json,
+    fast_decode,
     json_problem,
     now_us,
     unique_keys,
 )
-from footfall.store.base import REPEATED_MESSAGE, Site
+from footfall.store.base import REPEATED_MESSAGE, EventRow, Site
 
 log = logging.getLogger("footfall.api")
 
@@ -152,7 +154,8 @@ class SegmentApi:
             mapped = map_message(message, self._envelope(site, call, None, None), kind)
         except ApiError as error:  # Segment answers a single call's faults with 400
             raise ApiError(400, error.code, error.message, error.field) from None
-        stored = await self._store(site, [mapped])
+        row, identity = mapped.row, mapped.identity
+        stored = await self._store(site, [row] if row else [], [identity] if identity else [])
         return json_response({"success": True, "stored": stored}, headers=cors_headers(call.origin))
 
     async def batch(self, request: Request) -> Response:
@@ -167,32 +170,46 @@ class SegmentApi:
                     400, TOO_LARGE, f"message {index} is larger than {MAX_MESSAGE_BYTES} bytes"
                 )
         envelope = self._envelope(site, call, body.sentAt, body.context)
-        mapped: list[Mapped] = []
+        # Track, page and screen messages of the common shape take the fast path; the rest
+        # (and each one it refuses) are decoded and mapped by the exact rules.
+        fast = [
+            None if message is None else fast_message_row(message, envelope)
+            for message in fast_decode(body.batch, fast_message_decoder, MAX_MESSAGE_BYTES)
+        ]
+        slow = [item for item, row in zip(body.batch, fast, strict=True) if row is None]
+        exact = iter(decode_items(b"".join(slow), slow, b"", MAX_MESSAGE_BYTES) if slow else ())
+        rows: list[EventRow] = []
+        calls: list[IdentityCall] = []
         rejected: list[dict[str, Any]] = []
-        outer = _encoder.encode(
-            _Batch(batch=[], sentAt=body.sentAt, context=body.context, writeKey=body.writeKey)
-        )
-        messages = decode_items(raw, body.batch, outer, MAX_MESSAGE_BYTES)
-        for index, message in enumerate(messages):
+        for index, row in enumerate(fast):
+            if row is not None:
+                rows.append(row)
+                continue
             try:
+                message = next(exact)
                 if isinstance(message, ApiError):
                     raise message
-                mapped.append(map_message(message, envelope))
+                mapped = map_message(message, envelope)
             except ApiError as error:
                 rejected.append({"index": index, **error.body()})
-        stored = await self._store(site, mapped)
+                continue
+            if mapped.identity is not None:
+                calls.append(mapped.identity)
+            if mapped.row is not None:
+                rows.append(mapped.row)
+        stored = await self._store(site, rows, calls)
         answer: dict[str, Any] = {"success": True, "stored": stored}
         if rejected:
-            answer["accepted"] = len(mapped)
+            answer["accepted"] = len(fast) - len(rejected)
             answer["rejected"] = rejected
         return json_response(answer, headers=cors_headers(call.origin))
 
-    async def _store(self, site: Site, mapped: list[Mapped]) -> int:
+    async def _store(self, site: Site, rows: list[EventRow], calls: list[IdentityCall]) -> int:
         """Identity calls in message order (in a worker thread), then the events in one
         group commit; answered once both are done. Returns the events stored now."""
         services = self.gate.running()
-        calls = [m.identity for m in mapped if m.identity is not None]
-        rows = [m.row for m in mapped if m.row is not None and not services.erased(site, m.row)]
+        if services.tombstones:
+            rows = [row for row in rows if not services.erased(site, row)]
         if calls:
             await run_blocking(_apply_all, services, site, calls)
         if not rows:

@@ -8,7 +8,9 @@ acknowledged event is durable without one disk sync per request.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import operator
 import queue
 import sys
 import threading
@@ -232,6 +234,7 @@ def split_flags(group: list[Pending], flags: Sequence[int]) -> list[Outcome]:
 
 
 _COMMITTED_CHILDREN: dict[str, Any] = {}
+_event_of = operator.attrgetter("event")
 
 
 def record_commit(rows: list[EventRow], started: float) -> None:
@@ -242,10 +245,7 @@ def record_commit(rows: list[EventRow], started: float) -> None:
 
 
 def count_committed(rows: list[EventRow]) -> None:
-    per_type: dict[str, int] = {}
-    for row in rows:
-        per_type[row.event] = per_type.get(row.event, 0) + 1
-    for name, n in per_type.items():
+    for name, n in collections.Counter(map(_event_of, rows)).items():
         child = _COMMITTED_CHILDREN.get(name)
         if child is None:  # labels() costs a lock and a tuple per call: once per name
             child = _COMMITTED_CHILDREN[name] = EVENTS_COMMITTED.labels(name)

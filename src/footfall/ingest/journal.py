@@ -671,7 +671,7 @@ class JournalCommitter(GroupCommitter):
             if not rows:  # every one a re-sent message: nothing to write
                 return split_flags(group, merge_flags(repeated, []))
             duplicates, fresh = self._duplicates(rows)
-            values: list[Sequence[Any]] = [_row_values(row) for row in rows]
+            values: list[Sequence[Any]] = list(map(_row_values, rows))
             payload = _encoder.encode((values, duplicates))
             end = self._journal.append(payload)  # durable on return
         except Exception as exc:
@@ -711,10 +711,12 @@ class JournalCommitter(GroupCommitter):
             return [False] * len(rows), rows, []
         # The pending set first, then the database: the loader drops an id from the set
         # only after its commit, so an id is always in one of them.
-        pending = {key for key in keys if key in self._messages_pending}
+        pending = self._messages_pending.intersection(keys)
         seen = self._seen_ids
         maybe = [key for key in keys if key not in pending and key in seen]
         known = self._target.known_messages(maybe) if maybe else set()
+        if not pending and not known and len(set(keys)) == len(keys):
+            return [False] * len(rows), rows, keys  # the common case: every id new
         repeated, kept, fresh = split_repeated_messages(rows, pending | known)
         return repeated, kept, [(site, message) for site, message, _ in fresh]
 
