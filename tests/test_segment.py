@@ -241,6 +241,16 @@ def test_write_keys_send_only_and_answers_follow_segment(keyed: Keys, fresh_ip: 
             "/v1/identify", json={"userId": "u-1", "traits": {"email": "no"}}, headers=basic
         )
         assert (answer.status_code, answer.json()["error"]["field"]) == (400, "user.email")
+        # Fields a message's type does not use are still held to their documented types.
+        for path, odd in (
+            ("/v1/identify", {"previousId": False}),
+            ("/v1/group", {"groupId": "g-1", "previousId": "p" * 256}),
+            ("/v1/track", {"event": "Odd", "groupId": [1]}),
+            ("/v1/alias", {"previousId": "p-1", "messageId": ""}),
+        ):
+            answer = http.post(path, json={"userId": "u-1", **odd}, headers=basic)
+            assert answer.status_code == 400, (path, answer.text)
+            assert answer.json()["error"]["field"] == next(iter(reversed(odd))), answer.text
         # From a browser: the site's origins apply to a write key too.
         allowed = http.post(
             "/v1/t",

@@ -318,6 +318,10 @@ def _check_types(message: Mapping[str, Any]) -> None:
     for name in ("event", "writeKey"):
         if message.get(name) is not None and not isinstance(message[name], str):
             raise invalid(name, "must be a string")
+    for name in ("previousId", "groupId"):  # ids the message's type may not use
+        if message.get(name) not in (None, ""):
+            user_id(message[name], name)
+    message_id(message.get("messageId"))
 
 
 def _alias(message: Mapping[str, Any], user: str | None) -> IdentityCall:
