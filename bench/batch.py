@@ -23,7 +23,15 @@ from pathlib import Path
 
 import duckdb
 
-from ingest import BENCH, ensure_loadgen, free_port, metric_means, peak_rss_mib, wait_healthy
+from ingest import (
+    BENCH,
+    child_pids,
+    ensure_loadgen,
+    free_port,
+    metric_means,
+    peak_rss_mib,
+    wait_healthy,
+)
 
 ROUTES = (
     ("baseline", "/bench/noop-batch", "tracking"),
@@ -120,6 +128,7 @@ def main() -> int:
                 )
                 acknowledged += 0 if name == "baseline" else args.requests * args.size
         peak = peak_rss_mib(server.pid)
+        workers_peak = [peak_rss_mib(pid) for pid in child_pids(server.pid)]
         means = metric_means(base)
     finally:
         server.send_signal(signal.SIGTERM)
@@ -139,6 +148,7 @@ def main() -> int:
         "ratio_batch": round(medians["batch"] / medians["baseline"], 3),
         "ratio_segment": round(medians["segment"] / medians["baseline"], 3),
         "server_peak_rss_mib": round(peak, 1),
+        "ingest_workers_peak_rss_mib": [round(value, 1) for value in workers_peak],
         "events_per_group_commit": round(means["events_per_group"], 1),
         "events_per_duckdb_load": round(means["events_per_load"], 1),
         "load_average_before": round(load_before, 2),
@@ -154,7 +164,8 @@ def main() -> int:
         "of the baseline (target >= 50%, and >= 150,000 events/s)"
     )
     print(
-        f"peak RSS : {peak:.0f} MiB; events per group commit {means['events_per_group']:.0f}, "
+        f"peak RSS : {peak:.0f} MiB, ingest workers {[round(v) for v in workers_peak]} MiB; "
+        f"events per group commit {means['events_per_group']:.0f}, "
         f"per DuckDB load {means['events_per_load']:.0f}; load average before {load_before:.2f}"
     )
     print(

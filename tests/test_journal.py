@@ -20,8 +20,8 @@ import msgspec
 import pytest
 
 from conftest import CLEAN_EXIT, Server, config_with
+from footfall.ingest.encoded import FIELDS
 from footfall.ingest.journal import (
-    FIELDS,
     MAGIC,
     Journal,
     JournalCommitter,

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     """DuckDB: a 200 means synced to the ingest journal, loaded into DuckDB in large batches
     (DuckDB's cost per transaction is too high for one per group); false commits each group
     to DuckDB directly. PostgreSQL always commits directly."""
+    ingest_workers: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=0, le=64)
+    """DuckDB journal mode: worker processes that decode and check large batches (32 KB
+    and up) and build the journal loader's Arrow batches, so that per-event work runs
+    beside the server process instead of in its one Python thread at a time; 0: none."""
     journal_dir: str | None = None
     """Where the journal's segment files live; default ``<database>.journal`` beside it."""
     journal_segment_mb: int = Field(default=64, ge=1, le=4096)

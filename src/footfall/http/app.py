@@ -30,7 +30,7 @@ from footfall.http.shared import Gate, Services
 from footfall.http.tracker import examples_dir, mount_demo, tracker_route
 from footfall.http.watchdog import LoopWatchdog
 from footfall.identity import IdentityGraph
-from footfall.ingest.writer import make_committer
+from footfall.ingest.writer import make_committer, start_workers
 from footfall.retention import apply_retention, prune_message_ids
 from footfall.sites import SiteRegistry, seed_sites
 from footfall.store import Store, open_store
@@ -154,7 +154,8 @@ def create_app(
         store = open_store(settings.database, memory_limit=settings.duckdb_memory_limit)
         applied = store.migrate()
         seed_sites(store, settings)
-        committer = make_committer(store, settings)  # DuckDB: replays its journal first
+        workers = start_workers(store, settings)
+        committer = make_committer(store, settings, workers)  # DuckDB: replays its journal
         committer.start()
         graph = IdentityGraph(store, settings.identity_max_per_kind, settings.erase_tombstone_days)
         gate.services = Services(
@@ -166,6 +167,7 @@ def create_app(
             addresses=ClientAddress(settings.trusted_proxies),
             identity=graph,
             tombstones=graph.tombstones(),
+            workers=workers,
         )
         setup_token = issue_setup_token(store, settings) if needs_setup(store, settings) else None
         log.info(
@@ -231,6 +233,8 @@ def create_app(
                     await task  # a pass under way finishes before the store closes
             gate.services = None  # late requests get 503, not a closed store
             await asyncio.to_thread(committer.stop)
+            if workers is not None:
+                await asyncio.to_thread(workers.stop)
             store.close()
             log.info("footfall stopped; every acknowledged event is committed")
 

@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -42,18 +41,18 @@ from footfall.ingest.segment import (
     Envelope,
     IdentityCall,
     apply_identity,
+    decode_segment_batch,
     erased,
     fast_message_decoder,
     fast_message_row,
     map_message,
+    peek_segment_batch,
 )
 from footfall.ingest.validate import (
     decode_items,
     decode_json,
     fast_decode,
-    json_problem,
     now_us,
-    unique_keys,
 )
 from footfall.store.base import REPEATED_MESSAGE, EventRow, Site
 
@@ -67,17 +66,6 @@ METRICS_PATH = "/v1/m"
 PATHS = (*SINGLE_PATHS, *BATCH_PATHS, METRICS_PATH)
 _OK = b'{"success":true}'
 _T = TypeVar("_T")
-
-
-class _Batch(msgspec.Struct, omit_defaults=True):
-    batch: list[msgspec.Raw]
-    sentAt: str | None = None
-    context: dict[str, Any] | None = None
-    writeKey: str | None = None
-
-
-_batch_decoder = msgspec.json.Decoder(_Batch)
-_encoder = msgspec.json.Encoder()
 
 
 def _basic_user(header: str) -> str | None:
@@ -162,7 +150,12 @@ class SegmentApi:
         call = Call.of(request)
         keyed = await self._admit(request, call)
         raw = await read_body(request, call, MAX_BATCH_BYTES)
-        body = self._decoded(lambda: _batch(raw), keyed)
+        stored = await self._batch_in_worker(raw, call, keyed)
+        if stored is not None:
+            return json_response(
+                {"success": True, "stored": stored}, headers=cors_headers(call.origin)
+            )
+        body = self._decoded(lambda: decode_segment_batch(raw), keyed)
         site = keyed or self._site(call, body.writeKey)
         for index, item in enumerate(body.batch):
             if len(item) > MAX_MESSAGE_BYTES:
@@ -203,6 +196,26 @@ class SegmentApi:
             answer["accepted"] = len(fast) - len(rejected)
             answer["rejected"] = rejected
         return json_response(answer, headers=cors_headers(call.origin))
+
+    async def _batch_in_worker(self, raw: bytes, call: Call, keyed: Site | None) -> int | None:
+        """The events stored of a batch a worker took whole (every message valid, of the
+        fast path's kinds); None when it is decided here, message by message."""
+        services = self.gate.running()
+        workers = services.ingest_workers(raw)
+        if workers is None:
+            return None
+        well_formed, sent_at, context, write_key = peek_segment_batch(raw)
+        if not well_formed:
+            return None
+        try:
+            site = keyed or self._site(call, write_key)
+        except ApiError:  # said below, after the body's own faults, as always
+            return None
+        encoded = await workers.segment_batch(raw, self._envelope(site, call, sent_at, context))
+        if encoded is None:
+            return None
+        flags = await services.committer.submit(encoded)
+        return sum(1 for flag in flags if flag != REPEATED_MESSAGE)
 
     async def _store(self, site: Site, rows: list[EventRow], calls: list[IdentityCall]) -> int:
         """Identity calls in message order (in a worker thread), then the events in one
@@ -248,19 +261,6 @@ def _one_message(raw: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise malformed("the body must be a JSON object (one message)")
     return message
-
-
-def _batch(raw: bytes) -> _Batch:
-    try:
-        body = _batch_decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise malformed(f"the body must be {{'batch': [...]}}: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise malformed(f"body is not valid JSON: {json_problem(exc, raw)}") from None
-    except RecursionError:
-        raise malformed("body is nested too deeply") from None
-    unique_keys(raw, _encoder.encode(body), outer_only=True)
-    return body
 
 
 def _apply_all(services: Services, site: Site, calls: list[IdentityCall]) -> None:

@@ -25,6 +25,7 @@ from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.identity import IdentityGraph
 from footfall.ingest.commit import GroupCommitter
 from footfall.ingest.validate import RequestContext, now_us
+from footfall.ingest.workers import WORKER_MIN_BYTES, IngestWorkers
 from footfall.sites import NULL_ORIGIN, KeyVerifier, SiteRegistry, normalise_origin
 from footfall.store.base import EventRow, Site, Store
 
@@ -76,6 +77,15 @@ class Services:
     identity: IdentityGraph
     tombstones: set[tuple[str, str, str]]
     """(tenant, kind, value) of erased identifiers whose late events are dropped."""
+    workers: IngestWorkers | None = None
+    """Worker processes for large batches (DuckDB journal mode), if any."""
+
+    def ingest_workers(self, raw: bytes) -> IngestWorkers | None:
+        """The workers to hand this batch body to, or None to handle it here: small
+        bodies, and any while erased identifiers must be checked event by event."""
+        if self.workers is None or len(raw) < WORKER_MIN_BYTES or self.tombstones:
+            return None
+        return self.workers
 
     def erased(self, site: Site, row: EventRow) -> bool:
         return bool(self.tombstones) and (site.scope, row.id_kind, row.token) in self.tombstones

@@ -42,6 +42,7 @@ from footfall.ingest.validate import (
     fast_rows,
     parse_batch,
     parse_legacy_query,
+    peek_batch_site,
     strict_query,
     validate_event,
 )
@@ -122,6 +123,22 @@ class Tracking:
         call = Call.of(request)
         gate.rate_limit(call)
         raw = await read_body(request, call, services.settings.max_batch_bytes)
+        workers = services.ingest_workers(raw)
+        if workers is not None:
+            # A worker takes the whole batch if every event is valid; anything else (a bad
+            # body, an unknown site, one bad event) is decided below, as it would be anyway.
+            well_formed, named = peek_batch_site(raw)
+            try:
+                site = gate.site_for(request, call, named) if well_formed else None
+            except ApiError:
+                site = None
+            if site is not None:
+                ctx = gate.context(call, site)
+                limit = services.settings.max_batch_events
+                encoded = await workers.tracking_batch(raw, ctx, limit)
+                if encoded is not None:
+                    flags = await services.committer.submit(encoded)
+                    return _batch_answer(_STORED[: len(flags)], flags, range(len(flags)), call)
         events, named = parse_batch(raw)
         site = gate.site_for(request, call, named)
         limit = services.settings.max_batch_events
@@ -139,19 +156,7 @@ class Tracking:
         else:
             results, rows, slots = self._each(request, call, site, ctx, events, fast)
         flags = await services.committer.submit(rows)
-        for slot, flag in zip(slots, flags, strict=True):
-            if flag:
-                results[slot] = _result(slot, duplicate=True)
-        accepted = len(rows)
-        head = _encoder.encode(
-            {
-                "success": accepted == len(events),
-                "accepted": accepted,
-                "rejected": len(events) - accepted,
-            }
-        )
-        payload = b"".join((head[:-1], b',"results":[', b",".join(results), b"]}"))
-        return Response(payload, media_type=JSON, headers=cors_headers(call.origin))
+        return _batch_answer(results, flags, slots, call)
 
     def _each(
         self,
@@ -253,3 +258,23 @@ def routes(gate: Gate, settings: Settings) -> list[Route]:
         table.insert(0, Route(NOOP_PATH, tracking.noop, methods=["POST"]))
         table.append(Route(BATCH_NOOP_PATH, tracking.noop_batch, methods=["POST"]))
     return table
+
+
+def _batch_answer(
+    results: list[bytes], flags: Sequence[int], slots: Sequence[int], call: Call
+) -> Response:
+    """The batch answer: per event its result (``slots``: the indexes of the stored ones,
+    whose ``flags`` may mark repeats)."""
+    for slot, flag in zip(slots, flags, strict=True):
+        if flag:
+            results[slot] = _result(slot, duplicate=True)
+    accepted = len(slots)
+    head = _encoder.encode(
+        {
+            "success": accepted == len(results),
+            "accepted": accepted,
+            "rejected": len(results) - accepted,
+        }
+    )
+    payload = b"".join((head[:-1], b',"results":[', b",".join(results), b"]}"))
+    return Response(payload, media_type=JSON, headers=cors_headers(call.origin))

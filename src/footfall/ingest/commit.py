@@ -15,12 +15,13 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from footfall.errors import UNAVAILABLE, ApiError
+from footfall.ingest.encoded import EncodedRows
 from footfall.store.base import EventRow, Store
 
 log = logging.getLogger("footfall.ingest")
@@ -40,8 +41,8 @@ COMMIT_SECONDS = Histogram(
 )
 COMMIT_FAILURES = Counter("footfall_commit_failures_total", "Groups that could not be made durable")
 
-Pending = tuple[list[EventRow], "asyncio.Future[list[int]]"]
-"""One request's rows and the future its handler awaits."""
+Pending = tuple["list[EventRow] | EncodedRows", "asyncio.Future[list[int]]"]
+"""One request's rows (or a worker's encoding of them) and the future its handler awaits."""
 Outcome = list[int] | BaseException
 """Per request: its rows' flags (``store.base.STORED`` ...), or the error it gets."""
 
@@ -98,7 +99,7 @@ class GroupCommitter:
         """Events held in memory on their way to the store (counted against the limit)."""
         return self.queued_events
 
-    def submit(self, rows: list[EventRow]) -> asyncio.Future[list[int]]:
+    def submit(self, rows: list[EventRow] | EncodedRows) -> asyncio.Future[list[int]]:
         """A future of the rows' duplicate flags, resolved once they are durable; raises 503
         if the writer cannot take them. A plain function, not a coroutine: one level less
         for the request to suspend through and resume."""
@@ -244,8 +245,19 @@ def record_commit(rows: list[EventRow], started: float) -> None:
     count_committed(rows)
 
 
+def record_group(count: int, events: Mapping[str, int], started: float) -> None:
+    """``record_commit`` for a group of ``count`` rows, ``events`` of them per type."""
+    COMMIT_SECONDS.observe(time.perf_counter() - started)
+    COMMIT_BATCH.observe(count)
+    _count_events(events)
+
+
 def count_committed(rows: list[EventRow]) -> None:
-    for name, n in collections.Counter(map(_event_of, rows)).items():
+    _count_events(collections.Counter(map(_event_of, rows)))
+
+
+def _count_events(events: Mapping[str, int]) -> None:
+    for name, n in events.items():
         child = _COMMITTED_CHILDREN.get(name)
         if child is None:  # labels() costs a lock and a tuple per call: once per name
             child = _COMMITTED_CHILDREN[name] = EVENTS_COMMITTED.labels(name)

@@ -16,6 +16,7 @@ from footfall.ingest.commit import (
     record_commit,
     split_flags,
 )
+from footfall.ingest.encoded import EncodedRows
 from footfall.store.base import EventRow
 
 log = logging.getLogger("footfall.ingest")
@@ -26,14 +27,14 @@ class DirectCommitter(GroupCommitter):
     processes, de-duplication in the database), and for DuckDB with ``ingest_journal`` off."""
 
     def write_group(self, group: list[Pending]) -> list[Outcome]:
-        rows = [row for item in group for row in item[0]]
+        rows = [row for item in group for row in _rows(item[0])]
         started = time.perf_counter()
         try:
             flags = self.store.insert_events(rows)
         except Exception:
             COMMIT_FAILURES.inc()
             log.exception("group commit failed; retrying requests one by one")
-            return [self._write_alone(item[0]) for item in group]
+            return [self._write_alone(_rows(item[0])) for item in group]
         record_commit(rows, started)
         return split_flags(group, flags)
 
@@ -46,3 +47,7 @@ class DirectCommitter(GroupCommitter):
             return ApiError(503, UNAVAILABLE, f"events could not be stored: {type(exc).__name__}")
         count_committed(rows)
         return flags
+
+
+def _rows(rows: list[EventRow] | EncodedRows) -> list[EventRow]:
+    return rows.rows() if isinstance(rows, EncodedRows) else rows

@@ -21,23 +21,24 @@ replay truncates it with a warning.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
-import operator
 import os
 import struct
 import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
+import pyarrow as pa
 from prometheus_client import Counter, Gauge, Histogram
 from rbloom import Bloom
 
@@ -47,9 +48,11 @@ from footfall.ingest.commit import (
     GroupCommitter,
     Outcome,
     Pending,
-    record_commit,
+    record_group,
     split_flags,
 )
+from footfall.ingest.encoded import FIELDS, EncodedRows, array_header, encode_rows
+from footfall.store.arrow import events_table
 from footfall.store.base import EventRow, Store, merge_flags, split_repeated_messages
 
 if TYPE_CHECKING:
@@ -61,13 +64,11 @@ MAGIC = b"FFJRNL\x00\x01"
 FORMAT = 1
 SUFFIX = ".journal"
 _FRAME = struct.Struct("<II")
-FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EventRow))
-"""A journaled row is the list of an EventRow's values in this order (named in each
-segment's header, so a later EventRow with more fields still reads old segments)."""
+# A journaled row is the list of an EventRow's values in FIELDS order (named in each
+# segment's header, so a later EventRow with more fields still reads old segments).
 _DEFAULTS: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(EventRow) if f.default is not dataclasses.MISSING
 }
-_row_values = operator.attrgetter(*FIELDS)
 _SITE, _TS, _EVENT, _ORDER = (FIELDS.index(n) for n in ("site_id", "ts_us", "event", "order_num"))
 
 _encoder = msgspec.msgpack.Encoder()
@@ -122,14 +123,10 @@ class JournalTarget(Protocol):
         ...
 
     def load_journaled(
-        self,
-        columns: Mapping[str, Sequence[Any]],
-        duplicates: Sequence[bool],
-        orders: Sequence[tuple[str, str, int]],
-        position: int,
+        self, batch: pa.Table, orders: Sequence[tuple[str, str, int]], position: int
     ) -> None:
-        """Insert the rows (one value sequence per EventRow field), their message ids, the
-        new orders and the loaded position in one committed transaction."""
+        """Insert the rows (``events_table``), their message ids, the new orders and the
+        loaded position in one committed transaction."""
         ...
 
 
@@ -141,6 +138,8 @@ class Record:
     duplicates: list[bool]
     end: int
     """The position just past the record."""
+    payload: bytes
+    """The record as written (re-encoded in today's ``FIELDS`` order if it was not)."""
 
 
 @dataclass(slots=True)
@@ -272,7 +271,8 @@ class Journal:
                     raise JournalError(f"unreadable record in {path.name}: {exc}") from None
                 if fields != list(FIELDS):
                     rows = _remap(rows, fields)
-                yield Record(rows, duplicates, record_end)
+                    payload = _encoder.encode((rows, duplicates))
+                yield Record(rows, duplicates, record_end, payload)
             offset = body_at + length
         if offset < len(data):
             dropped = len(data) - offset
@@ -412,16 +412,45 @@ class Journal:
 
 @dataclass(slots=True)
 class _Batch:
-    """Journaled rows waiting for the loader."""
+    """A journaled record waiting for the loader."""
 
-    rows: list[Sequence[Any]]
-    duplicates: list[bool]
+    payload: bytes
+    """The record as journaled: MessagePack ``[rows as value lists, duplicate flags]``."""
+    count: int
     orders: list[tuple[str, str, int]]
     end: int
     journaled_at: float
     messages: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     """Message ids of the rows, pending until loaded (empty at replay: nothing is pending
     before the server answers)."""
+
+
+TableBuilder = Callable[[list[bytes]], pa.Table]
+"""Journal record payloads to the batch ``load_journaled`` takes (in this process, or in
+an ingest worker process)."""
+
+
+TABLE_CHUNK_ROWS = 4096
+"""Rows turned into Arrow at a time: a load's rows as Python objects at once would take
+hundreds of MiB at 50,000 rows; in chunks the peak stays a few MiB over the table."""
+
+
+def journal_table(payloads: list[bytes]) -> pa.Table:
+    """The rows of journal record payloads as one Arrow table (``events_table``)."""
+    chunks: list[pa.Table] = []
+    rows: list[Sequence[Any]] = []
+    duplicates: list[bool] = []
+    for index, payload in enumerate(payloads):
+        values, flags = _decoder.decode(payload)
+        rows.extend(values)
+        duplicates.extend(flags)
+        if len(rows) >= TABLE_CHUNK_ROWS or index == len(payloads) - 1:
+            columns = dict(zip(FIELDS, zip(*rows, strict=True), strict=True)) if rows else {}
+            chunks.append(events_table(columns, duplicates))
+            rows, duplicates = [], []
+    if not chunks:
+        return events_table({}, [])
+    return pa.concat_tables(chunks) if len(chunks) > 1 else chunks[0]
 
 
 def _orders_of(
@@ -435,17 +464,18 @@ def _orders_of(
     ]
 
 
-def _load(target: JournalTarget, batches: Sequence[_Batch]) -> int:
+def _load(
+    target: JournalTarget, batches: Sequence[_Batch], build: TableBuilder = journal_table
+) -> int:
     """One DuckDB transaction for ``batches``; returns the number of rows."""
-    rows = [row for batch in batches for row in batch.rows]
-    duplicates = [flag for batch in batches for flag in batch.duplicates]
     orders = [order for batch in batches for order in batch.orders]
-    columns = dict(zip(FIELDS, zip(*rows, strict=True), strict=True)) if rows else {}
     started = time.perf_counter()
-    target.load_journaled(columns, duplicates, orders, batches[-1].end)
+    table = build([batch.payload for batch in batches])
+    target.load_journaled(table, orders, batches[-1].end)
     LOAD_SECONDS.observe(time.perf_counter() - started)
-    LOAD_BATCH.observe(len(rows))
-    return len(rows)
+    rows: int = table.num_rows
+    LOAD_BATCH.observe(rows)
+    return rows
 
 
 def _replay(journal: Journal, target: JournalTarget, load_max_events: int) -> int:
@@ -457,8 +487,8 @@ def _replay(journal: Journal, target: JournalTarget, load_max_events: int) -> in
     for record in journal.recover(loaded):
         pending.append(
             _Batch(
-                record.rows,
-                record.duplicates,
+                record.payload,
+                len(record.rows),
                 _orders_of(record.rows, record.duplicates),
                 record.end,
                 0.0,
@@ -538,8 +568,10 @@ class JournalCommitter(GroupCommitter):
         max_events: int = 5_000,
         queue_limit: int = 100_000,
         linger_seconds: float = 0.0,
+        tables: TableBuilder = journal_table,
     ) -> None:
         super().__init__(store, max_events, queue_limit, linger_seconds)
+        self._tables = tables
         if not isinstance(store, JournalTarget):
             raise TypeError(f"the {store.backend} store cannot be loaded from a journal")
         self._target: JournalTarget = store
@@ -663,16 +695,39 @@ class JournalCommitter(GroupCommitter):
                 self._rebuild_id_filter()
             except Exception:  # keep the old filter: a superset, so still exact
                 log.exception("rebuilding the message id filter failed")
-        rows = [row for item in group for row in item[0]]
         started = time.perf_counter()
         good_end = self._journal.end
+        repeated: list[bool] | None = None
         try:
-            repeated, rows, messages = self._repeated_messages(rows)
-            if not rows:  # every one a re-sent message: nothing to write
-                return split_flags(group, merge_flags(repeated, []))
-            duplicates, fresh = self._duplicates(rows)
-            values: list[Sequence[Any]] = list(map(_row_values, rows))
-            payload = _encoder.encode((values, duplicates))
+            # Rows validated in this process are encoded here; a worker's come encoded.
+            parts = [
+                rows if isinstance(rows, EncodedRows) else encode_rows(rows) for rows, _ in group
+            ]
+            messages = [(site, message) for part in parts for _, site, message in part.messages]
+            repeats = self._repeated_messages(messages) if messages else None
+            if repeats is not None:  # the rare group re-sending a message: row by row
+                rows = [row for part in parts for row in part.rows()]
+                repeated, kept, fresh_ids = split_repeated_messages(rows, repeats)
+                if not kept:  # every one a re-sent message: nothing to write
+                    return split_flags(group, merge_flags(repeated, []))
+                parts = [encode_rows(kept)]
+                messages = [(site, message) for site, message, _ in fresh_ids]
+            count = 0
+            wanted: list[tuple[int, tuple[str, str], int]] = []
+            events: collections.Counter[str] = collections.Counter()
+            for part in parts:
+                wanted.extend((count + i, (site, order), ts) for i, site, order, ts in part.orders)
+                events.update(part.events)
+                count += part.count
+            duplicates, fresh = self._duplicates(count, wanted)
+            payload = b"".join(
+                (
+                    b"\x92",  # [rows, duplicate flags]
+                    array_header(count),
+                    *(part.body for part in parts),
+                    _encoder.encode(duplicates),
+                )
+            )
             end = self._journal.append(payload)  # durable on return
         except Exception as exc:
             COMMIT_FAILURES.inc()
@@ -683,32 +738,28 @@ class JournalCommitter(GroupCommitter):
                 return [self.write_group([item])[0] for item in group]
             error = ApiError(503, UNAVAILABLE, f"events could not be stored: {type(exc).__name__}")
             return [error] * len(group)
-        record_commit(rows, started)
+        record_group(count, events, started)
         self._orders_pending.update((site, order) for site, order, _ in fresh)
         self._messages_pending.update(messages)
         self._seen_ids.update(messages)
-        batch = _Batch(values, duplicates, fresh, end, time.time(), messages)
+        batch = _Batch(payload, count, fresh, end, time.time(), messages)
         with self._load_cond:
             self._ready.append(batch)
-            self._ready_events += len(rows)
+            self._ready_events += count
             self._journaled = end
             # Wake the loader only if it sleeps with nothing to do (or must load now): one
             # waiting for its interval would just wake, look and sleep again, per group.
             if self._loader_idle or self._ready_events >= self._load_max:
                 self._load_cond.notify()
-        if len(repeated) == len(duplicates):  # nothing dropped: the order flags say all
+        if repeated is None:  # nothing dropped: the order flags say all
             return split_flags(group, duplicates)
         return split_flags(group, merge_flags(repeated, duplicates))
 
-    def _repeated_messages(
-        self, rows: list[EventRow]
-    ) -> tuple[list[bool], list[EventRow], list[tuple[str, str]]]:
-        """Rows that repeat a message id (loaded, journaled and pending, or earlier in the
-        group) are dropped: one writer thread decides, so concurrent requests cannot both
-        store one message. Returns the flags, the rows kept and their new ids."""
-        keys = [(row.site_id, row.message_id) for row in rows if row.message_id is not None]
-        if not keys:
-            return [False] * len(rows), rows, []
+    def _repeated_messages(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]] | None:
+        """None when every (site_id, message_id) is new (the common case), else the ids
+        already loaded or journaled and pending: rows repeating them, or an id earlier in
+        the group, are dropped. One writer thread decides, so concurrent requests cannot
+        both store one message."""
         # The pending set first, then the database: the loader drops an id from the set
         # only after its commit, so an id is always in one of them.
         pending = self._messages_pending.intersection(keys)
@@ -716,33 +767,30 @@ class JournalCommitter(GroupCommitter):
         maybe = [key for key in keys if key not in pending and key in seen]
         known = self._target.known_messages(maybe) if maybe else set()
         if not pending and not known and len(set(keys)) == len(keys):
-            return [False] * len(rows), rows, keys  # the common case: every id new
-        repeated, kept, fresh = split_repeated_messages(rows, pending | known)
-        return repeated, kept, [(site, message) for site, message, _ in fresh]
+            return None
+        return pending | known
 
-    def _duplicates(self, rows: list[EventRow]) -> tuple[list[bool], list[tuple[str, str, int]]]:
-        """Flags per row, and the orders seen here first (site, number, time)."""
-        flags = [False] * len(rows)
-        wanted = [
-            (i, (row.site_id, row.order_num))
-            for i, row in enumerate(rows)
-            if row.order_num is not None and row.event == "purchase"
-        ]
+    def _duplicates(
+        self, count: int, wanted: list[tuple[int, tuple[str, str], int]]
+    ) -> tuple[list[bool], list[tuple[str, str, int]]]:
+        """Flags per row of ``count``, given its purchases with an order number (row
+        index, (site, number), time); and the orders seen here first (site, number, time)."""
+        flags = [False] * count
         if not wanted:
             return flags, []
         # Look at the unloaded orders once, before asking the database: the loader drops an
         # order from that set only after its commit, so an order is always in one of them.
-        pending = {key for _, key in wanted if key in self._orders_pending}
-        unknown = sorted({key for _, key in wanted} - pending)
+        pending = {key for _, key, _ in wanted if key in self._orders_pending}
+        unknown = sorted({key for _, key, _ in wanted} - pending)
         known = self._target.known_orders(unknown) if unknown else set()
         seen = pending | known
         fresh: list[tuple[str, str, int]] = []
-        for i, key in wanted:
+        for i, key, ts in wanted:
             if key in seen:
                 flags[i] = True
             else:
                 seen.add(key)
-                fresh.append((key[0], key[1], rows[i].ts_us))
+                fresh.append((key[0], key[1], ts))
         return flags, fresh
 
     # ------------------------------------------------------------------ loader thread
@@ -777,10 +825,10 @@ class JournalCommitter(GroupCommitter):
             taken: list[_Batch] = []
             count = 0
             for batch in islice(self._ready, len(self._ready)):
-                if taken and count + len(batch.rows) > self._load_max:
+                if taken and count + batch.count > self._load_max:
                     break
                 taken.append(batch)
-                count += len(batch.rows)
+                count += batch.count
             self._last_load = time.monotonic()
             return taken
 
@@ -789,7 +837,7 @@ class JournalCommitter(GroupCommitter):
         delay = 0.05
         while True:
             try:
-                count = _load(self._target, batches)
+                count = _load(self._target, batches, self._tables)
                 break
             except Exception:
                 LOAD_FAILURES.inc()

@@ -40,11 +40,15 @@ from footfall.ingest.validate import (
     TOKEN_PATTERN,
     RequestContext,
     custom_event_name,
+    json_problem,
     message_id,
     row_with_data,
+    unique_keys,
     validate_event,
 )
 from footfall.store.base import EventRow
+
+_json_encoder = msgspec.json.Encoder()
 
 MAX_MESSAGE_BYTES = 32 * 1024
 """Segment's limit on one message (a single call, or one message of a batch)."""
@@ -528,3 +532,49 @@ def apply_identity(graph: IdentityGraph, tenant: str, call: IdentityCall, actor:
     else:
         name = f"client_id:{call.client_id}" if call.client_id else f"token:{call.token}"
         graph.set_properties(tenant, name, call.traits)
+
+
+class SegmentBatch(msgspec.Struct, omit_defaults=True):
+    """A Segment batch body; its messages stay raw until each is decoded alone."""
+
+    batch: list[msgspec.Raw]
+    sentAt: str | None = None
+    context: dict[str, Any] | None = None
+    writeKey: str | None = None
+
+
+_segment_batch_decoder = msgspec.json.Decoder(SegmentBatch)
+
+
+def decode_segment_batch(raw: bytes) -> SegmentBatch:
+    """The body of ``/v1/batch``, or ANALYTICS_001 saying what is wrong with it."""
+    try:
+        body = _segment_batch_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise malformed(f"the body must be {{'batch': [...]}}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise malformed(f"body is not valid JSON: {json_problem(exc, raw)}") from None
+    except RecursionError:
+        raise malformed("body is nested too deeply") from None
+    unique_keys(raw, _json_encoder.encode(body), outer_only=True)
+    return body
+
+
+class _EnvelopePeek(msgspec.Struct):
+    sentAt: str | None = None
+    context: dict[str, Any] | None = None
+    writeKey: str | None = None
+
+
+_envelope_peek_decoder = msgspec.json.Decoder(_EnvelopePeek)
+
+
+def peek_segment_batch(raw: bytes) -> tuple[bool, str | None, dict[str, Any] | None, str | None]:
+    """Whether a Segment batch body looks well formed, and its sentAt, context and
+    writeKey, without taking its messages apart (``decode_segment_batch`` does that, and
+    says what is wrong with a bad body)."""
+    try:
+        body = _envelope_peek_decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return False, None, None, None
+    return True, body.sentAt, body.context, body.writeKey

@@ -238,6 +238,23 @@ def parse_batch(raw: bytes) -> tuple[list[msgspec.Raw], str | None]:
     return body.events, body.site
 
 
+class _SitePeek(msgspec.Struct):
+    site: str | None = None
+
+
+_site_peek_decoder = msgspec.json.Decoder(_SitePeek | list[msgspec.Raw])
+
+
+def peek_batch_site(raw: bytes) -> tuple[bool, str | None]:
+    """Whether a batch body looks well formed, and the site it names, without taking its
+    events apart (``parse_batch`` does that, and says what is wrong with a bad body)."""
+    try:
+        body = _site_peek_decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return False, None
+    return True, None if isinstance(body, list) else body.site
+
+
 def decode_items(
     raw: bytes,
     items: Sequence[bytes | msgspec.Raw],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from footfall.store.arrow import EVENT_ARROW_COLUMNS as _EVENT_COLUMNS
 from footfall.store.base import (
     API_KEY_COLUMNS,
-    EVENT_COLUMNS,
     ApiKey,
     EventRow,
     Site,
@@ -30,25 +30,12 @@ from footfall.store.base import (
 )
 from footfall.store.migrations import MIGRATIONS, render
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "ts": pa.timestamp("us"),
-    "received_at": pa.timestamp("us"),
-    "ephemeral": pa.bool_(),
-    "duplicate": pa.bool_(),
-    "total_value_base": pa.float64(),
-}
-"""Arrow types of the events columns that are not strings."""
-_EVENT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = tuple(
-    (name, _ARROW_TYPES.get(name, pa.string())) for name in EVENT_COLUMNS
-)
 _COLUMN_LIST = ", ".join(name for name, _ in _EVENT_COLUMNS)
 # Built from the constant column list above, never from input.
 _INSERT_AND_COMMIT = (
     f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM _ff_batch; COMMIT"  # noqa: S608
 )
 _INSERT_BATCH = f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM _ff_batch"  # noqa: S608
-_FIELD_COLUMNS = {"ts_us": "ts", "received_us": "received_at"}
-"""EventRow fields whose column has another name; the rest share theirs."""
 
 
 def _utcnow() -> datetime:
@@ -240,17 +227,14 @@ class DuckDBStore:
         return _known_pairs(self._cursor(), "orders", "order_num", keys)
 
     def load_journaled(
-        self,
-        columns: Mapping[str, Sequence[Any]],
-        duplicates: Sequence[bool],
-        orders: Sequence[tuple[str, str, int]],
-        position: int,
+        self, batch: pa.Table, orders: Sequence[tuple[str, str, int]], position: int
     ) -> None:
-        """Journaled rows, their new orders and the journal position, in one transaction:
-        after a crash the position says exactly which rows are in (none twice)."""
+        """Journaled rows (``events_table``), their new orders and the journal position, in
+        one transaction: after a crash the position says exactly which rows are in (none
+        twice)."""
         cur = self._cursor()
         # DuckDB finds these locals by name (replacement scans): cheaper than register().
-        _ff_batch = _arrow_columns(columns, duplicates)
+        _ff_batch = batch
         _ff_orders = pa.table(
             {
                 "site_id": pa.array([o[0] for o in orders], pa.string()),
@@ -258,25 +242,19 @@ class DuckDBStore:
                 "first_seen": pa.array([o[2] for o in orders], pa.timestamp("us")),
             }
         )
+        with_ids = batch.num_rows and batch.column("message_id").null_count < batch.num_rows
         with self._write_lock:
             cur.execute("BEGIN")
             try:
-                if _ff_batch.num_rows:
+                if batch.num_rows:
                     cur.execute(_INSERT_BATCH)
-                    if any(m is not None for m in columns.get("message_id", ())):
-                        _ff_messages = pa.table(
-                            {
-                                "site_id": _ff_batch.column("site_id"),
-                                "message_id": pa.array(columns["message_id"], pa.string()),
-                                "received_at": _ff_batch.column("received_at"),
-                            }
-                        )
-                        # The writer thread let each id through once; DO NOTHING only
-                        # guards against an id recorded meanwhile by another path.
-                        cur.execute(
-                            "INSERT INTO message_ids SELECT * FROM _ff_messages "
-                            "WHERE message_id IS NOT NULL ON CONFLICT DO NOTHING"
-                        )
+                if with_ids:
+                    # The writer thread let each id through once; DO NOTHING only guards
+                    # against an id recorded meanwhile by another path.
+                    cur.execute(
+                        "INSERT INTO message_ids SELECT site_id, message_id, received_at "
+                        "FROM _ff_batch WHERE message_id IS NOT NULL ON CONFLICT DO NOTHING"
+                    )
                 if orders:
                     cur.execute(
                         "INSERT INTO orders SELECT site_id, order_num, first_seen FROM _ff_orders "
@@ -544,12 +522,3 @@ def _arrow_batch(rows: list[EventRow], duplicates: list[bool]) -> pa.Table:
         "custom_event": [r.custom_event for r in rows],
     }
     return pa.table({name: pa.array(columns[name], type=kind) for name, kind in _EVENT_COLUMNS})
-
-
-def _arrow_columns(columns: Mapping[str, Sequence[Any]], duplicates: Sequence[bool]) -> pa.Table:
-    """One value sequence per EventRow field (journal order) to the events table's batch."""
-    by_column = {_FIELD_COLUMNS.get(name, name): values for name, values in columns.items()}
-    by_column["duplicate"] = duplicates
-    if not duplicates:
-        return pa.table({name: pa.array([], type=kind) for name, kind in _EVENT_COLUMNS})
-    return pa.table({name: pa.array(by_column[name], type=kind) for name, kind in _EVENT_COLUMNS})

@@ -1,0 +1,271 @@
+"""Ingest worker processes: large batches validated and encoded outside the server process,
+with the same rows, the same answers and nothing lost when a worker dies."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from conftest import CLEAN_EXIT, SHOP, Server, eventually
+from footfall.ingest.encoded import array_header, encode_rows
+from footfall.ingest.journal import journal_table
+from footfall.ingest.segment import (
+    Envelope,
+    decode_segment_batch,
+    fast_message_decoder,
+    fast_message_row,
+)
+from footfall.ingest.validate import (
+    MAX_PAYLOAD_BYTES,
+    RequestContext,
+    fast_decode,
+    fast_event_decoder,
+    fast_rows,
+    now_us,
+    parse_batch,
+)
+from footfall.ingest.workers import (
+    WORKER_MIN_BYTES,
+    journal_ipc,
+    segment_rows,
+    tracking_rows,
+)
+
+EVENTS = ("visitor", "bot_open", "convo_started", "message_sent", "added_to_cart", "purchase")
+
+
+def tracking_events(count: int, run: str) -> list[dict[str, object]]:
+    events: list[dict[str, object]] = []
+    for i in range(count):
+        name = EVENTS[i % len(EVENTS)]
+        data: dict[str, object] = {"chatbot_id": "bot-1", "text": f"question {i}"}
+        if name == "purchase":
+            data |= {"orderNum": f"{run}-order-{i // 12}", "currency": "EUR", "value": 10 + i}
+        events.append({"event": name, "token": f"{run}tok{i:06d}x", "data": data, "ab_test": True})
+    return events
+
+
+def segment_messages(count: int, run: str) -> list[dict[str, object]]:
+    return [
+        {
+            "type": "page" if i % 5 == 0 else "track",
+            "event": "Product Added" if i % 3 == 0 else "Clicked Help",
+            "anonymousId": f"{run}-anon-{i}",
+            "messageId": f"{run}-m-{i}",
+            "timestamp": "2026-11-20T10:00:00.000Z",
+            "properties": {"product_id": "SKU-1", "price": 12.5, "text": "where is my order?"},
+            "context": {"userAgent": "Mozilla/5.0 test", "page": {"url": "https://shop.test/p"}},
+        }
+        for i in range(count)
+    ]
+
+
+def body(value: object) -> bytes:
+    raw = json.dumps(value).encode()
+    assert len(raw) >= WORKER_MIN_BYTES  # large enough to be offered to a worker
+    return raw
+
+
+# ------------------------------------------------------------------ the worker functions
+
+
+def test_tracking_rows_are_the_fast_path_rows() -> None:
+    raw = body({"events": tracking_events(400, "unit")})
+    ctx = RequestContext(site_id="default", now_us=now_us(), user_agent="UA", page_url=None)
+    encoded = tracking_rows(raw, ctx, 10_000)
+    assert encoded is not None
+    events, _ = parse_batch(raw)
+    expected = fast_rows(fast_decode(events, fast_event_decoder, MAX_PAYLOAD_BYTES), ctx)
+    assert encoded.rows() == expected
+    assert len(encoded) == 400
+    assert sum(encoded.events.values()) == 400
+    purchases = [row for row in expected if row is not None and row.event == "purchase"]
+    assert [(site, order) for _, site, order, _ in encoded.orders] == [
+        (row.site_id, row.order_num) for row in purchases
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda events: events[7].update(token="bad token!"), "one invalid event"),
+        (lambda events: events[3].update(surprise=1), "a key the fast path does not know"),
+        (lambda events: events[9].update(site="other"), "an event naming another site"),
+    ],
+)
+def test_tracking_rows_hand_back_what_the_server_must_decide(change, why) -> None:  # type: ignore[no-untyped-def]
+    events = tracking_events(400, "back")
+    change(events)
+    ctx = RequestContext(site_id="default", now_us=now_us())
+    assert tracking_rows(body({"events": events}), ctx, 10_000) is None, why
+
+
+def test_tracking_rows_hand_back_bad_bodies_and_oversized_batches() -> None:
+    ctx = RequestContext(site_id="default", now_us=now_us())
+    raw = body({"events": tracking_events(400, "size")})
+    assert tracking_rows(raw, ctx, 399) is None
+    assert tracking_rows(raw[:-1], ctx, 10_000) is None
+    assert (
+        tracking_rows(body({"site": "other", "events": tracking_events(400, "s")}), ctx, 10_000)
+        is None
+    )
+
+
+def test_segment_rows_are_the_fast_path_rows() -> None:
+    raw = body({"batch": segment_messages(300, "seg"), "sentAt": "2026-11-20T10:00:01.000Z"})
+    envelope = Envelope(site_id="default", received_us=now_us(), sent_at="2026-11-20T10:00:01.000Z")
+    encoded = segment_rows(raw, envelope)
+    assert encoded is not None
+    items = decode_segment_batch(raw).batch
+    expected = [
+        fast_message_row(message, envelope)
+        for message in fast_decode(items, fast_message_decoder, MAX_PAYLOAD_BYTES)
+    ]
+    assert encoded.rows() == expected
+    assert [(site, message) for _, site, message in encoded.messages] == [
+        ("default", f"seg-m-{i}") for i in range(300)
+    ]
+    with_identify = segment_messages(300, "id")
+    with_identify[5] = {"type": "identify", "userId": "u-1", "messageId": "id-x"}
+    assert segment_rows(body({"batch": with_identify}), envelope) is None
+
+
+def test_journal_ipc_is_the_journal_table() -> None:
+    ctx = RequestContext(site_id="default", now_us=now_us(), user_agent="UA")
+    events, _ = parse_batch(body({"events": tracking_events(300, "ipc")}))
+    rows = [row for row in fast_rows(fast_decode(events, fast_event_decoder, 1 << 20), ctx) if row]
+    encoded = encode_rows(rows)
+    flags = [i % 50 == 0 for i in range(len(rows))]
+    payload = b"\x92" + array_header(len(rows)) + encoded.body + msgspec.msgpack.encode(flags)
+    import pyarrow as pa
+
+    table = pa.ipc.open_stream(journal_ipc([payload, payload])).read_all()
+    assert table.equals(journal_table([payload, payload]))
+    assert table.num_rows == 2 * len(rows)
+    assert table.column("duplicate").to_pylist() == flags + flags
+
+
+# ------------------------------------------------------------------ a real server
+
+
+def worker_batches(client: httpx.Client) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("footfall_ingest_worker_batches_total{"):
+            outcome = line.split('outcome="')[1].split('"')[0]
+            found[outcome] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def post_events(client: httpx.Client, events: list[dict[str, object]]) -> httpx.Response:
+    return client.post("/api/analytics/batch", content=body({"events": events}))
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_large_batches_go_through_workers_and_store_every_event(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "srv", FOOTFALL_INGEST_WORKERS="2")
+    write_key = srv.write_key()
+    srv.start()
+    auth = {"authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+    with srv.client("10.200.0.1", headers={"origin": SHOP}) as client:
+        sent = client.post(
+            "/api/analytics/batch", content=body({"events": tracking_events(480, "w")})
+        )
+        assert sent.status_code == 200, sent.text
+        answer = sent.json()
+        assert answer["accepted"] == 480
+        assert answer["rejected"] == 0
+        # A repeated order inside the batch is flagged, as the server itself would.
+        repeats = [r["index"] for r in answer["results"] if r.get("duplicate")]
+        expected_repeats = [i for i in range(480) if i % 12 == 11]  # 2nd purchase per order
+        assert repeats == expected_repeats
+        bad = tracking_events(480, "b")
+        bad[42]["token"] = "no spaces allowed"
+        mixed = post_events(client, bad)
+        assert mixed.status_code == 200
+        assert mixed.json()["accepted"] == 479
+        refused = [r for r in mixed.json()["results"] if not r["success"]]
+        assert [r["index"] for r in refused] == [42]
+        assert refused[0]["error"]["field"] == "token"
+        segment = body({"batch": segment_messages(400, "sw")})
+        first = client.post("/v1/batch", content=segment, headers=auth)
+        again = client.post("/v1/batch", content=segment, headers=auth)
+        assert first.json() == {"success": True, "stored": 400}
+        assert again.json() == {"success": True, "stored": 0}  # re-sent: stored once
+        counts = worker_batches(client)
+        assert counts.get("taken", 0) >= 3
+        assert counts.get("handed_back", 0) >= 1
+    assert srv.stop() in CLEAN_EXIT
+    stored = dict(srv.rows("SELECT event, count(*) FROM events GROUP BY ALL"))
+    assert sum(stored.values()) == 480 + 479 + 400
+    assert stored["purchase"] == 160
+    orders = srv.rows("SELECT count(*) FROM orders")[0][0]
+    assert orders == len({f"{run}-order-{i // 12}" for run in ("w", "b") for i in range(480)})
+    assert srv.rows("SELECT count(*) FROM message_ids")[0][0] == 400
+
+
+def test_a_dead_worker_costs_nothing_and_workers_end_with_a_killed_server(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "srv", FOOTFALL_INGEST_WORKERS="1").start()
+    assert srv.process is not None
+    with srv.client("10.200.0.2") as client:
+        assert (
+            client.post(
+                "/api/analytics/batch", content=body({"events": tracking_events(300, "a")})
+            ).status_code
+            == 200
+        )
+        workers = children(srv.process.pid)
+        assert workers, "the batch started a worker process"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        for run in ("c", "d"):
+            sent = client.post(
+                "/api/analytics/batch", content=body({"events": tracking_events(300, run)})
+            )
+            assert sent.status_code == 200
+            assert sent.json()["accepted"] == 300
+    srv.stop()
+    assert "an ingest worker process died" in srv.log.read_text()
+    assert srv.rows("SELECT count(*) FROM events")[0][0] == 900
+
+    srv.start()
+    assert srv.process is not None
+    with srv.client("10.200.0.3") as client:
+        assert (
+            client.post(
+                "/api/analytics/batch", content=body({"events": tracking_events(300, "e")})
+            ).status_code
+            == 200
+        )
+    workers = children(srv.process.pid)
+    assert workers
+    srv.stop(signal.SIGKILL)
+    assert eventually(lambda: not any(alive(pid) for pid in workers), 10)
+
+
+def alive(pid: int) -> bool:
+    """Running, not ended (an ended process the container's init never reaps stays a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
