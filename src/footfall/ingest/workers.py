@@ -193,3 +193,10 @@ def journal_ipc(payloads: list[bytes]) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
+
+
+def start_worker() -> None:
+    """What every Footfall worker process does first (these and ``footfall import``'s):
+    Ctrl-C is left to the parent, which shuts its pool down; a parent killed outright
+    leaves no worker behind."""
+    _worker_started()

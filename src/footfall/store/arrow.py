@@ -3,12 +3,13 @@ store so ingest worker processes can build batches without loading the database 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from footfall.store.base import EVENT_COLUMNS
+from footfall.store.base import EVENT_COLUMNS, EventRow
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "ts": pa.timestamp("us"),
@@ -34,3 +35,15 @@ def events_table(columns: Mapping[str, Sequence[Any]], duplicates: Sequence[bool
     if not duplicates:
         return pa.table({name: pa.array([], type=kind) for name, kind in _JOURNAL_COLUMNS})
     return pa.table({name: pa.array(by_column[name], type=kind) for name, kind in _JOURNAL_COLUMNS})
+
+
+def event_rows(table: pa.Table) -> list[EventRow]:
+    """``events_table``'s rows back as objects, for a store that writes rows one by one
+    (PostgreSQL's COPY); the duplicate flags are the store's to set again."""
+    columns = []
+    for field in dataclasses.fields(EventRow):
+        values = table.column(_FIELD_COLUMNS.get(field.name, field.name))
+        if pa.types.is_timestamp(values.type):
+            values = values.cast(pa.int64())
+        columns.append(values.to_pylist())
+    return [EventRow(*values) for values in zip(*columns, strict=True)]
