@@ -20,7 +20,12 @@ import pytest
 
 from footfall.errors import ApiError
 from footfall.identity import IdentityGraph
-from footfall.ingest.import_workers import ImportJob, PartReader, import_to_store
+from footfall.ingest.import_workers import (
+    ImportJob,
+    PartReader,
+    import_to_store,
+    import_workers,
+)
 from footfall.ingest.imports import Chunk, LineReader, line_chunks, open_lines
 from footfall.ingest.segment import IdentityCall, apply_identities, apply_identity
 from footfall.store.duckdb import DuckDBStore
@@ -230,8 +235,8 @@ def test_runs_read_apart_are_settled_as_one_reader_reads_the_file(
     got_ids: list[str | None] = []
     got_rejects: list[tuple[int, str]] = []
     got_lines = 0
-    with PartReader(path, ImportJob(TENANT), workers, run_bytes=8_192) as reader:
-        for part in reader:
+    with import_workers(workers) as pool:
+        for part in PartReader(path, ImportJob(TENANT), pool, run_bytes=8_192):
             got_ids += part.table.column("message_id").to_pylist()
             got_rejects += [(r.line, r.message) for r in part.rejects]
             got_lines += part.lines
@@ -255,9 +260,10 @@ def test_a_worker_killed_mid_import_loses_and_repeats_nothing(tmp_path: Path) ->
             killed.append(pid)
 
     try:
-        result = import_to_store(
-            path, ImportJob(TENANT), store, IdentityGraph(store), 2, kill_a_worker, 8_192
-        )
+        with import_workers(2) as pool:
+            result = import_to_store(
+                path, ImportJob(TENANT), store, IdentityGraph(store), pool, kill_a_worker, 8_192
+            )
         stored = store.query("SELECT count(*) FROM events")[0][0]
         ids = {m for (m,) in store.query("SELECT message_id FROM message_ids")}
     finally:

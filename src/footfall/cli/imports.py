@@ -29,7 +29,14 @@ from footfall.cli.common import (
     settings_or_exit,
 )
 from footfall.identity import IdentityGraph
-from footfall.ingest.import_workers import ImportJob, Part, default_workers, import_to_store
+from footfall.ingest.import_workers import (
+    ImportJob,
+    Part,
+    WorkerPool,
+    default_workers,
+    import_to_store,
+    import_workers,
+)
 from footfall.ingest.imports import FORMATS, Chunk, LineReader, Reject, line_chunks, open_lines
 from footfall.ingest.segment import MAX_BATCH_BYTES
 from footfall.store.base import Store
@@ -75,20 +82,22 @@ def import_command(
         rejects, accepted, lines = _to_server(file, fmt, site, server, key)
         summary = f"{accepted:,} messages accepted by {server}"
     else:
-        settings = settings_or_exit(config, database=database)
-        store = open_store_or_exit(settings)
-        try:
-            site_id = site or settings.default_site
-            if store.get_site(site_id) is None:
-                raise fail(f"no site '{site_id}'", 2)
-            graph = IdentityGraph(
-                store, settings.identity_max_per_kind, settings.erase_tombstone_days
-            )
-            before = store.count_events(site_id)
-            rejects, lines, rows = _to_store(file, fmt, site_id, store, graph, workers)
-            stored = store.count_events(site_id) - before
-        finally:
-            store.close()
+        # The workers start while the store opens.
+        with import_workers(default_workers(file) if workers is None else workers) as pool:
+            settings = settings_or_exit(config, database=database)
+            store = open_store_or_exit(settings)
+            try:
+                site_id = site or settings.default_site
+                if store.get_site(site_id) is None:
+                    raise fail(f"no site '{site_id}'", 2)
+                graph = IdentityGraph(
+                    store, settings.identity_max_per_kind, settings.erase_tombstone_days
+                )
+                before = store.count_events(site_id)
+                rejects, lines, rows = _to_store(file, fmt, site_id, store, graph, pool)
+                stored = store.count_events(site_id) - before
+            finally:
+                store.close()
         summary = (
             f"{stored:,} events stored, {rows - stored:,} already there (or of erased persons)"
         )
@@ -118,7 +127,12 @@ def _progress(file: Path) -> Progress:
 
 
 def _to_store(
-    file: Path, fmt: str, site_id: str, store: Store, graph: IdentityGraph, workers: int | None
+    file: Path,
+    fmt: str,
+    site_id: str,
+    store: Store,
+    graph: IdentityGraph,
+    pool: WorkerPool | None,
 ) -> tuple[list[Reject], int, int]:
     """Read and check in worker processes, write here; returns rejects, lines, rows made."""
     site = store.get_site(site_id)
@@ -130,8 +144,7 @@ def _to_store(
         def show(part: Part, lines: int) -> None:
             progress.update(task, completed=part.position, lines=lines)
 
-        chosen = default_workers(file) if workers is None else workers
-        result = import_to_store(file, job, store, graph, chosen, show)
+        result = import_to_store(file, job, store, graph, pool, show)
         progress.update(task, completed=_size(file), lines=result.lines)
     return result.rejects, result.lines, result.rows
 

@@ -21,6 +21,7 @@ themselves (``start_worker``).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import gc
 import logging
 import multiprocessing
@@ -56,9 +57,10 @@ log = logging.getLogger("footfall.import")
 
 RUN_BYTES = 4 * 1024 * 1024
 """A worker's run of lines: some 15,000 lines, a quarter of a second of work."""
-BATCH_ROWS = 2 * 122_880
-"""Rows per store transaction: two of DuckDB's row groups, which it writes straight to the
-file rather than through its write-ahead log."""
+BATCH_ROWS = 122_880
+"""Rows per store transaction: one of DuckDB's row groups, which it writes straight to the
+file rather than through its write-ahead log. Larger batches gain nothing and leave more
+to write once the last lines are read."""
 IDENTITY_BATCH = 500
 """Identity calls per transaction at most."""
 WORKER_GC_THRESHOLDS = (100_000, 50, 50)
@@ -135,13 +137,10 @@ def read_part(job: ImportJob, source: Source) -> Part:
 
 
 _FIELD_VALUES = [(name, operator.attrgetter(name)) for name in FIELDS]
-_job: ImportJob | None = None
 
 
-def _worker_started(job: ImportJob) -> None:
-    global _job
+def _worker_started() -> None:
     start_worker()
-    _job = job
     # A run makes some 100,000 objects, nearly all freed when it is sent: collecting
     # cycles among them every 700 allocations (and the modules' objects each time) would
     # cost a tenth of the worker's time.
@@ -149,9 +148,34 @@ def _worker_started(job: ImportJob) -> None:
     gc.set_threshold(*WORKER_GC_THRESHOLDS)
 
 
-def _read_in_worker(source: Source) -> Part:
-    assert _job is not None, "an import worker starts with its job"
-    return read_part(_job, source)
+def _ready() -> None:
+    """A first task, so the pool starts its processes at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPool:
+    executor: concurrent.futures.ProcessPoolExecutor
+    processes: int
+
+
+@contextlib.contextmanager
+def import_workers(processes: int) -> Iterator[WorkerPool | None]:
+    """``processes`` worker processes for ``PartReader`` (none: None), started at once:
+    they take most of a second to start, which the caller spends opening the store. They
+    end on leaving (a run one is on is finished first)."""
+    if processes <= 0:
+        yield None
+        return
+    # spawn: the import has threads (writer, identity) that fork would copy mid-lock.
+    pool = concurrent.futures.ProcessPoolExecutor(
+        processes, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_started
+    )
+    try:
+        for _ in range(processes):
+            pool.submit(_ready)
+        yield WorkerPool(pool, processes)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def default_workers(path: Path) -> int:
@@ -164,49 +188,31 @@ def default_workers(path: Path) -> int:
 
 
 class PartReader:
-    """The file's runs of lines, read by ``workers`` processes (0: here), in the file's
-    order and settled (see the module's docstring). A context manager: leaving it ends
-    the workers."""
+    """The file's runs of lines, read by the processes of ``pool`` (None: here), in the
+    file's order and settled (see the module's docstring)."""
 
     def __init__(
-        self, path: Path, job: ImportJob, workers: int = 0, run_bytes: int = RUN_BYTES
+        self,
+        path: Path,
+        job: ImportJob,
+        pool: WorkerPool | None = None,
+        run_bytes: int = RUN_BYTES,
     ) -> None:
         self.path = path
         self.job = job
         self.run_bytes = run_bytes
         self.size = max(1, path.stat().st_size)
-        self.workers = workers
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        if workers > 0:
-            # spawn: the import has threads (writer, identity) that fork would copy mid-lock.
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_started,
-                initargs=(job,),
-            )
+        self._pool = None if pool is None else pool.executor
+        self._depth = 1 if pool is None else 2 * pool.processes + 1
         self._lines = 0
         self._seen: dict[bytes, int] = {}
         self._calls: set[tuple[Any, ...]] = set()
 
-    def __enter__(self) -> PartReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """End the workers (a run they are on is finished first, then they exit)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
     def __iter__(self) -> Iterator[Part]:
         sources = self._sources()
-        depth = 2 * self.workers + 1 if self._pool is not None else 1
         pending: deque[tuple[Source, int, concurrent.futures.Future[Part] | None]] = deque()
         while True:
-            while len(pending) < depth and (item := next(sources, None)) is not None:
+            while len(pending) < self._depth and (item := next(sources, None)) is not None:
                 source, position = item
                 pending.append((source, position, self._submit(source)))
             if not pending:
@@ -220,7 +226,7 @@ class PartReader:
         if self._pool is None:
             return None
         try:
-            return self._pool.submit(_read_in_worker, source)
+            return self._pool.submit(read_part, self.job, source)
         except (BrokenProcessPool, RuntimeError):
             self._broken()
             return None
@@ -350,12 +356,12 @@ def import_to_store(
     job: ImportJob,
     store: Store,
     graph: IdentityGraph,
-    workers: int,
+    pool: WorkerPool | None,
     progress: Callable[[Part, int], None] | None = None,
     run_bytes: int = RUN_BYTES,
 ) -> ImportResult:
-    """Read ``path`` (workers processes, 0: here) and store its rows and identity calls;
-    ``progress`` hears of each run read, with the lines so far."""
+    """Read ``path`` (in the processes of ``pool``, or here) and store its rows and identity
+    calls; ``progress`` hears of each run read, with the lines so far."""
     result = ImportResult()
 
     def write(tables: list[pa.Table]) -> None:
@@ -373,25 +379,24 @@ def import_to_store(
     calls: list[IdentityCall] = []
     done = False
     try:
-        with PartReader(path, job, workers, run_bytes) as reader:
-            for part in reader:
-                result.lines += part.lines
-                result.rows += part.rows
-                result.rejects.extend(part.rejects)
-                if part.table.num_rows:
-                    tables.append(part.table)
-                    buffered += part.table.num_rows
-                if buffered >= BATCH_ROWS:
-                    writer.put(tables)
-                    tables, buffered = [], 0
-                calls.extend(c for c in part.calls if not erased(tombstones, job.scope, c))
-                while calls:
-                    identities.put(calls[:IDENTITY_BATCH])
-                    calls = calls[IDENTITY_BATCH:]
-                if progress is not None:
-                    progress(part, result.lines)
-                if writer.failure or identities.failure:
-                    break
+        for part in PartReader(path, job, pool, run_bytes):
+            result.lines += part.lines
+            result.rows += part.rows
+            result.rejects.extend(part.rejects)
+            if part.table.num_rows:
+                tables.append(part.table)
+                buffered += part.table.num_rows
+            if buffered >= BATCH_ROWS:
+                writer.put(tables)
+                tables, buffered = [], 0
+            calls.extend(c for c in part.calls if not erased(tombstones, job.scope, c))
+            while calls:
+                identities.put(calls[:IDENTITY_BATCH])
+                calls = calls[IDENTITY_BATCH:]
+            if progress is not None:
+                progress(part, result.lines)
+            if writer.failure or identities.failure:
+                break
         if tables:
             writer.put(tables)
         done = True
