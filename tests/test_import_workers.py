@@ -28,6 +28,7 @@ from footfall.ingest.import_workers import (
 )
 from footfall.ingest.imports import Chunk, LineReader, line_chunks, open_lines
 from footfall.ingest.segment import IdentityCall, apply_identities, apply_identity
+from footfall.store.base import Store
 from footfall.store.duckdb import DuckDBStore
 
 TENANT = "default"
@@ -40,7 +41,7 @@ def open_db(path: Path) -> DuckDBStore:
     return store
 
 
-def identity_state(store: DuckDBStore) -> dict[str, list[tuple[Any, ...]]]:
+def identity_state(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     """The graph's tables, times left out but for whether a node's validity is bounded."""
 
     def moment(value: datetime) -> str:
@@ -226,6 +227,17 @@ def one_reader(path: Path) -> tuple[list[str | None], list[tuple[int, str]], int
     return ids, rejects, lines
 
 
+def one_reader_calls(path: Path) -> list[IdentityCall]:
+    reader = LineReader(TENANT)
+    calls: list[IdentityCall] = []
+    with open_lines(path) as handle:
+        for numbered in line_chunks(handle, 20_000):
+            chunk = Chunk()
+            reader.read(iter(numbered), chunk)
+            calls += chunk.calls
+    return calls
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_runs_read_apart_are_settled_as_one_reader_reads_the_file(
     tmp_path: Path, workers: int
@@ -236,7 +248,7 @@ def test_runs_read_apart_are_settled_as_one_reader_reads_the_file(
     got_rejects: list[tuple[int, str]] = []
     got_lines = 0
     with import_workers(workers) as pool:
-        for part in PartReader(path, ImportJob(TENANT), pool, run_bytes=8_192):
+        for part in PartReader(path, ImportJob(TENANT, "auto", TENANT), pool, run_bytes=8_192):
             got_ids += part.table.column("message_id").to_pylist()
             got_rejects += [(r.line, r.message) for r in part.rejects]
             got_lines += part.lines
@@ -262,7 +274,13 @@ def test_a_worker_killed_mid_import_loses_and_repeats_nothing(tmp_path: Path) ->
     try:
         with import_workers(2) as pool:
             result = import_to_store(
-                path, ImportJob(TENANT), store, IdentityGraph(store), pool, kill_a_worker, 8_192
+                path,
+                ImportJob(TENANT, "auto", TENANT),
+                store,
+                IdentityGraph(store),
+                pool,
+                kill_a_worker,
+                8_192,
             )
         stored = store.query("SELECT count(*) FROM events")[0][0]
         ids = {m for (m,) in store.query("SELECT message_id FROM message_ids")}
@@ -327,3 +345,99 @@ def test_ctrl_c_ends_the_import_and_its_workers(tmp_path: Path) -> None:
     finally:
         con.close()
     assert stored == (len(set(expected)),)
+
+
+def test_an_import_stores_what_one_reader_reads_once_on_each_store(
+    store: Store, tmp_path: Path
+) -> None:
+    """Every row once, repeated message ids and orders as the API treats them, on DuckDB
+    and PostgreSQL alike; the same file again stores nothing."""
+    path = lines_file(tmp_path / "lines.ndjson", 2_000)
+    expected, _, _ = one_reader(path)
+    graph = IdentityGraph(store)
+    first = import_to_store(
+        path, ImportJob(TENANT, "auto", TENANT), store, graph, None, run_bytes=16_384
+    )
+    again = import_to_store(
+        path, ImportJob(TENANT, "auto", TENANT), store, graph, None, run_bytes=16_384
+    )
+    assert first.rows == again.rows == len(expected)
+    assert first.stored == len(set(expected)) == store.count_events()
+    assert again.stored == 0
+    ids = {m for (m,) in store.query("SELECT message_id FROM message_ids")}
+    assert ids == set(expected)
+    orders = store.query(
+        "SELECT count(*), sum(CASE WHEN duplicate THEN 0 ELSE 1 END) FROM events "
+        "WHERE event = 'purchase'"
+    )
+    assert orders[0][1] == 40 < orders[0][0]  # 40 order numbers, each counted once
+    # The graph one call at a time makes (on a DuckDB file of its own), the file's calls
+    # applied twice too (an import applies them again: a token moved between two users on
+    # a shared computer moves again).
+    reference = open_db(tmp_path / "reference.duckdb")
+    try:
+        one_by_one = IdentityGraph(reference)
+        for call in one_reader_calls(path) * 2:
+            apply_identity(one_by_one, TENANT, call, "import")
+        expected_graph = identity_state(reference)
+    finally:
+        reference.close()
+    graph_now = identity_state(store)
+    assert len({node[3] for node in graph_now["nodes"]}) == 29  # 7 tokens, 11 ids, 11 emails
+    assert graph_now["nodes"] == expected_graph["nodes"]
+    assert graph_now["links"] == expected_graph["links"]
+
+
+def test_erased_people_are_left_out(tmp_path: Path) -> None:
+    path = lines_file(tmp_path / "lines.ndjson", 2_000)
+    store = open_db(tmp_path / "e.duckdb")
+    try:
+        erased = frozenset({(TENANT, "token", "anon-00000007"), (TENANT, "client_id", "user-3")})
+        job = ImportJob(TENANT, "auto", TENANT, erased)
+        with import_workers(2) as pool:
+            result = import_to_store(path, job, store, IdentityGraph(store), pool, run_bytes=16_384)
+        tokens = {t for (t,) in store.query("SELECT DISTINCT token FROM events")}
+        values = {v for (v,) in store.query("SELECT value FROM identity_nodes")}
+    finally:
+        store.close()
+    assert "anon-00000007" not in tokens
+    assert "anon-00000008" in tokens
+    assert result.stored < result.rows  # the erased person's rows were made, not stored
+    assert "user-3" not in values
+    assert "anon-00000007" not in values  # its identify calls are dropped too
+    assert "user-4" in values
+
+
+def test_a_killed_import_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """Killed outright (no Ctrl-C to shut the pool down), even while its workers are still
+    starting: they end themselves."""
+    path = lines_file(tmp_path / "lines.ndjson", 400_000)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTFALL_")}
+    command = [sys.executable, "-m", "footfall", "import", str(path)]
+    workers: list[int] = []
+    for round_ in range(2):  # at once, and once the workers are at work
+        database = tmp_path / f"k{round_}.duckdb"
+        process = subprocess.Popen(
+            [*command, "--database", str(database), "--workers", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(600):
+                if len(workers_of(process.pid)) >= 2:
+                    break
+                time.sleep(0.01)
+            if round_:
+                time.sleep(2)
+            workers += workers_of(process.pid)
+        finally:
+            process.kill()
+            process.wait(timeout=60)
+    assert len(workers) >= 4
+    for pid in workers:
+        for _ in range(200):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the import"

@@ -15,7 +15,7 @@ identity calls, many to a transaction, and the main thread takes the next runs.
 A worker that dies (killed, out of memory) breaks the pool: the run it held and all later
 ones are read in this process instead, and nothing is lost or stored twice, since only runs
 taken in order reach the store. Ctrl-C shuts the pool down; a killed import's workers end
-themselves (``start_worker``).
+themselves (``start_worker_of``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from footfall.ingest.imports import (
     open_lines,
 )
 from footfall.ingest.segment import IdentityCall, apply_identities, erased
-from footfall.ingest.workers import start_worker
+from footfall.ingest.workers import start_worker_of
 from footfall.store.arrow import events_table
 from footfall.store.base import Store
 
@@ -71,9 +71,9 @@ class ImportJob:
     """What every worker needs to know, sent once when it starts."""
 
     site_id: str
-    fmt: str = "auto"
-    scope: str = ""
-    """The site's tenant (identity scope), for the tombstones."""
+    fmt: str
+    scope: str
+    """The site's tenant: the identity graph its calls go to, and its tombstones."""
     tombstones: frozenset[tuple[str, str, str]] = frozenset()
     """(tenant, kind, value) of persons erased lately: their events are left out."""
 
@@ -139,8 +139,8 @@ def read_part(job: ImportJob, source: Source) -> Part:
 _FIELD_VALUES = [(name, operator.attrgetter(name)) for name in FIELDS]
 
 
-def _worker_started() -> None:
-    start_worker()
+def _worker_started(parent: int) -> None:
+    start_worker_of(parent)
     # A run makes some 100,000 objects, nearly all freed when it is sent: collecting
     # cycles among them every 700 allocations (and the modules' objects each time) would
     # cost a tenth of the worker's time.
@@ -168,7 +168,10 @@ def import_workers(processes: int) -> Iterator[WorkerPool | None]:
         return
     # spawn: the import has threads (writer, identity) that fork would copy mid-lock.
     pool = concurrent.futures.ProcessPoolExecutor(
-        processes, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_started
+        processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_started,
+        initargs=(os.getpid(),),
     )
     try:
         for _ in range(processes):

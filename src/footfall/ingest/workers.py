@@ -195,8 +195,12 @@ def journal_ipc(payloads: list[bytes]) -> bytes:
     return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
 
 
-def start_worker() -> None:
-    """What every Footfall worker process does first (these and ``footfall import``'s):
-    Ctrl-C is left to the parent, which shuts its pool down; a parent killed outright
-    leaves no worker behind."""
-    _worker_started()
+def start_worker_of(parent: int) -> None:
+    """What a worker process of ``footfall import`` does first: Ctrl-C is left to the
+    parent (which shuts its pool down), and the worker ends itself once ``parent`` is gone.
+    The parent passes its own pid: read here (``os.getppid``) it is already init's when the
+    parent was killed while this process was starting, and the worker would wait forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.getppid() != parent:
+        os._exit(0)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
