@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ import msgspec
 import pytest
 
 from conftest import CLEAN_EXIT, SHOP, Server, eventually
-from footfall.ingest.encoded import array_header, encode_rows
+from footfall.ingest.encoded import array_header, encode_rows, read_ipc
 from footfall.ingest.journal import journal_table
 from footfall.ingest.segment import (
     Envelope,
@@ -138,18 +139,30 @@ def test_segment_rows_are_the_fast_path_rows() -> None:
 
 
 def test_journal_ipc_is_the_journal_table() -> None:
+    """A record of a value-list part and an Arrow part (as a group of a small batch and a
+    worker's batch is written) loads as the rows, in order, with the writer's flags."""
     ctx = RequestContext(site_id="default", now_us=now_us(), user_agent="UA")
     events, _ = parse_batch(body({"events": tracking_events(300, "ipc")}))
     rows = [row for row in fast_rows(fast_decode(events, fast_event_decoder, 1 << 20), ctx) if row]
-    encoded = encode_rows(rows)
+    values_part, arrow_part = encode_rows(rows[:120]), encode_rows(rows[120:], arrow=True)
+    assert arrow_part.rows() == rows[120:]  # Arrow back to rows: the rare repeat path
+    assert values_part.rows() == rows[:120]
     flags = [i % 50 == 0 for i in range(len(rows))]
-    payload = b"\x92" + array_header(len(rows)) + encoded.body + msgspec.msgpack.encode(flags)
-    import pyarrow as pa
-
-    table = pa.ipc.open_stream(journal_ipc([payload, payload])).read_all()
+    payload = b"".join(
+        (
+            b"\x92",
+            array_header(2),
+            values_part.journal_part(),
+            arrow_part.journal_part(),
+            msgspec.msgpack.encode(flags),
+        )
+    )
+    table = read_ipc(journal_ipc([payload, payload]))
     assert table.equals(journal_table([payload, payload]))
     assert table.num_rows == 2 * len(rows)
+    assert table.column("token").to_pylist() == [row.token for row in rows] * 2
     assert table.column("duplicate").to_pylist() == flags + flags
+    assert table.column("data").to_pylist() == [row.data for row in rows] * 2
 
 
 # ------------------------------------------------------------------ a real server
@@ -181,8 +194,21 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def test_large_batches_go_through_workers_and_store_every_event(tmp_path: Path) -> None:
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """Servers a test starts; any still running when it ends (a failed assert) stopped."""
+    started: list[Server] = []
+    yield started
+    for srv in started:
+        if srv.process is not None:
+            srv.stop(signal.SIGKILL)
+
+
+def test_large_batches_go_through_workers_and_store_every_event(
+    tmp_path: Path, servers: list[Server]
+) -> None:
     srv = Server(tmp_path / "srv", FOOTFALL_INGEST_WORKERS="2")
+    servers.append(srv)
     write_key = srv.write_key()
     srv.start()
     auth = {"authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
@@ -223,8 +249,12 @@ def test_large_batches_go_through_workers_and_store_every_event(tmp_path: Path) 
     assert srv.rows("SELECT count(*) FROM message_ids")[0][0] == 400
 
 
-def test_a_dead_worker_costs_nothing_and_workers_end_with_a_killed_server(tmp_path: Path) -> None:
-    srv = Server(tmp_path / "srv", FOOTFALL_INGEST_WORKERS="1").start()
+def test_a_dead_worker_costs_nothing_and_workers_end_with_a_killed_server(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    srv = Server(tmp_path / "srv", FOOTFALL_INGEST_WORKERS="1")
+    servers.append(srv)
+    srv.start()
     assert srv.process is not None
     with srv.client("10.200.0.2") as client:
         assert (
