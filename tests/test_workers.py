@@ -299,3 +299,30 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_workers_batch_naming_an_erased_person_drops_just_that_event(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    srv = Server(tmp_path / "srv", FOOTFALL_INGEST_WORKERS="1")
+    servers.append(srv)
+    key = srv.start_with_key("default")
+    with srv.client("10.200.0.4", headers={"authorization": f"Bearer {key}"}) as client:
+        events = tracking_events(300, "er")
+        gone = str(events[7]["token"])
+        assert client.post("/api/analytics/track", json=events[7]).status_code == 200
+        erased = client.delete(f"/api/persons/token:{gone}")
+        assert erased.status_code == 200, erased.text
+        taken = worker_batches(client).get("taken", 0)
+        clean = post_events(client, tracking_events(300, "clean"))  # erasures elsewhere
+        assert clean.json()["accepted"] == 300
+        assert worker_batches(client).get("taken", 0) == taken + 1  # still a worker's
+        answer = post_events(client, events).json()
+        assert answer["results"][7].get("erased") is True
+        assert [r["index"] for r in answer["results"] if not r.get("erased")] == [
+            i for i in range(300) if i != 7
+        ]
+    srv.stop()
+    assert srv.rows("SELECT count(*) FROM events WHERE token = ?", [gone]) == [(0,)]
+    assert srv.rows("SELECT count(*) FROM events WHERE token LIKE 'er%'") == [(299,)]
+    assert srv.rows("SELECT count(*) FROM events WHERE token LIKE 'clean%'") == [(300,)]

@@ -46,6 +46,8 @@ class EncodedRows:
     """(row index, site_id, order_num, ts_us) of the purchases with an order number."""
     events: dict[str, int]
     """Rows per event type, for the committed-events metric."""
+    identities: set[tuple[str, str]]
+    """The (id_kind, token) pairs the rows name, to check against erased identifiers."""
     arrow: bool = False
 
     def __len__(self) -> int:
@@ -116,4 +118,5 @@ def encode_rows(rows: Sequence[EventRow], *, arrow: bool = False) -> EncodedRows
         if row.order_num is not None and row.event == "purchase"
     ]
     events = dict(collections.Counter(map(_event_of, rows)))
-    return EncodedRows(len(rows), encoded, messages, orders, events, arrow)
+    identities = {(row.id_kind, row.token) for row in rows}
+    return EncodedRows(len(rows), encoded, messages, orders, events, identities, arrow)
