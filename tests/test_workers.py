@@ -205,6 +205,7 @@ def test_large_batches_go_through_workers_and_store_every_event(
     srv.start()
     auth = {"authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
     with srv.client("10.200.0.1", headers={"origin": SHOP}) as client:
+        assert client.get("/healthz").json()["ingest_workers"] == 2
         sent = post_events(client, tracking_events(480, "w"))
         assert sent.status_code == 200, sent.text
         answer = sent.json()
@@ -256,6 +257,7 @@ def test_a_dead_worker_costs_nothing_and_workers_end_with_a_killed_server(
             sent = post_events(client, tracking_events(300, run))
             assert sent.status_code == 200
             assert sent.json()["accepted"] == 300
+        assert client.get("/healthz").json()["ingest_workers"] == 0  # on without them
     srv.stop()
     assert "an ingest worker process died" in srv.log.read_text()
     assert srv.rows("SELECT count(*) FROM events")[0][0] == 900

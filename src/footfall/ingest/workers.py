@@ -66,6 +66,7 @@ class IngestWorkers:
     """A pool of worker processes (started on first use) for large batches and loads."""
 
     def __init__(self, processes: int) -> None:
+        self.processes = processes
         # spawn, not fork: the server has threads (writer, loader) by the time a worker
         # starts, and a forked copy of a lock one of them held would never be released.
         self._pool: concurrent.futures.ProcessPoolExecutor | None = (
@@ -123,6 +124,11 @@ class IngestWorkers:
             except Exception:
                 log.exception("an ingest worker failed on a load; built in the server")
         return journal_table(payloads)
+
+    def health(self) -> int:
+        """Worker processes at hand: as configured, or 0 once one died and the server
+        carries on alone (see the log)."""
+        return 0 if self._pool is None else self.processes
 
     def _broken(self) -> None:
         pool, self._pool = self._pool, None
