@@ -11,8 +11,10 @@ crash, start-up replays the journal from that position: nothing acknowledged is 
 nothing is loaded twice.
 
 Layout: ``<dir>/<start position, 20 digits>.journal``. A segment starts with ``MAGIC`` and
-a header record naming the row fields; each record is ``<u32 length><u32 CRC-32><payload>``
-with the payload ``msgpack([rows as value lists, duplicate flags])``. A position (LSN) is the
+a header record naming its format and the row fields; each record is ``<u32 length><u32
+CRC-32><payload>`` with the payload ``msgpack([parts, duplicate flags])``, a part being the
+rows of one request or more as value lists, or a worker's rows as an Arrow IPC stream
+(``FORMAT``). A position (LSN) is the
 segment's start plus the byte offset in it, so positions grow across segments. A record
 that is cut short or fails its CRC was never acknowledged (the answer waits for the sync):
 replay truncates it with a warning.
@@ -423,7 +425,7 @@ class _Batch:
     """A journaled record waiting for the loader."""
 
     payload: bytes
-    """The record as journaled: MessagePack ``[rows as value lists, duplicate flags]``."""
+    """The record as journaled: MessagePack ``[parts, duplicate flags]``."""
     count: int
     orders: list[tuple[str, str, int]]
     end: int
