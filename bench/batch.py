@@ -14,14 +14,18 @@ import argparse
 import base64
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import duckdb
+import psutil
 
 from ingest import (
     BENCH,
@@ -40,8 +44,12 @@ ROUTES = (
 )
 
 
-def load(url: str, amount: int, connections: int, size: int, mode: str, auth: str) -> float:
-    """Events per second of one round; raises unless every request got a 200."""
+def load(
+    url: str, amount: int, connections: int, size: int, mode: str, auth: str
+) -> tuple[float, float]:
+    """Events per second of one round, and the client's CPU seconds; raises unless every
+    request got a 200."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [
             "node",
@@ -57,10 +65,32 @@ def load(url: str, amount: int, connections: int, size: int, mode: str, auth: st
         capture_output=True,
         text=True,
     ).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(out.strip().splitlines()[-1])
     if result["statuses"] != {"200": amount}:
         raise RuntimeError(f"{url}: not every batch was accepted: {result['statuses']}")
-    return float(result["events_per_s"])
+    client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return float(result["events_per_s"]), client_cpu
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def drained(base: str, deadline_s: float = 120.0) -> None:
+    """Wait until everything acknowledged is loaded into DuckDB, so a round's CPU counts
+    its whole work (the journal loader runs after the answers) and no round inherits the
+    one before's."""
+    until = time.monotonic() + deadline_s
+    while time.monotonic() < until:
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as answer:
+            ingest = json.loads(answer.read())["ingest"]
+        if not ingest["queued_events"] and not ingest.get("unloaded_events"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the server did not load what it acknowledged in time")
 
 
 def main() -> int:
@@ -115,17 +145,31 @@ def main() -> int:
         cwd=workdir,
     )
     rates: dict[str, list[float]] = {name: [] for name, _, _ in ROUTES}
+    cpu: dict[str, dict[str, float]] = {
+        name: {"server": 0.0, "workers": 0.0, "client": 0.0, "events": 0} for name, _, _ in ROUTES
+    }
     acknowledged = 0
     try:
         wait_healthy(base)
-        for name, path, mode in ROUTES:  # warm-up, counted like the rest
+        for name, path, mode in ROUTES:  # warm-up (starts the workers), counted like the rest
             load(base + path, 20, args.connections, args.size, mode, auth)
             acknowledged += 0 if name == "baseline" else 20 * args.size
+        drained(base)
         for _ in range(args.rounds):
             for name, path, mode in ROUTES:
-                rates[name].append(
-                    load(base + path, args.requests, args.connections, args.size, mode, auth)
+                workers = child_pids(server.pid)
+                server_before = cpu_seconds(server.pid)
+                workers_before = sum(cpu_seconds(pid) for pid in workers)
+                rate, client_cpu = load(
+                    base + path, args.requests, args.connections, args.size, mode, auth
                 )
+                drained(base)
+                rates[name].append(rate)
+                spent = cpu[name]
+                spent["server"] += cpu_seconds(server.pid) - server_before
+                spent["workers"] += sum(cpu_seconds(pid) for pid in workers) - workers_before
+                spent["client"] += client_cpu
+                spent["events"] += args.requests * args.size
                 acknowledged += 0 if name == "baseline" else args.requests * args.size
         peak = peak_rss_mib(server.pid)
         workers_peak = [peak_rss_mib(pid) for pid in child_pids(server.pid)]
@@ -145,6 +189,13 @@ def main() -> int:
         "rounds": args.rounds,
         "events_per_s": {name: round(value) for name, value in medians.items()},
         "rounds_events_per_s": {n: [round(v) for v in vs] for n, vs in rates.items()},
+        "cpu_us_per_event": {
+            name: {
+                part: round(spent[part] / spent["events"] * 1e6, 2)
+                for part in ("server", "workers", "client")
+            }
+            for name, spent in cpu.items()
+        },
         "ratio_batch": round(medians["batch"] / medians["baseline"], 3),
         "ratio_segment": round(medians["segment"] / medians["baseline"], 3),
         "server_peak_rss_mib": round(peak, 1),
@@ -158,6 +209,11 @@ def main() -> int:
     for name, _, _ in ROUTES:
         print(
             f"{name:9}: {medians[name]:9.0f} events/s  (rounds: {[round(v) for v in rates[name]]})"
+        )
+    for name, parts in report["cpu_us_per_event"].items():
+        print(
+            f"CPU/event: {name:9} server {parts['server']:5.2f} µs, ingest workers "
+            f"{parts['workers']:5.2f} µs, load generator {parts['client']:5.2f} µs"
         )
     print(
         f"ratio    : batch {report['ratio_batch']:.1%}, segment {report['ratio_segment']:.1%} "

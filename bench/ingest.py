@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import duckdb
+import psutil
 
 BENCH = Path(__file__).resolve().parent
 
@@ -93,16 +94,7 @@ def peak_rss_mib(pid: int) -> float:
 
 def child_pids(pid: int) -> list[int]:
     """The processes ``pid`` started (the server's ingest workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
+    return [child.pid for child in psutil.Process(pid).children()]
 
 
 def main() -> int:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import psutil
 import psycopg
 import pyarrow as pa
 
@@ -66,17 +67,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def children(parent: int) -> list[int]:
     """The parent and its direct children (PostgreSQL's backends and helpers)."""
-    found = [parent]
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            found.append(int(entry.name))
-    return found
+    return [parent, *(child.pid for child in psutil.Process(parent).children())]
 
 
 @dataclass

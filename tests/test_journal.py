@@ -35,9 +35,10 @@ from footfall.store.duckdb import DuckDBStore
 
 
 def payload(tokens: list[str]) -> bytes:
-    """A record as the writer makes it: value lists in FIELDS order, and duplicate flags."""
+    """A record as the writer makes it: parts (here one, of value lists in FIELDS order),
+    and duplicate flags."""
     rows = [_values(t) for t in tokens]
-    return msgspec.msgpack.encode((rows, [False] * len(tokens)))
+    return msgspec.msgpack.encode(([rows], [False] * len(tokens)))
 
 
 def _values(token: str) -> list[Any]:
@@ -251,6 +252,37 @@ def test_committer_flags_repeats_journaled_loaded_and_after_restart(
     ]
     assert duck.query("SELECT count(*) FROM orders") == [(5,)]
     assert duck.journal_position() > 0
+
+
+def test_a_journal_of_the_first_format_is_replayed_after_an_upgrade(
+    duck: DuckDBStore, tmp_path: Path
+) -> None:
+    """A server stopped hard before the upgrade to Arrow parts (format 2) left records of
+    format 1 (``[rows, flags]``): the new version loads them, orders and flags included."""
+    directory = tmp_path / "store.duckdb.journal"
+    directory.mkdir()
+    header = msgspec.msgpack.encode({"format": 1, "start": 0, "fields": list(FIELDS)})
+    rows = [purchase("O-9", "buyer-0001"), purchase("O-9", "buyer-0002"), purchase("O-8", "b-3")]
+    records = [
+        msgspec.msgpack.encode(
+            ([[getattr(row, f) for f in FIELDS] for row in rows[:2]], [False, True])
+        ),
+        msgspec.msgpack.encode(([[getattr(row, f) for f in FIELDS] for row in rows[2:]], [False])),
+    ]
+    (directory / f"{0:020d}.journal").write_bytes(
+        MAGIC
+        + struct.pack("<II", len(header), zlib.crc32(header))
+        + header
+        + b"".join(struct.pack("<II", len(r), zlib.crc32(r)) + r for r in records)
+    )
+    committer = JournalCommitter(duck, directory)
+    assert committer.replayed == 3
+    assert duck.query("SELECT token, order_num, duplicate FROM events ORDER BY token") == [
+        ("b-3", "O-8", False),
+        ("buyer-0001", "O-9", False),
+        ("buyer-0002", "O-9", True),
+    ]
+    assert duck.query("SELECT order_num FROM orders ORDER BY 1") == [("O-8",), ("O-9",)]
 
 
 def test_settled_waits_for_the_load_of_answered_events(duck: DuckDBStore, tmp_path: Path) -> None:

@@ -7,14 +7,16 @@ import base64
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import msgspec
+import psutil
 import pytest
 
 from conftest import CLEAN_EXIT, SHOP, Server, eventually
-from footfall.ingest.encoded import array_header, encode_rows
+from footfall.ingest.encoded import array_header, encode_rows, read_ipc
 from footfall.ingest.journal import journal_table
 from footfall.ingest.segment import (
     Envelope,
@@ -138,18 +140,30 @@ def test_segment_rows_are_the_fast_path_rows() -> None:
 
 
 def test_journal_ipc_is_the_journal_table() -> None:
+    """A record of a value-list part and an Arrow part (as a group of a small batch and a
+    worker's batch is written) loads as the rows, in order, with the writer's flags."""
     ctx = RequestContext(site_id="default", now_us=now_us(), user_agent="UA")
     events, _ = parse_batch(body({"events": tracking_events(300, "ipc")}))
     rows = [row for row in fast_rows(fast_decode(events, fast_event_decoder, 1 << 20), ctx) if row]
-    encoded = encode_rows(rows)
+    values_part, arrow_part = encode_rows(rows[:120]), encode_rows(rows[120:], arrow=True)
+    assert arrow_part.rows() == rows[120:]  # Arrow back to rows: the rare repeat path
+    assert values_part.rows() == rows[:120]
     flags = [i % 50 == 0 for i in range(len(rows))]
-    payload = b"\x92" + array_header(len(rows)) + encoded.body + msgspec.msgpack.encode(flags)
-    import pyarrow as pa
-
-    table = pa.ipc.open_stream(journal_ipc([payload, payload])).read_all()
+    payload = b"".join(
+        (
+            b"\x92",
+            array_header(2),
+            values_part.journal_part(),
+            arrow_part.journal_part(),
+            msgspec.msgpack.encode(flags),
+        )
+    )
+    table = read_ipc(journal_ipc([payload, payload]))
     assert table.equals(journal_table([payload, payload]))
     assert table.num_rows == 2 * len(rows)
+    assert table.column("token").to_pylist() == [row.token for row in rows] * 2
     assert table.column("duplicate").to_pylist() == flags + flags
+    assert table.column("data").to_pylist() == [row.data for row in rows] * 2
 
 
 # ------------------------------------------------------------------ a real server
@@ -169,27 +183,30 @@ def post_events(client: httpx.Client, events: list[dict[str, object]]) -> httpx.
 
 
 def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
+    return [child.pid for child in psutil.Process(pid).children()]
 
 
-def test_large_batches_go_through_workers_and_store_every_event(tmp_path: Path) -> None:
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """Servers a test starts; any still running when it ends (a failed assert) stopped."""
+    started: list[Server] = []
+    yield started
+    for srv in started:
+        if srv.process is not None:
+            srv.stop(signal.SIGKILL)
+
+
+def test_large_batches_go_through_workers_and_store_every_event(
+    tmp_path: Path, servers: list[Server]
+) -> None:
     srv = Server(tmp_path / "srv", FOOTFALL_INGEST_WORKERS="2")
+    servers.append(srv)
     write_key = srv.write_key()
     srv.start()
     auth = {"authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
     with srv.client("10.200.0.1", headers={"origin": SHOP}) as client:
-        sent = client.post(
-            "/api/analytics/batch", content=body({"events": tracking_events(480, "w")})
-        )
+        assert client.get("/healthz").json()["ingest_workers"] == 2
+        sent = post_events(client, tracking_events(480, "w"))
         assert sent.status_code == 200, sent.text
         answer = sent.json()
         assert answer["accepted"] == 480
@@ -223,26 +240,24 @@ def test_large_batches_go_through_workers_and_store_every_event(tmp_path: Path) 
     assert srv.rows("SELECT count(*) FROM message_ids")[0][0] == 400
 
 
-def test_a_dead_worker_costs_nothing_and_workers_end_with_a_killed_server(tmp_path: Path) -> None:
-    srv = Server(tmp_path / "srv", FOOTFALL_INGEST_WORKERS="1").start()
+def test_a_dead_worker_costs_nothing_and_workers_end_with_a_killed_server(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    srv = Server(tmp_path / "srv", FOOTFALL_INGEST_WORKERS="1")
+    servers.append(srv)
+    srv.start()
     assert srv.process is not None
     with srv.client("10.200.0.2") as client:
-        assert (
-            client.post(
-                "/api/analytics/batch", content=body({"events": tracking_events(300, "a")})
-            ).status_code
-            == 200
-        )
+        assert post_events(client, tracking_events(300, "a")).status_code == 200
         workers = children(srv.process.pid)
         assert workers, "the batch started a worker process"
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
         for run in ("c", "d"):
-            sent = client.post(
-                "/api/analytics/batch", content=body({"events": tracking_events(300, run)})
-            )
+            sent = post_events(client, tracking_events(300, run))
             assert sent.status_code == 200
             assert sent.json()["accepted"] == 300
+        assert client.get("/healthz").json()["ingest_workers"] == 0  # on without them
     srv.stop()
     assert "an ingest worker process died" in srv.log.read_text()
     assert srv.rows("SELECT count(*) FROM events")[0][0] == 900
@@ -250,12 +265,7 @@ def test_a_dead_worker_costs_nothing_and_workers_end_with_a_killed_server(tmp_pa
     srv.start()
     assert srv.process is not None
     with srv.client("10.200.0.3") as client:
-        assert (
-            client.post(
-                "/api/analytics/batch", content=body({"events": tracking_events(300, "e")})
-            ).status_code
-            == 200
-        )
+        assert post_events(client, tracking_events(300, "e")).status_code == 200
     workers = children(srv.process.pid)
     assert workers
     srv.stop(signal.SIGKILL)
@@ -265,7 +275,6 @@ def test_a_dead_worker_costs_nothing_and_workers_end_with_a_killed_server(tmp_pa
 def alive(pid: int) -> bool:
     """Running, not ended (an ended process the container's init never reaps stays a zombie)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return state != "Z"

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     """DuckDB: a 200 means synced to the ingest journal, loaded into DuckDB in large batches
     (DuckDB's cost per transaction is too high for one per group); false commits each group
     to DuckDB directly. PostgreSQL always commits directly."""
-    ingest_workers: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=0, le=64)
+    ingest_workers: int = Field(default_factory=lambda: _default_workers(), ge=0, le=64)
     """DuckDB journal mode: worker processes that decode and check large batches (32 KB
     and up) and build the journal loader's Arrow batches, so that per-event work runs
     beside the server process instead of in its one Python thread at a time; 0: none."""
@@ -220,3 +220,10 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
         os.environ["FOOTFALL_CONFIG"] = config_file
     clean = {key: value for key, value in overrides.items() if value is not None}
     return Settings(**clean)
+
+
+def _default_workers() -> int:
+    """One ingest worker per core, up to 4; none on one core, where a worker could only take
+    turns with the server."""
+    cores = os.cpu_count() or 1
+    return 0 if cores < 2 else min(cores, 4)

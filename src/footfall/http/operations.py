@@ -66,6 +66,7 @@ class Operations:
                     "schema_version": services.store.schema_version(),
                     "queued_events": services.committer.queued_events,
                     "ingest": services.committer.health(),
+                    "ingest_workers": 0 if services.workers is None else services.workers.health(),
                 }
             ),
             media_type=JSON,

@@ -212,7 +212,7 @@ class SegmentApi:
         except ApiError:  # said below, after the body's own faults, as always
             return None
         encoded = await workers.segment_batch(raw, self._envelope(site, call, sent_at, context))
-        if encoded is None:
+        if encoded is None or services.names_erased(site, encoded):
             return None
         flags = await services.committer.submit(encoded)
         return sum(1 for flag in flags if flag != REPEATED_MESSAGE)

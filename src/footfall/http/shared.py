@@ -24,6 +24,7 @@ from footfall.errors import RATE_LIMITED, UNAUTHORIZED, UNAVAILABLE, ApiError, m
 from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.identity import IdentityGraph
 from footfall.ingest.commit import GroupCommitter
+from footfall.ingest.encoded import EncodedRows
 from footfall.ingest.validate import RequestContext, now_us
 from footfall.ingest.workers import WORKER_MIN_BYTES, IngestWorkers
 from footfall.sites import NULL_ORIGIN, KeyVerifier, SiteRegistry, normalise_origin
@@ -81,11 +82,19 @@ class Services:
     """Worker processes for large batches (DuckDB journal mode), if any."""
 
     def ingest_workers(self, raw: bytes) -> IngestWorkers | None:
-        """The workers to hand this batch body to, or None to handle it here: small
-        bodies, and any while erased identifiers must be checked event by event."""
-        if self.workers is None or len(raw) < WORKER_MIN_BYTES or self.tombstones:
+        """The workers to hand this batch body to, or None to handle it here (small)."""
+        if self.workers is None or len(raw) < WORKER_MIN_BYTES:
             return None
         return self.workers
+
+    def names_erased(self, site: Site, rows: EncodedRows) -> bool:
+        """Whether a worker's rows name an erased identifier: the server then handles the
+        batch itself, dropping those events one by one."""
+        tombstones = self.tombstones
+        if not tombstones:
+            return False
+        scope = site.scope
+        return any((scope, kind, token) in tombstones for kind, token in rows.identities)
 
     def erased(self, site: Site, row: EventRow) -> bool:
         return bool(self.tombstones) and (site.scope, row.id_kind, row.token) in self.tombstones

@@ -136,7 +136,7 @@ class Tracking:
                 ctx = gate.context(call, site)
                 limit = services.settings.max_batch_events
                 encoded = await workers.tracking_batch(raw, ctx, limit)
-                if encoded is not None:
+                if encoded is not None and not services.names_erased(site, encoded):
                     flags = await services.committer.submit(encoded)
                     return _batch_answer(_STORED[: len(flags)], flags, range(len(flags)), call)
         events, named = parse_batch(raw)

@@ -1,9 +1,12 @@
 """Rows already encoded the way the journal stores them, with just what the writer thread
 decides on (message ids, order numbers) pulled out beside them.
 
-Batches validated in an ingest worker process come back in this form, so the server
-process never builds one object per event: the writer splices the encoded rows of a whole
-group into one journal record without decoding them.
+Two encodings: MessagePack value lists (rows validated in the server: a handful at a time,
+where building Arrow arrays would cost more than the rows), and an Arrow IPC stream (a
+large batch validated in an ingest worker process: the loader then hands it to DuckDB as
+it is, with no per-event work left in the server). Either way the server process never
+builds one object per event of a worker's batch: the writer splices the encoded parts of a
+whole group into one journal record without decoding them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 
+from footfall.store.arrow import rows_table, table_values
 from footfall.store.base import EventRow
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EventRow))
@@ -30,7 +35,8 @@ _event_of = operator.attrgetter("event")
 @dataclass(slots=True)
 class EncodedRows:
     """Rows as the concatenated MessagePack arrays of their values (``FIELDS`` order),
-    without the enclosing array's header, so groups join by concatenation."""
+    without the enclosing array's header, so groups join by concatenation; or, with
+    ``arrow``, as an Arrow IPC stream of ``store.arrow.rows_table``."""
 
     count: int
     body: bytes
@@ -40,14 +46,27 @@ class EncodedRows:
     """(row index, site_id, order_num, ts_us) of the purchases with an order number."""
     events: dict[str, int]
     """Rows per event type, for the committed-events metric."""
+    identities: set[tuple[str, str]]
+    """The (id_kind, token) pairs the rows name, to check against erased identifiers."""
+    arrow: bool = False
 
     def __len__(self) -> int:
         return self.count
 
     def rows(self) -> list[EventRow]:
         """The rows back as objects (the rare paths: a repeated message id)."""
-        values = _rows_decoder.decode(array_header(self.count) + self.body)
+        if self.arrow:
+            values: list[Any] = table_values(read_ipc(self.body), FIELDS)
+        else:
+            values = _rows_decoder.decode(array_header(self.count) + self.body)
         return [EventRow(*row) for row in values]
+
+    def journal_part(self) -> bytes:
+        """This part of a journal record: a MessagePack array of the value lists, or a
+        MessagePack bin of the Arrow IPC stream."""
+        if self.arrow:
+            return bin_header(len(self.body)) + self.body
+        return array_header(self.count) + self.body
 
 
 def array_header(count: int) -> bytes:
@@ -59,9 +78,35 @@ def array_header(count: int) -> bytes:
     return b"\xdd" + count.to_bytes(4, "big")
 
 
-def encode_rows(rows: Sequence[EventRow]) -> EncodedRows:
-    """``rows`` encoded, with their message ids, orders and event counts beside them."""
-    encoded = _encoder.encode(list(map(row_values, rows)))
+def bin_header(size: int) -> bytes:
+    """MessagePack's header of ``size`` bytes of binary data."""
+    if size < 1 << 8:
+        return b"\xc4" + size.to_bytes(1, "big")
+    if size < 1 << 16:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
+
+
+def read_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
+
+
+def write_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
+
+
+def encode_rows(rows: Sequence[EventRow], *, arrow: bool = False) -> EncodedRows:
+    """``rows`` encoded (as Arrow IPC with ``arrow``), with their message ids, orders and
+    event counts beside them."""
+    values = list(map(row_values, rows))
+    if arrow:
+        columns = dict(zip(FIELDS, zip(*values, strict=True), strict=True)) if values else {}
+        encoded = write_ipc(rows_table(columns))
+    else:
+        encoded = _encoder.encode(values)[len(array_header(len(rows))) :]
     messages = [
         (index, row.site_id, row.message_id)
         for index, row in enumerate(rows)
@@ -73,4 +118,5 @@ def encode_rows(rows: Sequence[EventRow]) -> EncodedRows:
         if row.order_num is not None and row.event == "purchase"
     ]
     events = dict(collections.Counter(map(_event_of, rows)))
-    return EncodedRows(len(rows), encoded[len(array_header(len(rows))) :], messages, orders, events)
+    identities = {(row.id_kind, row.token) for row in rows}
+    return EncodedRows(len(rows), encoded, messages, orders, events, identities, arrow)

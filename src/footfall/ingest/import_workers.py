@@ -50,7 +50,7 @@ from footfall.ingest.imports import (
 )
 from footfall.ingest.segment import IdentityCall, apply_identities, erased
 from footfall.ingest.workers import start_worker_of
-from footfall.store.arrow import events_table
+from footfall.store.arrow import rows_table
 from footfall.store.base import Store
 
 log = logging.getLogger("footfall.import")
@@ -131,8 +131,7 @@ def read_part(job: ImportJob, source: Source) -> Part:
         derived = [
             (index.get(line, -1), digest, count) for line, (digest, count) in reader.derived.items()
         ]
-    columns = {name: list(map(value, rows)) for name, value in _FIELD_VALUES}
-    table = events_table(columns, [False] * len(rows))
+    table = rows_table({name: list(map(value, rows)) for name, value in _FIELD_VALUES})
     return Part(len(lines), len(chunk.rows), table, chunk.calls, chunk.rejects, derived)
 
 

@@ -11,8 +11,10 @@ crash, start-up replays the journal from that position: nothing acknowledged is 
 nothing is loaded twice.
 
 Layout: ``<dir>/<start position, 20 digits>.journal``. A segment starts with ``MAGIC`` and
-a header record naming the row fields; each record is ``<u32 length><u32 CRC-32><payload>``
-with the payload ``msgpack([rows as value lists, duplicate flags])``. A position (LSN) is the
+a header record naming its format and the row fields; each record is ``<u32 length><u32
+CRC-32><payload>`` with the payload ``msgpack([parts, duplicate flags])``, a part being the
+rows of one request or more as value lists, or a worker's rows as an Arrow IPC stream
+(``FORMAT``). A position (LSN) is the
 segment's start plus the byte offset in it, so positions grow across segments. A record
 that is cut short or fails its CRC was never acknowledged (the answer waits for the sync):
 replay truncates it with a warning.
@@ -51,8 +53,8 @@ from footfall.ingest.commit import (
     record_group,
     split_flags,
 )
-from footfall.ingest.encoded import FIELDS, EncodedRows, array_header, encode_rows
-from footfall.store.arrow import events_table
+from footfall.ingest.encoded import FIELDS, EncodedRows, array_header, encode_rows, read_ipc
+from footfall.store.arrow import rows_table, table_values, with_duplicates
 from footfall.store.base import EventRow, Store, merge_flags, split_repeated_messages
 
 if TYPE_CHECKING:
@@ -61,7 +63,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("footfall.journal")
 
 MAGIC = b"FFJRNL\x00\x01"
-FORMAT = 1
+FORMAT = 2
+"""1: a record's payload is ``[rows, duplicate flags]``; 2: ``[parts, duplicate flags]``,
+each part either rows or an Arrow IPC stream of rows (see ``ingest.encoded``). Segments of
+format 1 (written before) are still read."""
 SUFFIX = ".journal"
 _FRAME = struct.Struct("<II")
 # A journaled row is the list of an EventRow's values in FIELDS order (named in each
@@ -139,7 +144,7 @@ class Record:
     end: int
     """The position just past the record."""
     payload: bytes
-    """The record as written (re-encoded in today's ``FIELDS`` order if it was not)."""
+    """The record as written, in today's format (re-encoded if it was not)."""
 
 
 @dataclass(slots=True)
@@ -266,12 +271,17 @@ class Journal:
                         "this journal does not belong to this database"
                     )
                 try:
-                    rows, duplicates = _decoder.decode(payload)
-                except (msgspec.DecodeError, ValueError, TypeError) as exc:
+                    parts, duplicates = _decoder.decode(payload)
+                    if header["format"] == 1:
+                        parts = [parts]
+                    rows = [row for part in parts for row in _part_values(part)]
+                except (msgspec.DecodeError, pa.ArrowException, ValueError, TypeError) as exc:
                     raise JournalError(f"unreadable record in {path.name}: {exc}") from None
                 if fields != list(FIELDS):
                     rows = _remap(rows, fields)
-                    payload = _encoder.encode((rows, duplicates))
+                    payload = _encoder.encode(([rows], duplicates))
+                elif header["format"] == 1:
+                    payload = _encoder.encode((parts, duplicates))
                 yield Record(rows, duplicates, record_end, payload)
             offset = body_at + length
         if offset < len(data):
@@ -307,7 +317,7 @@ class Journal:
             header = _decoder.decode(body)
         except msgspec.DecodeError:
             return None
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
+        if not isinstance(header, dict) or header.get("format") not in (1, FORMAT):
             return None
         return header
 
@@ -415,7 +425,7 @@ class _Batch:
     """A journaled record waiting for the loader."""
 
     payload: bytes
-    """The record as journaled: MessagePack ``[rows as value lists, duplicate flags]``."""
+    """The record as journaled: MessagePack ``[parts, duplicate flags]``."""
     count: int
     orders: list[tuple[str, str, int]]
     end: int
@@ -423,6 +433,8 @@ class _Batch:
     messages: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     """Message ids of the rows, pending until loaded (empty at replay: nothing is pending
     before the server answers)."""
+    value_rows: int = 0
+    """Rows journaled as value lists (not Arrow): what making the load's table costs."""
 
 
 TableBuilder = Callable[[list[bytes]], pa.Table]
@@ -430,27 +442,49 @@ TableBuilder = Callable[[list[bytes]], pa.Table]
 an ingest worker process)."""
 
 
+WORKER_LOAD_MIN_ROWS = 2048
+"""Fewer rows as value lists in a load are made Arrow here, not sent to a worker."""
 TABLE_CHUNK_ROWS = 4096
 """Rows turned into Arrow at a time: a load's rows as Python objects at once would take
 hundreds of MiB at 50,000 rows; in chunks the peak stays a few MiB over the table."""
 
 
 def journal_table(payloads: list[bytes]) -> pa.Table:
-    """The rows of journal record payloads as one Arrow table (``events_table``)."""
-    chunks: list[pa.Table] = []
+    """The rows of journal record payloads (today's format) as one Arrow table: the batch
+    the DuckDB store's ``load_journaled`` takes. An Arrow part is taken as it is; rows
+    are made Arrow in chunks."""
+    tables: list[pa.Table] = []
     rows: list[Sequence[Any]] = []
     duplicates: list[bool] = []
-    for index, payload in enumerate(payloads):
-        values, flags = _decoder.decode(payload)
-        rows.extend(values)
+
+    def flush() -> None:
+        if rows:
+            tables.append(rows_table(dict(zip(FIELDS, zip(*rows, strict=True), strict=True))))
+            rows.clear()
+
+    for payload in payloads:
+        parts, flags = _decoder.decode(payload)
         duplicates.extend(flags)
-        if len(rows) >= TABLE_CHUNK_ROWS or index == len(payloads) - 1:
-            columns = dict(zip(FIELDS, zip(*rows, strict=True), strict=True)) if rows else {}
-            chunks.append(events_table(columns, duplicates))
-            rows, duplicates = [], []
-    if not chunks:
-        return events_table({}, [])
-    return pa.concat_tables(chunks) if len(chunks) > 1 else chunks[0]
+        for part in parts:
+            if isinstance(part, bytes):
+                flush()
+                tables.append(read_ipc(part))
+            else:
+                rows.extend(part)
+                if len(rows) >= TABLE_CHUNK_ROWS:
+                    flush()
+    flush()
+    if not tables:
+        return with_duplicates(rows_table({}), [])
+    # One chunk per column: DuckDB inserts 500-row chunks (a request's Arrow part each)
+    # at about a microsecond more per row than the copy costs.
+    table = pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
+    return with_duplicates(table, duplicates)
+
+
+def _part_values(part: list[Sequence[Any]] | bytes) -> Sequence[Sequence[Any]]:
+    """A record part's rows as value lists in ``FIELDS`` order."""
+    return table_values(read_ipc(part), FIELDS) if isinstance(part, bytes) else part
 
 
 def _orders_of(
@@ -722,9 +756,9 @@ class JournalCommitter(GroupCommitter):
             duplicates, fresh = self._duplicates(count, wanted)
             payload = b"".join(
                 (
-                    b"\x92",  # [rows, duplicate flags]
-                    array_header(count),
-                    *(part.body for part in parts),
+                    b"\x92",  # [parts, duplicate flags]
+                    array_header(len(parts)),
+                    *(part.journal_part() for part in parts),
                     _encoder.encode(duplicates),
                 )
             )
@@ -742,7 +776,8 @@ class JournalCommitter(GroupCommitter):
         self._orders_pending.update((site, order) for site, order, _ in fresh)
         self._messages_pending.update(messages)
         self._seen_ids.update(messages)
-        batch = _Batch(payload, count, fresh, end, time.time(), messages)
+        value_rows = sum(part.count for part in parts if not part.arrow)
+        batch = _Batch(payload, count, fresh, end, time.time(), messages, value_rows)
         with self._load_cond:
             self._ready.append(batch)
             self._ready_events += count
@@ -837,7 +872,10 @@ class JournalCommitter(GroupCommitter):
         delay = 0.05
         while True:
             try:
-                count = _load(self._target, batches, self._tables)
+                # Arrow parts go to DuckDB as they are: a worker pays only for value lists.
+                value_rows = sum(batch.value_rows for batch in batches)
+                build = self._tables if value_rows >= WORKER_LOAD_MIN_ROWS else journal_table
+                count = _load(self._target, batches, build)
                 break
             except Exception:
                 LOAD_FAILURES.inc()

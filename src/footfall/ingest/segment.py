@@ -40,7 +40,7 @@ from footfall.ingest.validate import (
     TOKEN_PATTERN,
     RequestContext,
     custom_event_name,
-    json_problem,
+    decode_body,
     message_id,
     row_with_data,
     unique_keys,
@@ -577,14 +577,7 @@ _segment_batch_decoder = msgspec.json.Decoder(SegmentBatch)
 
 def decode_segment_batch(raw: bytes) -> SegmentBatch:
     """The body of ``/v1/batch``, or ANALYTICS_001 saying what is wrong with it."""
-    try:
-        body = _segment_batch_decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise malformed(f"the body must be {{'batch': [...]}}: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise malformed(f"body is not valid JSON: {json_problem(exc, raw)}") from None
-    except RecursionError:
-        raise malformed("body is nested too deeply") from None
+    body = decode_body(_segment_batch_decoder, raw, "the body must be {'batch': [...]}")
     unique_keys(raw, _json_encoder.encode(body), outer_only=True)
     return body
 

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -219,18 +219,25 @@ class BatchEnvelope(msgspec.Struct, omit_defaults=True):
 
 
 _batch_decoder = msgspec.json.Decoder(BatchEnvelope | list[msgspec.Raw])
+_Body = TypeVar("_Body")
 
 
-def parse_batch(raw: bytes) -> tuple[list[msgspec.Raw], str | None]:
-    """A batch body: its events (raw) and the site it names; ANALYTICS_001 otherwise."""
+def decode_body(decoder: msgspec.json.Decoder[_Body], raw: bytes, shape: str) -> _Body:
+    """A body decoded into its typed envelope, or ANALYTICS_001: not JSON, nested too
+    deeply, or not of the ``shape`` the message names."""
     try:
-        body = _batch_decoder.decode(raw)
+        return decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        raise malformed(f"batch must be {{'events': [...]}} or an array: {exc}") from None
+        raise malformed(f"{shape}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise malformed(f"body is not valid JSON: {json_problem(exc, raw)}") from None
     except RecursionError:
         raise malformed("body is nested too deeply") from None
+
+
+def parse_batch(raw: bytes) -> tuple[list[msgspec.Raw], str | None]:
+    """A batch body: its events (raw) and the site it names; ANALYTICS_001 otherwise."""
+    body = decode_body(_batch_decoder, raw, "batch must be {'events': [...]} or an array")
     if isinstance(body, list):
         return body, None
     # The events are written back as they came: this checks the envelope's own keys.

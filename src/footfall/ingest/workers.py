@@ -29,7 +29,7 @@ import pyarrow as pa
 from prometheus_client import Counter
 
 from footfall.errors import ApiError
-from footfall.ingest.encoded import EncodedRows, encode_rows
+from footfall.ingest.encoded import EncodedRows, encode_rows, read_ipc, write_ipc
 from footfall.ingest.journal import journal_table
 from footfall.ingest.segment import (
     MAX_MESSAGE_BYTES,
@@ -66,6 +66,7 @@ class IngestWorkers:
     """A pool of worker processes (started on first use) for large batches and loads."""
 
     def __init__(self, processes: int) -> None:
+        self.processes = processes
         # spawn, not fork: the server has threads (writer, loader) by the time a worker
         # starts, and a forked copy of a lock one of them held would never be released.
         self._pool: concurrent.futures.ProcessPoolExecutor | None = (
@@ -117,12 +118,17 @@ class IngestWorkers:
         if pool is not None:
             try:
                 data = pool.submit(journal_ipc, payloads).result()
-                return pa.ipc.open_stream(data).read_all()
+                return read_ipc(data)
             except (BrokenProcessPool, RuntimeError):
                 self._broken()
             except Exception:
                 log.exception("an ingest worker failed on a load; built in the server")
         return journal_table(payloads)
+
+    def health(self) -> int:
+        """Worker processes at hand: as configured, or 0 once one died and the server
+        carries on alone (see the log)."""
+        return 0 if self._pool is None else self.processes
 
     def _broken(self) -> None:
         pool, self._pool = self._pool, None
@@ -165,7 +171,7 @@ def tracking_rows(raw: bytes, ctx: RequestContext, max_events: int) -> EncodedRo
     rows = fast_rows(fast_decode(events, fast_event_decoder, MAX_PAYLOAD_BYTES), ctx)
     if None in rows:
         return None
-    return encode_rows(rows)  # type: ignore[arg-type]  # no None left
+    return encode_rows(rows, arrow=True)  # type: ignore[arg-type]  # no None left
 
 
 def segment_rows(raw: bytes, envelope: Envelope) -> EncodedRows | None:
@@ -183,16 +189,12 @@ def segment_rows(raw: bytes, envelope: Envelope) -> EncodedRows | None:
         if row is None:
             return None
         rows.append(row)
-    return encode_rows(rows)
+    return encode_rows(rows, arrow=True)
 
 
 def journal_ipc(payloads: list[bytes]) -> bytes:
     """``journal_table`` as Arrow IPC bytes, the cheapest form to send back."""
-    table = journal_table(payloads)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
+    return write_ipc(journal_table(payloads))
 
 
 def start_worker_of(parent: int) -> None:

@@ -3,13 +3,12 @@ store so ingest worker processes can build batches without loading the database 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from footfall.store.base import EVENT_COLUMNS, EventRow
+from footfall.store.base import EVENT_COLUMNS
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "ts": pa.timestamp("us"),
@@ -22,28 +21,43 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 EVENT_ARROW_COLUMNS: tuple[tuple[str, pa.DataType], ...] = tuple(
     (name, _ARROW_TYPES.get(name, pa.string())) for name in EVENT_COLUMNS
 )
-_JOURNAL_COLUMNS = (*EVENT_ARROW_COLUMNS, ("message_id", pa.string()))
+_ROW_COLUMNS = (
+    *((name, kind) for name, kind in EVENT_ARROW_COLUMNS if name != "duplicate"),
+    ("message_id", pa.string()),
+)
+"""What a row brings: every events column but ``duplicate`` (decided by the writer when the
+row is journaled), and its message id (kept in ``message_ids``, not in ``events``)."""
+ROW_SCHEMA = pa.schema(_ROW_COLUMNS)
 _FIELD_COLUMNS = {"ts_us": "ts", "received_us": "received_at"}
 """EventRow fields whose column has another name; the rest share theirs."""
 
 
-def events_table(columns: Mapping[str, Sequence[Any]], duplicates: Sequence[bool]) -> pa.Table:
-    """One value sequence per EventRow field to the batch the DuckDB store's
-    ``load_journaled`` takes: the events columns and the message ids."""
+def rows_table(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
+    """One value sequence per EventRow field as Arrow (``ROW_SCHEMA``)."""
     by_column = {_FIELD_COLUMNS.get(name, name): values for name, values in columns.items()}
-    by_column["duplicate"] = duplicates
-    if not duplicates:
-        return pa.table({name: pa.array([], type=kind) for name, kind in _JOURNAL_COLUMNS})
-    return pa.table({name: pa.array(by_column[name], type=kind) for name, kind in _JOURNAL_COLUMNS})
+    if not by_column:
+        return ROW_SCHEMA.empty_table()
+    return pa.table({name: pa.array(by_column[name], type=kind) for name, kind in _ROW_COLUMNS})
 
 
-def event_rows(table: pa.Table) -> list[EventRow]:
-    """``events_table``'s rows back as objects, for a store that writes rows one by one
-    (PostgreSQL's COPY); the duplicate flags are the store's to set again."""
+def with_duplicates(rows: pa.Table, duplicates: Sequence[bool]) -> pa.Table:
+    """``rows_table``'s rows with their duplicate flags: the batch the DuckDB store's
+    ``load_journaled`` takes."""
+    return rows.append_column("duplicate", pa.array(duplicates, pa.bool_()))
+
+
+def events_table(columns: Mapping[str, Sequence[Any]], duplicates: Sequence[bool]) -> pa.Table:
+    """``with_duplicates(rows_table(columns), duplicates)``."""
+    return with_duplicates(rows_table(columns), duplicates)
+
+
+def table_values(table: pa.Table, fields: Sequence[str]) -> list[list[Any]]:
+    """``rows_table``'s inverse: per row, its values in ``fields`` order (EventRow field
+    names; times back to microseconds). For the rare paths: replay, a repeated message."""
     columns = []
-    for field in dataclasses.fields(EventRow):
-        values = table.column(_FIELD_COLUMNS.get(field.name, field.name))
-        if pa.types.is_timestamp(values.type):
-            values = values.cast(pa.int64())
-        columns.append(values.to_pylist())
-    return [EventRow(*values) for values in zip(*columns, strict=True)]
+    for name in fields:
+        column = table.column(_FIELD_COLUMNS.get(name, name))
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64())
+        columns.append(column.to_pylist())
+    return [list(values) for values in zip(*columns, strict=True)]

@@ -126,7 +126,7 @@ class Store(Protocol):
         ...
 
     def import_events(self, batch: pa.Table) -> int:
-        """Rows read by ``footfall import`` (``events_table``'s columns with message ids), as
+        """Rows read by ``footfall import`` (``rows_table``: events columns, message ids), as
         ``insert_events`` writes rows (repeated message ids dropped, repeated orders flagged)
         but in as few statements as the backend allows; returns the rows stored."""
         ...

@@ -187,11 +187,11 @@ class DuckDBStore:
         return _repeated_orders(cur, wanted, len(rows))
 
     def import_events(self, batch: pa.Table) -> int:
-        """Rows read by ``footfall import`` (``events_table``: events columns and message
-        ids) in one transaction of a few statements, however many rows: those whose message
-        id their site has already, or an earlier row of ``batch`` has, are dropped, and
-        repeated order numbers flagged, as ``insert_events`` does row by row. Returns the
-        rows stored."""
+        """Rows read by ``footfall import`` (``rows_table``: events columns but ``duplicate``,
+        and message ids) in one transaction of a few statements, however many rows: those
+        whose message id their site has already, or an earlier row of ``batch`` has, are
+        dropped, and repeated order numbers flagged, as ``insert_events`` does row by row.
+        Returns the rows stored."""
         if not batch.num_rows:
             return 0
         cur = self._cursor()
@@ -213,6 +213,7 @@ class DuckDBStore:
                     keep = np.ones(batch.num_rows, dtype=bool)
                     keep[dropped] = False
                     kept = batch.filter(pa.array(keep))
+                flags = np.zeros(kept.num_rows, dtype=bool)
                 purchases = pc.indices_nonzero(
                     pc.and_(pc.equal(kept["event"], "purchase"), pc.is_valid(kept["order_num"]))
                 )
@@ -224,10 +225,8 @@ class DuckDBStore:
                         pc.take(kept["ts"], purchases).cast(pa.int64()).to_pylist(),
                         strict=True,
                     )
-                    duplicates = _repeated_orders(cur, list(wanted), kept.num_rows)
-                    if any(duplicates):
-                        column = kept.schema.get_field_index("duplicate")
-                        kept = kept.set_column(column, "duplicate", pa.array(duplicates))
+                    flags = np.array(_repeated_orders(cur, list(wanted), kept.num_rows))
+                kept = kept.append_column("duplicate", pa.array(flags))
                 _ff_batch = kept
                 cur.execute(_INSERT_BATCH)
                 cur.execute(

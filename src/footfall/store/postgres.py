@@ -25,6 +25,7 @@ Design, in short:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -69,6 +70,7 @@ _EPOCH = datetime(1970, 1, 1)
 _LOADABLE = frozenset({"events", "identity_nodes", "links", "link_log", "orders"})
 POOL_MAX = 10
 IMPORT_SLICE = 50_000
+_ROW_FIELDS = tuple(field.name for field in dataclasses.fields(EventRow))
 """Rows of an import per transaction: its parameter arrays stay a few megabytes."""
 """Connections per process: the writer, identity work on the thread pool, queries."""
 
@@ -301,11 +303,12 @@ class PostgresStore:
     def import_events(self, batch: pa.Table) -> int:
         """Rows read by ``footfall import`` (``events_table``), through ``insert_events``
         (its COPY takes rows) a slice at a time; returns the rows stored."""
-        from footfall.store.arrow import event_rows
+        from footfall.store.arrow import table_values
 
         stored = 0
         for start in range(0, batch.num_rows, IMPORT_SLICE):
-            flags = self.insert_events(event_rows(batch.slice(start, IMPORT_SLICE)))
+            rows = table_values(batch.slice(start, IMPORT_SLICE), _ROW_FIELDS)
+            flags = self.insert_events([EventRow(*values) for values in rows])
             stored += sum(flag != REPEATED_MESSAGE for flag in flags)
         return stored
 
