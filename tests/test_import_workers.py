@@ -5,6 +5,7 @@ dies loses and repeats nothing; Ctrl-C leaves no process behind."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import signal
@@ -238,11 +239,14 @@ def one_reader_calls(path: Path) -> list[IdentityCall]:
     return calls
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize(("workers", "zipped"), [(0, False), (2, False), (2, True)])
 def test_runs_read_apart_are_settled_as_one_reader_reads_the_file(
-    tmp_path: Path, workers: int
+    tmp_path: Path, workers: int, zipped: bool
 ) -> None:
     path = lines_file(tmp_path / "lines.ndjson", 3_000)
+    if zipped:  # inflated here, the lines sent to the workers
+        path = path.rename(tmp_path / "lines.ndjson.gz")
+        path.write_bytes(gzip.compress(path.read_bytes()))
     ids, rejects, lines = one_reader(path)
     got_ids: list[str | None] = []
     got_rejects: list[tuple[int, str]] = []

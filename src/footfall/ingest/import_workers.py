@@ -181,12 +181,23 @@ def import_workers(processes: int) -> Iterator[WorkerPool | None]:
 
 
 def default_workers(path: Path) -> int:
-    """Two or more cores and a file of more than a few runs: a worker per core (up to 4);
+    """Two or more cores and more than a few runs of lines: a worker per core (up to 4);
     else none (starting one costs more than a small file's work)."""
     cores = os.cpu_count() or 1
-    if cores < 2 or path.stat().st_size < 4 * RUN_BYTES:
+    if cores < 2 or _lines_size(path) < 4 * RUN_BYTES:
         return 0
     return min(cores, 4)
+
+
+def _lines_size(path: Path) -> int:
+    """The file's size, inflated for gzip (its trailer says, modulo 4 GiB: a larger file
+    is large either way)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        if handle.read(2) != b"\x1f\x8b" or size < 18:
+            return size
+        handle.seek(-4, os.SEEK_END)
+        return max(size, int.from_bytes(handle.read(4), "little"))
 
 
 class PartReader:

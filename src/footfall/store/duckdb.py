@@ -40,10 +40,6 @@ _INSERT_AND_COMMIT = (
 _INSERT_BATCH = f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM _ff_batch"  # noqa: S608
 
 
-IMPORT_CHECKPOINT_THRESHOLD = "256MB"
-"""Write-ahead log between DuckDB's checkpoints once ``import_events`` is used."""
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -74,7 +70,6 @@ class DuckDBStore:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._identity_lock = threading.Lock()
-        self._importing = False
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
@@ -195,12 +190,6 @@ class DuckDBStore:
         if not batch.num_rows:
             return 0
         cur = self._cursor()
-        if not self._importing:
-            # With DuckDB's default of a checkpoint every 16 MB of log, a million imported
-            # rows cost 6.3 s of CPU to write, with fewer 5.3 s (the message-id index is
-            # in each). Set once, for this process (an import's); close() checkpoints.
-            cur.execute(f"SET checkpoint_threshold = '{IMPORT_CHECKPOINT_THRESHOLD}'")
-            self._importing = True
         # DuckDB finds these locals by name (replacement scans): cheaper than register().
         _ff_import = batch.append_column("_ff_row", pa.array(np.arange(batch.num_rows)))
         with self._write_lock:
