@@ -64,11 +64,14 @@ to write once the last lines are read."""
 IDENTITY_BATCH = 500
 """Identity calls per transaction at most."""
 WORKER_GC_THRESHOLDS = (100_000, 50, 50)
+"""The workers' garbage collector: a first-generation pass every 100,000 allocations, not
+700 (see ``_worker_started``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ImportJob:
-    """What every worker needs to know, sent once when it starts."""
+    """What a worker needs to know to read a run, sent with each (the tombstones are few:
+    persons erased in the last days)."""
 
     site_id: str
     fmt: str
