@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -103,13 +104,18 @@ def baseline(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def run_import(path: Path, database: Path) -> float:
+def run_import(path: Path, database: Path, workers: int | None) -> float:
+    """Seconds for one ``footfall import`` process, from its start to its end."""
+    command = [sys.executable, "-m", "footfall", "import", str(path), "--database", str(database)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "footfall", "import", str(path), "--database", str(database)],
+        command,
         capture_output=True,
         text=True,
         timeout=3600,
+        env={**os.environ, "COLUMNS": "200"},  # its summary on one line
     )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
@@ -121,14 +127,17 @@ def run_import(path: Path, database: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=None, help="import's --workers")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="footfall-import-"))
     source = workdir / "events.ndjson"
     lines = generate(source, args.events)
     database = workdir / "import.duckdb"
     base = baseline(source)
-    first = run_import(source, database)
-    second = run_import(source, database)
+    first = run_import(source, database, args.workers)
+    second = run_import(source, database, args.workers)
+    load_after = os.getloadavg()
     con = duckdb.connect(str(database), read_only=True)
     row = con.execute("SELECT count(*) FROM events").fetchone()
     con.close()
@@ -142,6 +151,8 @@ def main() -> int:
         "reimport_s": round(second, 2),
         "ratio_to_decode_only": round(base / first, 3),
         "stored_events": stored,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
     }
     print(f"decode only : {base:7.1f} s ({lines / base:,.0f} lines/s)")
     print(
@@ -151,6 +162,10 @@ def main() -> int:
     print(f"again       : {second:7.1f} s (adds nothing)")
     verdict = "equal" if stored == args.events else "MISMATCH"
     print(f"stored      : {stored:,} of {args.events:,} ({verdict})")
+    print(
+        f"load average: {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+        f"({os.cpu_count()} cores)"
+    )
     (BENCH / "results").mkdir(exist_ok=True)
     (BENCH / "results" / "imports.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0 if stored == args.events else 1

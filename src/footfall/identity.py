@@ -10,11 +10,13 @@ events stay with the earlier person. Every change is written to an append-only l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -174,6 +176,21 @@ class IdentityGraph:
         self.store = store
         self.max_per_kind = max_per_kind
         self.tombstone_days = tombstone_days
+        self._within: Transaction | None = None
+
+    @contextlib.contextmanager
+    def batch(self, tenant: str) -> Iterator[IdentityGraph]:
+        """The graph with every operation in one transaction, each seeing those before it:
+        one commit for many (an import applies thousands). An error rolls back them all."""
+        with self._transaction(tenant) as tx:
+            inner = IdentityGraph(self.store, self.max_per_kind, self.tombstone_days)
+            inner._within = tx
+            yield inner
+
+    def _transaction(self, tenant: str) -> AbstractContextManager[Transaction]:
+        if self._within is not None:
+            return contextlib.nullcontext(self._within)
+        return self.store.transaction(tenant)
 
     # ------------------------------------------------------------------ node helpers
 
@@ -357,7 +374,7 @@ class IdentityGraph:
         """
         named, clear_email = user_identifiers(client_id, email)
         result = IdentifyResult(person_id=None)
-        with self.store.transaction(tenant) as tx:
+        with self._transaction(tenant) as tx:
             explicit = [self._ensure(tx, tenant, ident) for ident in named]
             target: Node | None = explicit[0] if explicit else None
             if len(explicit) == 2:
@@ -410,6 +427,173 @@ class IdentityGraph:
             result.person_id = target.person_id if target else None
         return result
 
+    def identify_many(
+        self, tenant: str, requests: Sequence[IdentifyRequest], actor: str = "identify"
+    ) -> None:
+        """``identify`` for each request in order, in one transaction, with the outcome of
+        one call each, ids included (an import applies thousands).
+
+        A request whose identifiers neither the graph nor any request before it has seen
+        can only create them and link them (no rule can refuse a merge of new nodes): such
+        requests are written a run at a time, in a few statements, with the ids the
+        sequences would give them one by one. The rest go through ``identify``."""
+        with self.batch(tenant) as graph:
+            graph._identify_many(tenant, requests, actor)
+
+    def _identify_many(self, tenant: str, requests: Sequence[IdentifyRequest], actor: str) -> None:
+        assert self._within is not None
+        tx = self._within
+        # The bulk statements are DuckDB's (PostgreSQL's import goes one by one).
+        bulk = self.max_per_kind >= 1 and self.store.backend == "duckdb"
+        plans = [_new_identifiers(r) if bulk else None for r in requests]
+        wanted = sorted({v for plan in plans if plan for v in _values(plan)})
+        seen: set[str] = set()
+        if wanted:
+            seen.update(
+                value
+                for (value,) in tx.query(
+                    "SELECT DISTINCT value FROM identity_nodes "
+                    "WHERE tenant = ? AND value IN (SELECT unnest(?::VARCHAR[]))",
+                    [tenant, wanted],
+                )
+            )
+        run: list[tuple[list[Identifier], Mapping[str, Any]]] = []
+        for request, plan in zip(requests, plans, strict=True):
+            if plan is not None and seen.isdisjoint(_values(plan)):
+                run.append((plan, request.metadata))
+                seen.update(_values(plan))
+                continue
+            self._create_linked(tx, tenant, run, actor)
+            run = []
+            sent = (request.token, request.client_id, request.email)
+            seen.update(v for v in sent if isinstance(v, str))
+            seen.update(v.strip().lower() for v in sent if isinstance(v, str))
+            if plan is not None:
+                seen.update(_values(plan))
+            self.identify(
+                tenant,
+                request.token,
+                request.client_id,
+                request.email,
+                request.metadata,
+                actor=actor,
+            )
+        self._create_linked(tx, tenant, run, actor)
+
+    @staticmethod
+    def _create_linked(
+        tx: Transaction,
+        tenant: str,
+        run: Sequence[tuple[list[Identifier], Mapping[str, Any]]],
+        actor: str,
+    ) -> None:
+        """New identifiers, each request's linked into one person, as ``identify`` makes
+        them: nodes (client id, email, token) in order, the client id and email linked
+        (rule ``explicit``), the token to the first of them (``identify``); the person is
+        the first node's (the merges keep the larger person, of two alike the older)."""
+        if not run:
+            return
+        nodes = sum(len(idents) for idents, _ in run)
+        links = sum(len(idents) - 1 for idents, _ in run)
+        drawn = tx.query(
+            "SELECT nextval('identity_node_seq'), nextval('person_seq') FROM range(?)", [nodes]
+        )
+        node_ids = sorted(int(row[0]) for row in drawn)
+        person_ids = sorted(int(row[1]) for row in drawn)
+        link_ids: list[int] = []
+        log_ids: list[int] = []
+        if links:
+            drawn = tx.query(
+                "SELECT nextval('link_seq'), nextval('link_log_seq') FROM range(?)", [links]
+            )
+            link_ids = sorted(int(row[0]) for row in drawn)
+            log_ids = sorted(int(row[1]) for row in drawn)
+        node_rows: list[tuple[int, str, str, int]] = []
+        link_rows: list[tuple[int, int, int, str]] = []
+        log_rows: list[tuple[int, Identifier, Identifier, str]] = []
+        properties: list[tuple[int, str, str]] = []
+        next_node = next_link = 0
+        for idents, metadata in run:
+            first = node_ids[next_node]
+            person = person_ids[next_node]
+            created = {}
+            for ident in idents:
+                created[ident] = node_ids[next_node]
+                node_rows.append((node_ids[next_node], ident.kind, ident.value, person))
+                next_node += 1
+            named = [i for i in idents if i.kind != "token"]
+            pairs = []
+            if len(named) == 2:
+                pairs.append((named[0], named[1], "explicit"))
+            if len(named) < len(idents) and named:
+                pairs.append((idents[-1], named[0], "identify"))
+            for a, b, rule in pairs:
+                link_rows.append((link_ids[next_link], created[a], created[b], rule))
+                log_rows.append((log_ids[next_link], a, b, rule))
+                next_link += 1
+            values = {str(key)[:255]: json.dumps(value) for key, value in metadata.items()}
+            properties.extend((first, key, value) for key, value in values.items())
+        now = utcnow()
+        tx.query(
+            "INSERT INTO identity_nodes (node_id, tenant, kind, value, valid_from, person_id, "
+            "created_at) SELECT unnest(?::BIGINT[]), ?, unnest(?::VARCHAR[]), "
+            "unnest(?::VARCHAR[]), ?, unnest(?::BIGINT[]), ?",
+            [
+                [r[0] for r in node_rows],
+                tenant,
+                [r[1] for r in node_rows],
+                [r[2] for r in node_rows],
+                BEGINNING,
+                [r[3] for r in node_rows],
+                now,
+            ],
+        )
+        if link_rows:
+            tx.query(
+                "INSERT INTO links (link_id, tenant, a_node, b_node, source, rule, actor, "
+                "created_at) SELECT unnest(?::BIGINT[]), ?, unnest(?::BIGINT[]), "
+                "unnest(?::BIGINT[]), ?, unnest(?::VARCHAR[]), ?, ?",
+                [
+                    [r[0] for r in link_rows],
+                    tenant,
+                    [r[1] for r in link_rows],
+                    [r[2] for r in link_rows],
+                    actor,
+                    [r[3] for r in link_rows],
+                    actor,
+                    now,
+                ],
+            )
+            tx.query(
+                "INSERT INTO link_log (seq, tenant, action, a_kind, a_value, b_kind, b_value, "
+                "source, rule, actor, logged_at) SELECT unnest(?::BIGINT[]), ?, 'link', "
+                "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
+                "unnest(?::VARCHAR[]), ?, unnest(?::VARCHAR[]), ?, ?",
+                [
+                    [r[0] for r in log_rows],
+                    tenant,
+                    [r[1].kind for r in log_rows],
+                    [r[1].value for r in log_rows],
+                    [r[2].kind for r in log_rows],
+                    [r[2].value for r in log_rows],
+                    actor,
+                    [r[3] for r in log_rows],
+                    actor,
+                    now,
+                ],
+            )
+        if properties:
+            tx.query(
+                "INSERT INTO identity_properties (node_id, key, value, set_at) "
+                "SELECT unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?",
+                [
+                    [r[0] for r in properties],
+                    [r[1] for r in properties],
+                    [r[2] for r in properties],
+                    now,
+                ],
+            )
+
     def _clear_email(self, tx: Transaction, tenant: str, ident: Identifier, actor: str) -> bool:
         """The token stops being the email(s) identify linked it to directly.
 
@@ -438,7 +622,7 @@ class IdentityGraph:
 
     def alias(self, tenant: str, a: str, b: str, actor: str = "alias-api") -> int:
         """An explicit instruction: the two names are one person (symmetric, idempotent)."""
-        with self.store.transaction(tenant) as tx:
+        with self._transaction(tenant) as tx:
             first = self._by_name(tx, tenant, a, create=True)
             second = self._by_name(tx, tenant, b, create=True)
             assert first is not None
@@ -446,7 +630,7 @@ class IdentityGraph:
             return self._link(tx, tenant, first, second, "alias", "explicit", actor)
 
     def set_properties(self, tenant: str, name: str, properties: Mapping[str, Any]) -> int:
-        with self.store.transaction(tenant) as tx:
+        with self._transaction(tenant) as tx:
             node = self._by_name(tx, tenant, name, create=True)
             assert node is not None
             self._set_properties(tx, node.node_id, properties)
@@ -464,13 +648,13 @@ class IdentityGraph:
 
     def node_for_event(self, tenant: str, name: str) -> Identifier:
         """Which identifier a vendor-API event names; creates it so the event has a person."""
-        with self.store.transaction(tenant) as tx:
+        with self._transaction(tenant) as tx:
             node = self._by_name(tx, tenant, name, create=True)
             assert node is not None
             return node.identifier
 
     def find(self, tenant: str, name: str) -> Node | None:
-        with self.store.transaction(tenant) as tx:
+        with self._transaction(tenant) as tx:
             return self._by_name(tx, tenant, name, create=False)
 
     def locate(self, tenant: str, name: str) -> Node | None:
@@ -482,7 +666,7 @@ class IdentityGraph:
         and erasing it leaves the same tombstone as any other person's. Ephemeral events
         make nobody a person (they are never linked or counted as people either).
         """
-        with self.store.transaction(tenant) as tx:
+        with self._transaction(tenant) as tx:
             node = self._by_name(tx, tenant, name, create=False)
             if node is not None:
                 return node
@@ -515,7 +699,7 @@ class IdentityGraph:
 
     def explain(self, tenant: str, a: str, b: str) -> list[LinkStep] | None:
         """The chain of links that makes ``a`` and ``b`` one person, or None if they are not."""
-        with self.store.transaction(tenant) as tx:
+        with self._transaction(tenant) as tx:
             first = self._by_name(tx, tenant, a, create=False)
             second = self._by_name(tx, tenant, b, create=False)
             if first is None or second is None or first.person_id != second.person_id:
@@ -568,7 +752,7 @@ class IdentityGraph:
 
     def split(self, tenant: str, a: str, b: str, actor: str = "split") -> tuple[int, int]:
         """Remove the direct link between ``a`` and ``b`` and recompute; returns both persons."""
-        with self.store.transaction(tenant) as tx:
+        with self._transaction(tenant) as tx:
             first = self._by_name(tx, tenant, a, create=False)
             second = self._by_name(tx, tenant, b, create=False)
             if first is None or second is None:
@@ -716,7 +900,7 @@ class IdentityGraph:
         """Everything stored about a person, for a data-access request."""
         profile = self.profile(tenant, person_id)
         nodes = self.members(person_id)
-        with self.store.transaction(tenant) as tx:
+        with self._transaction(tenant) as tx:
             links = self._active_links(tx, [n.node_id for n in nodes])
         by_id = {n.node_id: n for n in nodes}
         values = sorted({n.value for n in nodes})
@@ -767,7 +951,7 @@ class IdentityGraph:
         marks = ", ".join("?" * len(ids))
         values = sorted({n.value for n in nodes})
         vmarks = ", ".join("?" * len(values))
-        with self.store.transaction(tenant) as tx:
+        with self._transaction(tenant) as tx:
             doomed = [
                 r[0]
                 for r in tx.query(
@@ -817,6 +1001,35 @@ class IdentityGraph:
             "SELECT tenant, kind, value FROM tombstones WHERE until_at > ?", [utcnow()]
         )
         return {(t, k, v) for t, k, v in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyRequest:
+    """One ``identify`` call's arguments, for ``identify_many``."""
+
+    token: str | None
+    client_id: str | None = None
+    email: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _new_identifiers(request: IdentifyRequest) -> list[Identifier] | None:
+    """The identifiers ``identify`` would create for the request were they all new (user
+    ids, then the token), or None where it may do more (clear an email) or refuse."""
+    try:
+        named, clear_email = user_identifiers(request.client_id, request.email)
+        token = None if request.token is None else normalise("token", request.token)
+    except ApiError:
+        return None
+    if clear_email:
+        return None
+    idents = [*named, token] if token is not None else named
+    return idents or None
+
+
+def _values(idents: Sequence[Identifier]) -> set[str]:
+    """Values a name lookup could match them by (any kind; emails in lower case)."""
+    return {ident.value for ident in idents} | {ident.value.lower() for ident in idents}
 
 
 def _with_person(node: Node, person_id: int) -> Node:

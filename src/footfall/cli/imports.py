@@ -1,17 +1,13 @@
 """``footfall import FILE``: newline-delimited JSON (Segment's format or the tracking
 format) into the store, or with ``--server`` into a running server's batch APIs.
 
-Into the store the lines are read and validated here while a second thread writes the
-rows of the previous chunk (DuckDB releases the interpreter while it works), so reading
-and writing overlap on two cores.
+Into the store, worker processes read and check the lines while this process writes
+(``footfall.ingest.import_workers``); here is the command, its progress bar and summary.
 """
 
 from __future__ import annotations
 
 import json
-import queue
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,9 +29,16 @@ from footfall.cli.common import (
     settings_or_exit,
 )
 from footfall.identity import IdentityGraph
-from footfall.ingest.commit import SWITCH_INTERVAL_S
+from footfall.ingest.import_workers import (
+    ImportJob,
+    Part,
+    WorkerPool,
+    default_workers,
+    import_to_store,
+    import_workers,
+)
 from footfall.ingest.imports import FORMATS, Chunk, LineReader, Reject, line_chunks, open_lines
-from footfall.ingest.segment import MAX_BATCH_BYTES, apply_identity, erased
+from footfall.ingest.segment import MAX_BATCH_BYTES
 from footfall.store.base import Store
 
 CHUNK_LINES = 20_000
@@ -55,6 +58,15 @@ def import_command(
     key: KeyOpt = None,
     config: ConfigOpt = None,
     database: DatabaseOpt = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Processes that read and check the lines (0: none, all in this one; "
+            "default: one per core, up to 4, for files over 16 MB).",
+        ),
+    ] = None,
 ) -> None:
     """Import events, identifies and aliases; running the same file again adds nothing.
 
@@ -70,20 +82,22 @@ def import_command(
         rejects, accepted, lines = _to_server(file, fmt, site, server, key)
         summary = f"{accepted:,} messages accepted by {server}"
     else:
-        settings = settings_or_exit(config, database=database)
-        store = open_store_or_exit(settings)
-        try:
-            site_id = site or settings.default_site
-            if store.get_site(site_id) is None:
-                raise fail(f"no site '{site_id}'", 2)
-            graph = IdentityGraph(
-                store, settings.identity_max_per_kind, settings.erase_tombstone_days
-            )
-            before = store.count_events(site_id)
-            rejects, lines, rows = _to_store(file, fmt, site_id, store, graph)
-            stored = store.count_events(site_id) - before
-        finally:
-            store.close()
+        # The workers start while the store opens.
+        with import_workers(default_workers(file) if workers is None else workers) as pool:
+            settings = settings_or_exit(config, database=database)
+            store = open_store_or_exit(settings)
+            try:
+                site_id = site or settings.default_site
+                if store.get_site(site_id) is None:
+                    raise fail(f"no site '{site_id}'", 2)
+                graph = IdentityGraph(
+                    store, settings.identity_max_per_kind, settings.erase_tombstone_days
+                )
+                before = store.count_events(site_id)
+                rejects, lines, rows = _to_store(file, fmt, site_id, store, graph, pool)
+                stored = store.count_events(site_id) - before
+            finally:
+                store.close()
         summary = (
             f"{stored:,} events stored, {rows - stored:,} already there (or of erased persons)"
         )
@@ -113,63 +127,30 @@ def _progress(file: Path) -> Progress:
 
 
 def _to_store(
-    file: Path, fmt: str, site_id: str, store: Store, graph: IdentityGraph
+    file: Path,
+    fmt: str,
+    site_id: str,
+    store: Store,
+    graph: IdentityGraph,
+    pool: WorkerPool | None,
 ) -> tuple[list[Reject], int, int]:
-    """Read and check here, write in a second thread; returns rejects, lines, rows sent."""
-    tombstones = graph.tombstones()
+    """Read and check in worker processes, write here; returns rejects, lines, rows made."""
     site = store.get_site(site_id)
     assert site is not None
-    reader = LineReader(site_id, fmt)
-    pending: queue.Queue[Chunk | None] = queue.Queue(maxsize=2)
-    failure: list[BaseException] = []
+    job = ImportJob(site_id, fmt, site.scope, frozenset(graph.tombstones()))
+    with _progress(file) as progress:
+        task = progress.add_task("import", total=_size(file), lines=0)
 
-    def write() -> None:
-        while (chunk := pending.get()) is not None:
-            if failure:
-                continue
-            try:
-                rows = [
-                    r
-                    for r in chunk.rows
-                    if not tombstones or (site.scope, r.id_kind, r.token) not in tombstones
-                ]
-                for start in range(0, len(rows), 50_000):
-                    store.insert_events(rows[start : start + 50_000])
-                for call in chunk.calls:
-                    if not erased(tombstones, site.scope, call):
-                        apply_identity(graph, site.scope, call, "import")
-            except BaseException as exc:
-                failure.append(exc)
+        def show(part: Part, lines: int) -> None:
+            progress.update(task, completed=part.position, lines=lines)
 
-    # The writer gives up the interpreter in each DuckDB call; with the default 5 ms switch
-    # interval the busy reading thread keeps it that long every time it wants it back.
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    writer = threading.Thread(target=write, name="footfall-import-writer", daemon=True)
-    writer.start()
-    rejects: list[Reject] = []
-    lines = rows = 0
-    size = max(1, file.stat().st_size)
-    with open_lines(file) as handle, _progress(file) as progress:
-        task = progress.add_task("import", total=size, lines=0)
-        raw = getattr(handle, "fileobj", handle)  # gzip: progress over the compressed file
-        for numbered in line_chunks(handle, CHUNK_LINES):
-            chunk = Chunk()
-            reader.read(iter(numbered), chunk)
-            rejects.extend(chunk.rejects)
-            lines += chunk.lines
-            rows += len(chunk.rows)
-            pending.put(chunk)
-            if failure:
-                break
-            progress.update(task, completed=min(size, raw.tell()), lines=lines)
-        pending.put(None)
-        writer.join()
-        sys.setswitchinterval(switch)
-        progress.update(task, completed=size, lines=lines)
-    if failure:
-        raise failure[0]
-    return rejects, lines, rows
+        result = import_to_store(file, job, store, graph, pool, show)
+        progress.update(task, completed=_size(file), lines=result.lines)
+    return result.rejects, result.lines, result.rows
+
+
+def _size(file: Path) -> int:
+    return max(1, file.stat().st_size)
 
 
 def _to_server(

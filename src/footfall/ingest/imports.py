@@ -99,12 +99,16 @@ class LineReader:
         self.to_rows = to_rows
         self._seen: dict[bytes, int] = {}
         self._calls: set[tuple[Any, ...]] = set()
+        self.derived: dict[int, tuple[bytes, int]] = {}
+        """Line number: (digest, count) of each derived id given, in line order: a reader
+        that sees only part of a file tells its caller what to count on from."""
 
-    def derived_id(self, line: bytes) -> str:
+    def derived_id(self, line: bytes, number: int = 0) -> str:
         digest = hashlib.sha256(line).digest()[:12]
         count = self._seen.get(digest, 0)
         self._seen[digest] = count + 1
-        return f"import:{digest.hex()}:{count}"
+        self.derived[number] = (digest, count)
+        return derived_message_id(digest, count)
 
     def read(self, lines: Iterator[tuple[int, bytes]], chunk: Chunk) -> None:
         received = now_us()
@@ -130,7 +134,7 @@ class LineReader:
             if quick is not None:
                 derived = None
                 if quick.messageId is UNSET or quick.messageId is None:
-                    derived = self.derived_id(line)
+                    derived = self.derived_id(line, number)
                 row = fast_message_row(quick, envelope, derived)
                 if row is not None:
                     chunk.rows.append(row)
@@ -162,7 +166,7 @@ class LineReader:
         if len(line) > limit:
             raise ApiError(400, "ANALYTICS_002", f"line is larger than {limit} bytes")
         if isinstance(message, dict) and message.get("messageId") is None:
-            message["messageId"] = self.derived_id(line)
+            message["messageId"] = self.derived_id(line, number)
         if not self.to_rows:
             if not isinstance(message, dict):
                 raise ApiError(400, "ANALYTICS_001", "a line must be a JSON object")
@@ -171,7 +175,7 @@ class LineReader:
         if kind == "segment":
             mapped = map_message(message, envelope)
             if mapped.identity is not None:
-                key = _call_key(mapped.identity)
+                key = call_key(mapped.identity)
                 if key not in self._calls:  # an export repeats identify calls a lot
                     self._calls.add(key)
                     chunk.calls.append(mapped.identity)
@@ -190,7 +194,14 @@ class LineReader:
         chunk.row_lines.append(number)
 
 
-def _call_key(call: IdentityCall) -> tuple[Any, ...]:
+def derived_message_id(digest: bytes, count: int) -> str:
+    """The message id of a line without one: its digest, and how many identical lines
+    came before it in the file."""
+    return f"import:{digest.hex()}:{count}"
+
+
+def call_key(call: IdentityCall) -> tuple[Any, ...]:
+    """What makes two identity calls the same call (an export repeats them a lot)."""
     return (
         call.kind,
         call.token,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -32,7 +32,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from footfall.errors import ApiError, invalid, malformed
-from footfall.identity import IdentityGraph, user_identifiers
+from footfall.identity import IdentifyRequest, IdentityGraph, user_identifiers
 from footfall.ingest.validate import (
     CUSTOM_EVENT,
     EVENT_TYPES,
@@ -532,6 +532,35 @@ def apply_identity(graph: IdentityGraph, tenant: str, call: IdentityCall, actor:
     else:
         name = f"client_id:{call.client_id}" if call.client_id else f"token:{call.token}"
         graph.set_properties(tenant, name, call.traits)
+
+
+def apply_identities(
+    graph: IdentityGraph, tenant: str, calls: Sequence[IdentityCall], actor: str
+) -> None:
+    """``apply_identity`` for each call, in order, in one transaction, each seeing the ones
+    before as one by one (runs of identify calls through ``identify_many``, which writes
+    those of new people in bulk). Should one fail, all are rolled back and applied one by
+    one: those before it stay applied and its error is raised, as without the batch."""
+    try:
+        with graph.batch(tenant) as batch:
+            start = 0
+            while start < len(calls):
+                end = start
+                while end < len(calls) and calls[end].kind == "identify":
+                    end += 1
+                if end > start:
+                    requests = [
+                        IdentifyRequest(c.token, c.client_id, c.email, c.traits)
+                        for c in calls[start:end]
+                    ]
+                    batch.identify_many(tenant, requests, actor)
+                    start = end
+                else:
+                    apply_identity(batch, tenant, calls[start], actor)
+                    start += 1
+    except Exception:
+        for call in calls:
+            apply_identity(graph, tenant, call, actor)
 
 
 class SegmentBatch(msgspec.Struct, omit_defaults=True):

@@ -195,3 +195,14 @@ def segment_rows(raw: bytes, envelope: Envelope) -> EncodedRows | None:
 def journal_ipc(payloads: list[bytes]) -> bytes:
     """``journal_table`` as Arrow IPC bytes, the cheapest form to send back."""
     return write_ipc(journal_table(payloads))
+
+
+def start_worker_of(parent: int) -> None:
+    """What a worker process of ``footfall import`` does first: Ctrl-C is left to the
+    parent (which shuts its pool down), and the worker ends itself once ``parent`` is gone.
+    The parent passes its own pid: read here (``os.getppid``) it is already init's when the
+    parent was killed while this process was starting, and the worker would wait forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.getppid() != parent:
+        os._exit(0)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()

@@ -125,6 +125,12 @@ class Store(Protocol):
         """
         ...
 
+    def import_events(self, batch: pa.Table) -> int:
+        """Rows read by ``footfall import`` (``rows_table``: events columns, message ids), as
+        ``insert_events`` writes rows (repeated message ids dropped, repeated orders flagged)
+        but in as few statements as the backend allows; returns the rows stored."""
+        ...
+
     def load_arrow(self, table: str, data: pa.Table) -> None:
         """Append ``data`` to ``table`` in one transaction: bulk loads (demo data, imports)
         that bypass the per-event ingest path. Column names match the table's."""

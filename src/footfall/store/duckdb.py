@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from footfall.store.arrow import EVENT_ARROW_COLUMNS as _EVENT_COLUMNS
 from footfall.store.base import (
@@ -172,29 +174,59 @@ class DuckDBStore:
     @staticmethod
     def _mark_repeated_orders(cur: duckdb.DuckDBPyConnection, rows: list[EventRow]) -> list[bool]:
         """First purchase of an orderNum on a site counts; later ones are flagged."""
-        duplicates = [False] * len(rows)
         wanted = [
-            (i, row.site_id, row.order_num)
+            (i, row.site_id, row.order_num, row.ts_us)
             for i, row in enumerate(rows)
             if row.event == "purchase" and row.order_num is not None
         ]
-        if not wanted:
-            return duplicates
-        known = _known_pairs(cur, "orders", "order_num", [(s, o) for _, s, o in wanted if o])
-        fresh: list[tuple[str, str, int]] = []
-        for i, site, order in wanted:
-            assert order is not None
-            if (site, order) in known:
-                duplicates[i] = True
-            else:
-                known.add((site, order))
-                fresh.append((site, order, rows[i].ts_us))
-        if fresh:
-            _ff_orders = _pairs_table(
-                [(s, o) for s, o, _ in fresh], "order_num", "first_seen", [t for _, _, t in fresh]
-            )
-            cur.execute("INSERT INTO orders SELECT * FROM _ff_orders")
-        return duplicates
+        return _repeated_orders(cur, wanted, len(rows))
+
+    def import_events(self, batch: pa.Table) -> int:
+        """Rows read by ``footfall import`` (``rows_table``: events columns but ``duplicate``,
+        and message ids) in one transaction of a few statements, however many rows: those
+        whose message id their site has already, or an earlier row of ``batch`` has, are
+        dropped, and repeated order numbers flagged, as ``insert_events`` does row by row.
+        Returns the rows stored."""
+        if not batch.num_rows:
+            return 0
+        cur = self._cursor()
+        # DuckDB finds these locals by name (replacement scans): cheaper than register().
+        _ff_import = batch.append_column("_ff_row", pa.array(np.arange(batch.num_rows)))
+        with self._write_lock:
+            cur.execute("BEGIN")
+            try:
+                query = _IMPORT_KNOWN if _distinct_messages(batch) else _IMPORT_REPEATS
+                dropped = [row for (row,) in cur.execute(query).fetchall()]
+                kept = batch
+                if dropped:
+                    keep = np.ones(batch.num_rows, dtype=bool)
+                    keep[dropped] = False
+                    kept = batch.filter(pa.array(keep))
+                flags = np.zeros(kept.num_rows, dtype=bool)
+                purchases = pc.indices_nonzero(
+                    pc.and_(pc.equal(kept["event"], "purchase"), pc.is_valid(kept["order_num"]))
+                )
+                if len(purchases):
+                    wanted = zip(
+                        purchases.to_pylist(),
+                        pc.take(kept["site_id"], purchases).to_pylist(),
+                        pc.take(kept["order_num"], purchases).to_pylist(),
+                        pc.take(kept["ts"], purchases).cast(pa.int64()).to_pylist(),
+                        strict=True,
+                    )
+                    flags = np.array(_repeated_orders(cur, list(wanted), kept.num_rows))
+                kept = kept.append_column("duplicate", pa.array(flags))
+                _ff_batch = kept
+                cur.execute(_INSERT_BATCH)
+                cur.execute(
+                    "INSERT INTO message_ids SELECT site_id, message_id, received_at "
+                    "FROM _ff_batch WHERE message_id IS NOT NULL"
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return int(kept.num_rows)
 
     _LOADABLE = frozenset({"events", "identity_nodes", "links", "link_log", "orders"})
 
@@ -493,6 +525,57 @@ _USABLE_SETUP_LINK = (
     "SELECT count(*) FROM setup_tokens WHERE token_hash = ? AND used_at IS NULL "
     "AND expires_at > ? AND NOT EXISTS (SELECT 1 FROM admin_password)"
 )
+
+
+def _repeated_orders(
+    cur: duckdb.DuckDBPyConnection,
+    wanted: Sequence[tuple[int, str, str, int]],
+    rows: int,
+) -> list[bool]:
+    """Flags for ``rows`` rows: the purchases ``wanted`` (row index, site, order number,
+    time) that repeat an order number their site has, or an earlier one of them has; the
+    first ones are recorded in ``orders`` in the same transaction."""
+    duplicates = [False] * rows
+    if not wanted:
+        return duplicates
+    # Every pair asked, the empty order number too: one left out would be recorded again.
+    known = _known_pairs(cur, "orders", "order_num", [(s, o) for _, s, o, _ in wanted])
+    fresh: list[tuple[str, str, int]] = []
+    for i, site, order, ts_us in wanted:
+        if (site, order) in known:
+            duplicates[i] = True
+        else:
+            known.add((site, order))
+            fresh.append((site, order, ts_us))
+    if fresh:
+        _ff_orders = _pairs_table(
+            [(s, o) for s, o, _ in fresh], "order_num", "first_seen", [t for _, _, t in fresh]
+        )
+        cur.execute("INSERT INTO orders SELECT * FROM _ff_orders")
+    return duplicates
+
+
+_IMPORT_KNOWN = (
+    # Rows whose message id their site has.
+    "SELECT b._ff_row FROM _ff_import b SEMI JOIN message_ids m "
+    "ON m.site_id = b.site_id AND m.message_id = b.message_id"
+)
+_IMPORT_REPEATS = (
+    # Those, and the rows repeating an earlier row's message id.
+    "SELECT b._ff_row FROM _ff_import b SEMI JOIN message_ids m "
+    "ON m.site_id = b.site_id AND m.message_id = b.message_id "
+    "UNION ALL SELECT unnest(list_sort(list(_ff_row))[2:]) FROM _ff_import "
+    "WHERE message_id IS NOT NULL GROUP BY site_id, message_id HAVING count(*) > 1"
+)
+
+
+def _distinct_messages(batch: pa.Table) -> bool:
+    """Whether no two rows of one site share a message id: the common case (an import's
+    rows are of one site), told by Arrow far cheaper than by grouping them in DuckDB."""
+    ids = batch.column("message_id")
+    if pc.count_distinct(batch.column("site_id")).as_py() != 1:
+        return False
+    return bool(pc.count_distinct(ids).as_py() == len(ids) - ids.null_count)
 
 
 def _site(row: tuple[str, str, str, str | None]) -> Site:
