@@ -4,9 +4,11 @@ with the same rows, the same answers and nothing lost when a worker dies."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -270,6 +272,24 @@ def test_a_dead_worker_costs_nothing_and_workers_end_with_a_killed_server(
     assert workers
     srv.stop(signal.SIGKILL)
     assert eventually(lambda: not any(alive(pid) for pid in workers), 10)
+
+    # Killed while its first worker is still starting (importing its modules): that worker
+    # must not wait for a parent that is gone.
+    srv.start()
+    assert srv.process is not None
+    pid = srv.process.pid
+
+    def send() -> None:
+        with contextlib.suppress(httpx.TransportError), srv.client("10.200.0.5") as client:
+            post_events(client, tracking_events(300, "f"))  # no answer: the server dies
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    assert eventually(lambda: bool(children(pid)), 10)
+    starting = children(pid)
+    srv.stop(signal.SIGKILL)
+    assert eventually(lambda: not any(alive(child) for child in starting), 10)
+    sender.join(30)
 
 
 def alive(pid: int) -> bool:

@@ -73,7 +73,8 @@ class IngestWorkers:
             concurrent.futures.ProcessPoolExecutor(
                 processes,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_started,
+                initializer=start_worker_of,
+                initargs=(os.getpid(),),
             )
         )
 
@@ -145,12 +146,16 @@ class IngestWorkers:
 # ---------------------------------------------------------------- run in the workers
 
 
-def _worker_started() -> None:
-    # Ctrl-C reaches the whole process group: the server shuts the pool down in order.
+def start_worker_of(parent: int) -> None:
+    """What every Footfall worker process does first (the server's and ``footfall
+    import``'s): Ctrl-C is left to the parent (which shuts its pool down), and the worker
+    ends itself once ``parent`` is gone, since it holds both ends of its task pipe and would
+    otherwise wait forever for a parent killed outright. The parent passes its own pid: read
+    here (``os.getppid``) it is already init's when the parent was killed while this process
+    was starting."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A worker holds both ends of its task pipe, so it would wait forever for a server that
-    # was killed outright: it ends itself once it finds itself adopted by another parent.
-    parent = os.getppid()
+    if os.getppid() != parent:
+        os._exit(0)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
@@ -195,14 +200,3 @@ def segment_rows(raw: bytes, envelope: Envelope) -> EncodedRows | None:
 def journal_ipc(payloads: list[bytes]) -> bytes:
     """``journal_table`` as Arrow IPC bytes, the cheapest form to send back."""
     return write_ipc(journal_table(payloads))
-
-
-def start_worker_of(parent: int) -> None:
-    """What a worker process of ``footfall import`` does first: Ctrl-C is left to the
-    parent (which shuts its pool down), and the worker ends itself once ``parent`` is gone.
-    The parent passes its own pid: read here (``os.getppid``) it is already init's when the
-    parent was killed while this process was starting, and the worker would wait forever."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if os.getppid() != parent:
-        os._exit(0)
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
