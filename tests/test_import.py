@@ -141,3 +141,78 @@ def test_import_to_a_running_server(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert server.rows("SELECT count(*) FROM events") == [(5,)]
+
+
+# A line of Segment's archive: sent 30 s after it happened by a client whose clock ran 2 min
+# fast, received by Segment at 10:00:00 (what Segment stores as `timestamp`: 09:59:30).
+ARCHIVED = [
+    {
+        "type": "track",
+        "event": "Clicked Help",
+        "anonymousId": "arch-anon-0001",
+        "messageId": "arch-1",
+        "originalTimestamp": "2025-10-01T10:01:30.000Z",
+        "sentAt": "2025-10-01T10:02:00.000Z",
+        "receivedAt": "2025-10-01T10:00:00.000Z",
+        "timestamp": "2025-10-01T09:59:30.000Z",
+    },
+    {  # a warehouse export: the corrected timestamp alone, no arrival to correct against
+        "type": "page",
+        "anonymousId": "arch-anon-0002",
+        "messageId": "arch-2",
+        "originalTimestamp": "2025-10-02T08:00:00.000Z",
+        "sentAt": "2025-10-02T08:00:05.000Z",
+        "timestamp": "2025-10-02T07:58:00.000Z",
+        "context": {"page": {"url": "https://shop.test/p"}},
+    },
+    {  # the exact path (an identify with traits beside it), the same rule
+        "type": "track",
+        "event": "Order Completed",
+        "userId": "arch-user-1",
+        "messageId": "arch-3",
+        "properties": {"order_id": "A-1", "revenue": 10, "currency": "EUR", "extra": {"k": 1}},
+        "originalTimestamp": "2025-10-03T12:00:10.000Z",
+        "sentAt": "2025-10-03T12:00:20.000Z",
+        "receivedAt": "2025-10-03T12:00:00.000Z",
+        "options": {"x": 1},
+        "unknownKey": True,
+    },
+    {"type": "track", "event": "Bad", "anonymousId": "arch-anon-0003", "receivedAt": "soon"},
+]
+EXPECTED_TIMES = [
+    ("arch-1", "2025-10-01 09:59:30"),
+    ("arch-2", "2025-10-02 07:58:00"),
+    ("arch-3", "2025-10-03 11:59:50"),
+]
+
+
+def test_archived_lines_land_at_their_own_time_into_the_file_and_through_a_server(
+    tmp_path: Path,
+) -> None:
+    """Segment's correction is made against the line's receivedAt, not the import's time;
+    a line without one keeps its timestamp; the same through --server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTFALL_")}
+    source = write(tmp_path / "archive.ndjson", ARCHIVED)
+    database = str(tmp_path / "a.duckdb")
+    direct = footfall("import", str(source), "--database", database, env=env)
+    assert "line 4: receivedAt" in direct.stderr, direct.stderr
+    con = duckdb.connect(database, read_only=True)
+    try:
+        ids = con.execute("SELECT message_id FROM message_ids ORDER BY 1").fetchall()
+        by_token = con.execute(
+            "SELECT strftime(ts, '%Y-%m-%d %H:%M:%S') FROM events ORDER BY ts"
+        ).fetchall()
+    finally:
+        con.close()
+    assert [t for (t,) in by_token] == [t for _, t in EXPECTED_TIMES]
+    assert [m for (m,) in ids] == [m for m, _ in EXPECTED_TIMES]
+
+    server = Server(tmp_path / "srv")
+    key = server.start_with_key()
+    try:
+        sent = footfall("import", str(source), "--server", server.url, "--key", key, env=env)
+        assert "line 4: receivedAt" in sent.stderr, sent.stderr
+    finally:
+        server.stop()
+    times = server.rows("SELECT strftime(ts, '%Y-%m-%d %H:%M:%S') FROM events ORDER BY ts")
+    assert [t for (t,) in times] == [t for _, t in EXPECTED_TIMES]

@@ -28,8 +28,10 @@ from footfall.ingest.segment import (
     TYPES,
     Envelope,
     IdentityCall,
+    archived_time,
     fast_message_decoder,
     fast_message_row,
+    iso_time,
     map_message,
 )
 from footfall.ingest.validate import (
@@ -137,6 +139,17 @@ class LineReader:
                     derived = self.derived_id(line, number)
                 row = fast_message_row(quick, envelope, derived)
                 if row is not None:
+                    try:
+                        row.ts_us = archived_time(
+                            _sent(quick.originalTimestamp),
+                            _sent(quick.timestamp),
+                            _sent(quick.sentAt),
+                            _sent(quick.receivedAt),
+                            received,
+                        )
+                    except ApiError as error:
+                        chunk.rejects.append(Reject(number, error.message))
+                        continue
                     chunk.rows.append(row)
                     chunk.row_lines.append(number)
                     continue
@@ -170,6 +183,8 @@ class LineReader:
         if not self.to_rows:
             if not isinstance(message, dict):
                 raise ApiError(400, "ANALYTICS_001", "a line must be a JSON object")
+            if kind == "segment":
+                _settle_time(message, envelope.received_us)
             chunk.messages.append((number, kind, message))
             return
         if kind == "segment":
@@ -180,6 +195,7 @@ class LineReader:
                     self._calls.add(key)
                     chunk.calls.append(mapped.identity)
             if mapped.row is not None:
+                mapped.row.ts_us = archived_time(*_times(message), envelope.received_us)
                 chunk.rows.append(mapped.row)
                 chunk.row_lines.append(number)
             return
@@ -192,6 +208,28 @@ class LineReader:
                 row.ts_us = int(when)
         chunk.rows.append(row)
         chunk.row_lines.append(number)
+
+
+_TIME_FIELDS = ("originalTimestamp", "timestamp", "sentAt", "receivedAt")
+
+
+def _sent(value: Any) -> Any:
+    return None if value is UNSET else value
+
+
+def _times(message: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    original, timestamp, sent, received = (message.get(name) for name in _TIME_FIELDS)
+    return original, timestamp, sent, received
+
+
+def _settle_time(message: dict[str, Any], now_us: int) -> None:
+    """A line for a server's batch API: its time as the import decides it (``archived_time``)
+    in ``timestamp`` alone, which the server keeps as it is (there is no ``sentAt`` to
+    correct it by); the server's own arrival time is not the line's."""
+    if any(message.get(name) is not None for name in _TIME_FIELDS):
+        message["timestamp"] = iso_time(archived_time(*_times(message), now_us))
+        for name in ("originalTimestamp", "sentAt"):
+            message.pop(name, None)
 
 
 def derived_message_id(digest: bytes, count: int) -> str:

@@ -200,6 +200,33 @@ def happened_at(original: Any, timestamp: Any, sent: Any, envelope: Envelope) ->
     return min(happened, received)
 
 
+def archived_time(original: Any, timestamp: Any, sent: Any, received: Any, now_us: int) -> int:
+    """When a message of an archive or export happened (``footfall import``): with the
+    line's ``receivedAt``, Segment's correction against it (what Segment stored as its
+    ``timestamp``); without, the line's ``timestamp`` (else ``originalTimestamp``) as it is,
+    there being no arrival to measure the sender's clock against. Never later than
+    ``now_us``; the import's own time when the line has none."""
+    if received is not None:
+        arrival = parse_time(received, "receivedAt")
+        envelope = Envelope(site_id="", received_us=arrival)
+        return min(happened_at(original, timestamp, sent, envelope), now_us)
+    when, field_name = timestamp, "timestamp"
+    if when is None:
+        when, field_name = original, "originalTimestamp"
+    if when is None:
+        return now_us
+    happened = parse_time(when, field_name)
+    if happened < _EARLIEST_US:
+        raise invalid(field_name, "lies before the year 2000")
+    return min(happened, now_us)
+
+
+def iso_time(micros: int) -> str:
+    """UTC microseconds as the ISO 8601 time Segment's messages carry."""
+    moment = _EPOCH + timedelta(microseconds=micros)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def _object(value: Any, field_name: str) -> dict[str, Any]:
     if value is None:
         return {}
