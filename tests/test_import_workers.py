@@ -296,7 +296,7 @@ def test_a_worker_killed_mid_import_loses_and_repeats_nothing(tmp_path: Path) ->
 
 
 def test_ctrl_c_ends_the_import_and_its_workers(tmp_path: Path) -> None:
-    path = lines_file(tmp_path / "lines.ndjson", 400_000)
+    path = lines_file(tmp_path / "lines.ndjson", 150_000)
     database = tmp_path / "c.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTFALL_")}
     process = subprocess.Popen(
