@@ -425,7 +425,10 @@ def test_consent_accept_persists_the_id_and_revoke_deletes_it(
     page.reload()
     wait_loaded(page)
     assert page.evaluate("footfall.getId()") == accepted  # the decision survived the reload
-    page.evaluate("footfall.track('message_sent', {text: 'hello'})")
+    # Its answer renews the id cookie (Set-Cookie): let it arrive before the revoke, so
+    # it cannot set the cookie again after the revoke has deleted it.
+    with page.expect_response(lambda answer: "/api/analytics/track" in answer.url):
+        page.evaluate("footfall.track('message_sent', {text: 'hello'})")
     assert not consent_screen(page)
 
     page.evaluate("footfall.consent.revoke()")
