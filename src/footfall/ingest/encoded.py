@@ -12,7 +12,6 @@ whole group into one journal record without decoding them.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,11 +20,10 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from footfall.store.arrow import rows_table, table_values
+from footfall.store.arrow import ROW_FIELDS, rows_arrow, table_rows
 from footfall.store.base import EventRow
 
-FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EventRow))
-"""A journaled row is the list of an EventRow's values in this order."""
+FIELDS = ROW_FIELDS
 row_values = operator.attrgetter(*FIELDS)
 _encoder = msgspec.msgpack.Encoder()
 _rows_decoder = msgspec.msgpack.Decoder(list[tuple[Any, ...]])
@@ -56,9 +54,8 @@ class EncodedRows:
     def rows(self) -> list[EventRow]:
         """The rows back as objects (the rare paths: a repeated message id)."""
         if self.arrow:
-            values: list[Any] = table_values(read_ipc(self.body), FIELDS)
-        else:
-            values = _rows_decoder.decode(array_header(self.count) + self.body)
+            return table_rows(read_ipc(self.body))
+        values = _rows_decoder.decode(array_header(self.count) + self.body)
         return [EventRow(*row) for row in values]
 
     def journal_part(self) -> bytes:
@@ -101,12 +98,10 @@ def write_ipc(table: pa.Table) -> bytes:
 def encode_rows(rows: Sequence[EventRow], *, arrow: bool = False) -> EncodedRows:
     """``rows`` encoded (as Arrow IPC with ``arrow``), with their message ids, orders and
     event counts beside them."""
-    values = list(map(row_values, rows))
     if arrow:
-        columns = dict(zip(FIELDS, zip(*values, strict=True), strict=True)) if values else {}
-        encoded = write_ipc(rows_table(columns))
+        encoded = write_ipc(rows_arrow(rows))
     else:
-        encoded = _encoder.encode(values)[len(array_header(len(rows))) :]
+        encoded = _encoder.encode(list(map(row_values, rows)))[len(array_header(len(rows))) :]
     messages = [
         (index, row.site_id, row.message_id)
         for index, row in enumerate(rows)

@@ -25,7 +25,6 @@ import contextlib
 import gc
 import logging
 import multiprocessing
-import operator
 import os
 import queue
 import threading
@@ -39,7 +38,6 @@ from typing import Any
 import pyarrow as pa
 
 from footfall.identity import IdentityGraph
-from footfall.ingest.encoded import FIELDS
 from footfall.ingest.imports import (
     Chunk,
     LineReader,
@@ -50,7 +48,7 @@ from footfall.ingest.imports import (
 )
 from footfall.ingest.segment import IdentityCall, apply_identities, erased
 from footfall.ingest.workers import start_worker_of
-from footfall.store.arrow import rows_table
+from footfall.store.arrow import rows_arrow
 from footfall.store.base import Store
 
 log = logging.getLogger("footfall.import")
@@ -134,11 +132,8 @@ def read_part(job: ImportJob, source: Source) -> Part:
         derived = [
             (index.get(line, -1), digest, count) for line, (digest, count) in reader.derived.items()
         ]
-    table = rows_table({name: list(map(value, rows)) for name, value in _FIELD_VALUES})
+    table = rows_arrow(rows)
     return Part(len(lines), len(chunk.rows), table, chunk.calls, chunk.rejects, derived)
-
-
-_FIELD_VALUES = [(name, operator.attrgetter(name)) for name in FIELDS]
 
 
 def _worker_started(parent: int) -> None:

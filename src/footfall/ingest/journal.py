@@ -130,8 +130,8 @@ class JournalTarget(Protocol):
     def load_journaled(
         self, batch: pa.Table, orders: Sequence[tuple[str, str, int]], position: int
     ) -> None:
-        """Insert the rows (``events_table``), their message ids, the new orders and the
-        loaded position in one committed transaction."""
+        """Insert the rows (``store.arrow.rows_table`` with ``with_duplicates``), their
+        message ids, the new orders and the loaded position in one committed transaction."""
         ...
 
 
@@ -484,7 +484,7 @@ def journal_table(payloads: list[bytes]) -> pa.Table:
 
 def _part_values(part: list[Sequence[Any]] | bytes) -> Sequence[Sequence[Any]]:
     """A record part's rows as value lists in ``FIELDS`` order."""
-    return table_values(read_ipc(part), FIELDS) if isinstance(part, bytes) else part
+    return table_values(read_ipc(part)) if isinstance(part, bytes) else part
 
 
 def _orders_of(

@@ -3,12 +3,14 @@ store so ingest worker processes can build batches without loading the database 
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from footfall.store.base import EVENT_COLUMNS
+from footfall.store.base import EVENT_COLUMNS, EventRow
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "ts": pa.timestamp("us"),
@@ -30,6 +32,9 @@ row is journaled), and its message id (kept in ``message_ids``, not in ``events`
 ROW_SCHEMA = pa.schema(_ROW_COLUMNS)
 _FIELD_COLUMNS = {"ts_us": "ts", "received_us": "received_at"}
 """EventRow fields whose column has another name; the rest share theirs."""
+ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EventRow))
+"""EventRow's fields in order: a journaled row is the list of its values in this order."""
+_FIELD_VALUES = [(name, operator.attrgetter(name)) for name in ROW_FIELDS]
 
 
 def rows_table(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
@@ -46,18 +51,23 @@ def with_duplicates(rows: pa.Table, duplicates: Sequence[bool]) -> pa.Table:
     return rows.append_column("duplicate", pa.array(duplicates, pa.bool_()))
 
 
-def events_table(columns: Mapping[str, Sequence[Any]], duplicates: Sequence[bool]) -> pa.Table:
-    """``with_duplicates(rows_table(columns), duplicates)``."""
-    return with_duplicates(rows_table(columns), duplicates)
+def rows_arrow(rows: Sequence[EventRow]) -> pa.Table:
+    """``rows_table`` of row objects."""
+    return rows_table({name: list(map(value, rows)) for name, value in _FIELD_VALUES})
 
 
-def table_values(table: pa.Table, fields: Sequence[str]) -> list[list[Any]]:
-    """``rows_table``'s inverse: per row, its values in ``fields`` order (EventRow field
-    names; times back to microseconds). For the rare paths: replay, a repeated message."""
+def table_values(table: pa.Table) -> list[list[Any]]:
+    """``rows_table``'s inverse: per row, its values in ``ROW_FIELDS`` order (times back to
+    microseconds). For the rare paths: replay, a repeated message, PostgreSQL's COPY."""
     columns = []
-    for name in fields:
+    for name in ROW_FIELDS:
         column = table.column(_FIELD_COLUMNS.get(name, name))
         if pa.types.is_timestamp(column.type):
             column = column.cast(pa.int64())
         columns.append(column.to_pylist())
     return [list(values) for values in zip(*columns, strict=True)]
+
+
+def table_rows(table: pa.Table) -> list[EventRow]:
+    """``table_values`` as row objects."""
+    return [EventRow(*values) for values in table_values(table)]

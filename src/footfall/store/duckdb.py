@@ -261,9 +261,9 @@ class DuckDBStore:
     def load_journaled(
         self, batch: pa.Table, orders: Sequence[tuple[str, str, int]], position: int
     ) -> None:
-        """Journaled rows (``events_table``), their new orders and the journal position, in
-        one transaction: after a crash the position says exactly which rows are in (none
-        twice)."""
+        """Journaled rows (``store.arrow.rows_table`` with ``with_duplicates``), their new
+        orders and the journal position, in one transaction: after a crash the position
+        says exactly which rows are in (none twice)."""
         cur = self._cursor()
         # DuckDB finds these locals by name (replacement scans): cheaper than register().
         _ff_batch = batch

@@ -25,7 +25,6 @@ Design, in short:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import json
@@ -70,7 +69,6 @@ _EPOCH = datetime(1970, 1, 1)
 _LOADABLE = frozenset({"events", "identity_nodes", "links", "link_log", "orders"})
 POOL_MAX = 10
 IMPORT_SLICE = 50_000
-_ROW_FIELDS = tuple(field.name for field in dataclasses.fields(EventRow))
 """Rows of an import per transaction: its parameter arrays stay a few megabytes."""
 """Connections per process: the writer, identity work on the thread pool, queries."""
 
@@ -301,14 +299,13 @@ class PostgresStore:
         return merge_flags(repeated, duplicates)
 
     def import_events(self, batch: pa.Table) -> int:
-        """Rows read by ``footfall import`` (``events_table``), through ``insert_events``
-        (its COPY takes rows) a slice at a time; returns the rows stored."""
-        from footfall.store.arrow import table_values
+        """Rows read by ``footfall import`` (``store.arrow.rows_table``), through
+        ``insert_events`` (its COPY takes rows) a slice at a time; returns the rows stored."""
+        from footfall.store.arrow import table_rows
 
         stored = 0
         for start in range(0, batch.num_rows, IMPORT_SLICE):
-            rows = table_values(batch.slice(start, IMPORT_SLICE), _ROW_FIELDS)
-            flags = self.insert_events([EventRow(*values) for values in rows])
+            flags = self.insert_events(table_rows(batch.slice(start, IMPORT_SLICE)))
             stored += sum(flag != REPEATED_MESSAGE for flag in flags)
         return stored
 
