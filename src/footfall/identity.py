@@ -793,11 +793,11 @@ class IdentityGraph:
         """SQL selecting exactly the events attributed to ``nodes`` (their validity ranges)."""
         if not nodes:
             return "FALSE", []
-        marks = ", ".join("?" * len(nodes))
-        return (
-            f"person_id = ? AND token IN ({marks})",
-            [nodes[0].person_id, *sorted({n.value for n in nodes})],
-        )
+        # A token taken over and then named again holds two nodes with one value: one
+        # placeholder per distinct value, never per node.
+        values = sorted({n.value for n in nodes})
+        marks = ", ".join("?" * len(values))
+        return f"person_id = ? AND token IN ({marks})", [nodes[0].person_id, *values]
 
     def person_events(
         self, tenant: str, person_id: int, limit: int | None = None
@@ -986,15 +986,16 @@ class IdentityGraph:
                     f"WHERE tenant = ? AND {column} IN ({vmarks})",
                     [tenant, *values],
                 )
-            for node in nodes:
+            names = sorted({(n.kind, n.value) for n in nodes})
+            for kind, value in names:
                 tx.query(
                     "INSERT INTO tombstones VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (tenant, kind, value) DO UPDATE SET "
                     "erased_at = excluded.erased_at, until_at = excluded.until_at",
-                    [tenant, node.kind, node.value, now, until],
+                    [tenant, kind, value, now, until],
                 )
-            self._log(tx, tenant, "erase", None, None, actor, f"{len(nodes)} identifiers", actor)
-        return {"identifiers": len(nodes), "events": len(doomed)}
+            self._log(tx, tenant, "erase", None, None, actor, f"{len(names)} identifiers", actor)
+        return {"identifiers": len(names), "events": len(doomed)}
 
     def tombstones(self) -> set[tuple[str, str, str]]:
         rows = self.store.query(

@@ -24,7 +24,7 @@ from footfall.analytics.reports import refresh_presence
 from footfall.config import Settings
 from footfall.http import admin, identity, operations, reports, segment, tracking, vendor
 from footfall.http.connection import protocol_class, raise_open_file_limit
-from footfall.http.middleware import ResponseCounter, error_handlers
+from footfall.http.middleware import ResponseCounter, UnexpectedErrors, error_handlers
 from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.http.shared import Gate, Services
 from footfall.http.tracker import examples_dir, mount_demo, tracker_route
@@ -258,6 +258,7 @@ def create_app(
     if settings.demo:
         mount_demo(app)
     app.state.gate = gate  # error handlers check the origin against the sites
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(ResponseCounter)
     return app
 

@@ -72,14 +72,45 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(exc.status_code, code, str(exc.detail)), request)
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", extra={"path": request.url.path})
-    return error_response(ApiError(500, "INTERNAL", "internal error"), request)
-
-
 def error_handlers() -> dict[Any, ErrorHandler]:
-    """Every failure a client can see, as ``{"success": false, "error": {...}}``."""
-    return {ApiError: _on_api_error, HTTPException: _on_http_error, Exception: _on_unexpected}
+    """Every failure a client can see, as ``{"success": false, "error": {...}}`` (a bug's
+    500 through ``UnexpectedErrors``)."""
+    return {ApiError: _on_api_error, HTTPException: _on_http_error}
+
+
+class UnexpectedErrors:
+    """A bug answers 500 in the JSON shape and the connection stays usable.
+
+    Starlette's own handler for ``Exception`` re-raises after answering, so uvicorn drops the
+    keep-alive connection without ``Connection: close``; a client's next request on it
+    fails. Here the error is logged and answered, and only re-raised when the answer had
+    already begun (nothing else can be sent then).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception:
+            if started:
+                raise
+            request = Request(scope)
+            log.exception("unhandled error", extra={"path": request.url.path})
+            answer = error_response(ApiError(500, "INTERNAL", "internal error"), request)
+            await answer(scope, receive, send)
 
 
 _RESPONSE_CHILDREN: dict[tuple[str, int], Any] = {}

@@ -220,7 +220,12 @@ async def read_body(request: Request, call: Call, limit: int) -> bytes:
             chunks.append(chunk)
     except ClientDisconnect:  # nobody reads the answer; no traceback in the log either
         raise malformed("the client went away before sending the whole body") from None
-    return decode_content(b"".join(chunks), call.content_encoding, limit)
+    raw = b"".join(chunks)
+    if call.content_encoding is None:
+        return raw
+    # Inflating is CPU work proportional to the body: off the event loop, so one hostile
+    # body cannot hold every other request (and /healthz) while it is inflated.
+    return await run_blocking(decode_content, raw, call.content_encoding, limit)
 
 
 def decode_content(raw: bytes, encoding: str | None, limit: int) -> bytes:
@@ -236,27 +241,44 @@ def decode_content(raw: bytes, encoding: str | None, limit: int) -> bytes:
     return inflate_gzip(raw, limit)
 
 
+MAX_GZIP_MEMBERS = 64
+"""gzip members in one body: clients send one (some concatenate a few); thousands of tiny
+members only serve to make the server start thousands of inflaters."""
+_INFLATE_STEP = 16 * 1024
+"""Input handed to an inflater at a time: what it copies back as unused data when its member
+ends is at most this, whatever the size of the body (no quadratic copying)."""
+
+
 def inflate_gzip(data: bytes, limit: int) -> bytes:
-    """gzip data (one or more members) inflated, or ANALYTICS_001 if it is not gzip or is
-    cut short; ANALYTICS_002 as soon as the output would pass ``limit``."""
+    """gzip data (one or more members, at most MAX_GZIP_MEMBERS) inflated, or ANALYTICS_001
+    if it is not gzip or is cut short; ANALYTICS_002 as soon as the output would pass
+    ``limit``. The body is walked by offset: no member copies the rest of the body."""
+    view = memoryview(data)
     parts: list[bytes] = []
     size = 0
-    rest = data
+    offset = 0
+    members = 0
     while True:
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise malformed(f"the gzip body has more than {MAX_GZIP_MEMBERS} members")
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            part = inflater.decompress(rest, limit - size + 1)
-        except zlib.error:
-            raise malformed("the body is labelled gzip but is not gzip data") from None
-        size += len(part)
-        if size > limit or inflater.unconsumed_tail:
-            raise too_large(limit)
-        if not inflater.eof:
-            raise malformed("the gzip body is cut short")
-        parts.append(part)
-        rest = inflater.unused_data
-        if not rest.strip(b"\x00"):  # trailing zero padding is allowed after a member
-            return b"".join(parts)
+        while not inflater.eof:
+            if offset >= len(view):
+                raise malformed("the gzip body is cut short")
+            step = view[offset : offset + _INFLATE_STEP]
+            offset += len(step)
+            try:
+                part = inflater.decompress(step, limit - size + 1)
+            except zlib.error:
+                raise malformed("the body is labelled gzip but is not gzip data") from None
+            size += len(part)
+            if size > limit or inflater.unconsumed_tail:
+                raise too_large(limit)
+            parts.append(part)
+        offset -= len(inflater.unused_data)
+        if offset >= len(view) or (view[offset] == 0 and not view[offset:].tobytes().strip(b"\0")):
+            return b"".join(parts)  # zero padding may follow the last member
 
 
 class Gate:

@@ -624,6 +624,6 @@ def peek_segment_batch(raw: bytes) -> tuple[bool, str | None, dict[str, Any] | N
     says what is wrong with a bad body)."""
     try:
         body = _envelope_peek_decoder.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False, None, None, None
     return True, body.sentAt, body.context, body.writeKey

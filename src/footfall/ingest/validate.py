@@ -133,6 +133,8 @@ _LONE_SURROGATE = re.compile(
 def json_problem(exc: Exception, raw: bytes | str | msgspec.Raw) -> str:
     """What is wrong with a body the decoder refused, in words that name it: msgspec reports a
     lone surrogate as "Input data was truncated" (it looked for the pair's second half)."""
+    if isinstance(exc, UnicodeDecodeError):  # its position is inside one string: find it
+        return _utf8_problem(raw)
     said = str(exc)
     if "truncated" in said or "surrogate" in said or "hex escape" in said:
         text = raw if isinstance(raw, str) else bytes(raw).decode("latin-1")
@@ -147,6 +149,16 @@ def json_problem(exc: Exception, raw: bytes | str | msgspec.Raw) -> str:
     if said == "Input data was truncated":
         return "it ends before the JSON value does (truncated)"
     return said
+
+
+def _utf8_problem(raw: bytes | str | msgspec.Raw) -> str:
+    if not isinstance(raw, str):
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as whole:
+            bad = whole.object[whole.start]
+            return f"it is not valid UTF-8 (byte 0x{bad:02x} at offset {whole.start})"
+    return "it is not valid UTF-8"
 
 
 def unique_keys(
@@ -229,7 +241,7 @@ def decode_body(decoder: msgspec.json.Decoder[_Body], raw: bytes, shape: str) ->
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise malformed(f"{shape}: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise malformed(f"body is not valid JSON: {json_problem(exc, raw)}") from None
     except RecursionError:
         raise malformed("body is nested too deeply") from None
@@ -257,7 +269,7 @@ def peek_batch_site(raw: bytes) -> tuple[bool, str | None]:
     events apart (``parse_batch`` does that, and says what is wrong with a bad body)."""
     try:
         body = _site_peek_decoder.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False, None
     return True, None if isinstance(body, list) else body.site
 
@@ -706,7 +718,7 @@ def fast_decode(
     if max(map(len, items), default=0) <= limit:
         try:  # all at once, the common case; else item by item
             values = list(map(decode, items))
-        except (msgspec.DecodeError, RecursionError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             values = []
     if len(values) != len(items):
         values = []
@@ -716,7 +728,7 @@ def fast_decode(
                 continue
             try:
                 values.append(decode(item))
-            except (msgspec.DecodeError, RecursionError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 values.append(None)
     if None in values:
         decoded = [value for value in values if value is not None]
