@@ -256,9 +256,13 @@ def test_wrong_key_password_and_missing_csrf_are_refused(dash: Dashboard) -> Non
         assert forged.status_code == 403
         assert dash.api(f"/api/persons/{someone}")["person_id"]  # still there
         assert client.post("/dashboard/logout", data={}).status_code == 403
+        copied = dict(client.cookies)  # what a stolen copy of the cookie would hold
         out = client.post("/dashboard/logout", data={"csrf": csrf_token})
         assert (out.status_code, out.headers["location"]) == (303, "/dashboard/login")
         assert client.get("/dashboard/").status_code == 303
+    # Logout ends the session on the server: the copied cookie no longer signs anyone in.
+    with dash.srv.client(follow_redirects=False, cookies=copied) as replay:
+        assert replay.get("/dashboard/").status_code == 303
 
 
 def test_secrets_are_stored_hashed_or_private(dash: Dashboard, tmp_path: Path) -> None:

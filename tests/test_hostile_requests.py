@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import SHOP, Server
+from conftest import SHOP, Server, config_with
 from footfall.errors import ApiError
 from footfall.http.shared import MAX_GZIP_MEMBERS, inflate_gzip
 
@@ -256,3 +256,73 @@ def test_import_skips_a_line_that_is_not_utf8_and_stores_the_rest(tmp_path: Path
     finally:
         con.close()
     assert stored == ["First", "Last"]
+
+
+# ------------------------------------------------- import --server with a key's authority
+
+TENANT_SITES = config_with("rate_limit_per_minute = 0") + (
+    '\n[[sites]]\nid = "blog"\nname = "Blog, same tenant"\nallowed_origins = ["https://blog.test"]\n'
+    'tenant = "default"\n'
+    '\n[[sites]]\nid = "rival"\nname = "Rival tenant"\nallowed_origins = ["https://rival.test"]\n'
+    'tenant = "rival"\n'
+)
+
+
+def test_import_to_a_server_goes_with_the_keys_authority(tmp_path: Path) -> None:
+    """A key of site A with ``--site B``: Segment lines went to A (``--site`` ignored) and
+    tracking lines to B through the public route, even for B of another tenant."""
+    server = Server(tmp_path / "srv", TENANT_SITES)
+    server.start()
+    server.stop()
+    key = server.new_key("default")
+    server.start()
+    archive = tmp_path / "mixed.ndjson"
+    archive.write_text(
+        '{"type":"track","event":"Signed Up","anonymousId":"anon-import-1","messageId":"s-1"}\n'
+        '{"event":"visitor","token":"import-token-01","messageId":"t-1"}\n'
+    )
+
+    def run(site: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "footfall", "import", str(archive)]
+        command += ["--server", server.url, "--key", key, "--site", site]
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env={**server.env, "COLUMNS": "200"},
+            timeout=120,
+        )
+
+    try:
+        refused = run("rival")
+        same_tenant = run("blog")
+    finally:
+        server.stop()
+    assert refused.returncode != 0
+    assert "cannot write to site 'rival'" in refused.stdout + refused.stderr
+    assert same_tenant.returncode == 0, same_tenant.stdout + same_tenant.stderr
+    stored = server.rows("SELECT site_id, event FROM events ORDER BY event")
+    assert [site for site, _ in stored] == ["blog", "blog"]  # none in rival, none in default
+    assert "visitor" in [event for _, event in stored]
+
+
+def test_a_public_tracking_call_cannot_claim_a_segment_senders_message_id(
+    keyed_server: tuple[Server, str, str], fresh_ip: str
+) -> None:
+    """Message ids of the public tracking routes (no key) are scoped apart: a page cannot
+    suppress the site's own Segment message by sending its id first; repeats of either
+    are still stored once."""
+    server, _, write_key = keyed_server
+    basic = {"authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+    public = {"event": "visitor", "token": "claims-token-01", "messageId": "order-77"}
+    with server.client(fresh_ip) as api:
+        first = api.post("/api/analytics/track", headers={"origin": SHOP}, json=public)
+        again = api.post("/api/analytics/track", headers={"origin": SHOP}, json=public)
+        assert first.status_code == again.status_code == 200
+        assert first.json().get("duplicate") is not True
+        assert again.json().get("duplicate") is True, again.text
+        message = {"event": "Order Completed", "anonymousId": "anon-77", "messageId": "order-77"}
+        segment = api.post("/v1/track", headers=basic, json=message)
+        assert segment.json() == {"success": True, "stored": 1}, segment.text
+        resent = api.post("/v1/track", headers=basic, json=message)
+        assert resent.json() == {"success": True, "stored": 0}

@@ -113,3 +113,25 @@ def admin_token_matches(settings: Settings, presented: str | None) -> bool:
 def _plausible(token: str) -> bool:
     """Only what a real token looks like reaches the store (bounded, prefixed)."""
     return token.startswith(SETUP_TOKEN_PREFIX) and len(token) <= 128
+
+
+def _session_digest(session_secret: str) -> str:
+    return hashlib.sha256(b"footfall-session\0" + session_secret.encode()).hexdigest()
+
+
+def revoke_session(store: Store, session_secret: str, until: datetime) -> None:
+    """Logout: the session (known by its random CSRF token, kept only as a hash) is refused
+    by every process from now until it would have expired anyway; expired entries go."""
+    now = _utcnow()
+    store.query("DELETE FROM revoked_sessions WHERE until_at < ?", [now])
+    store.query(
+        "INSERT INTO revoked_sessions VALUES (?, ?) ON CONFLICT (session_digest) DO NOTHING",
+        [_session_digest(session_secret), max(until, now)],
+    )
+
+
+def session_revoked(store: Store, session_secret: str) -> bool:
+    rows = store.query(
+        "SELECT 1 FROM revoked_sessions WHERE session_digest = ?", [_session_digest(session_secret)]
+    )
+    return bool(rows)

@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     within this time is stored once; older ids are deleted hourly, bounding their table."""
     identity_max_per_kind: int = Field(default=100, ge=1)
     """A person with more identifiers of one kind refuses further automatic merges."""
+    identity_calls_per_request: int = Field(default=100, ge=1)
+    """Identity calls (identify, alias, group) one write-key or public request may carry; the
+    rest of a larger Segment batch is refused message by message (a secret API key, e.g.
+    ``footfall import --server``, is not held to it). Segment's and RudderStack's libraries
+    send at most 100 messages a batch."""
+    identity_backlog_per_tenant: int = Field(default=1000, ge=1)
+    """Identity calls queued for one tenant in this process before its requests get 429."""
+    identity_backlog_total: int = Field(default=5000, ge=1)
+    """Identity calls queued in this process before identity requests get 503."""
     erase_tombstone_days: int = Field(default=30, ge=0)
     """After an erase, events of the erased identifiers are dropped for this long."""
     retention_days: int = Field(default=0, ge=0, le=36_500)

@@ -18,11 +18,10 @@ from footfall.analytics.reports import (
     step_name,
     utcnow,
 )
-from footfall.errors import ApiError, invalid
+from footfall.errors import FORBIDDEN, ApiError, invalid
 from footfall.ingest.validate import EVENT_TYPES, custom_event_name
 from footfall.store.base import Site
 
-FORBIDDEN = "FORBIDDEN"
 _MAX_DAYS = 3660
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
@@ -207,7 +208,9 @@ def _send(
 ) -> tuple[int, list[Reject]]:
     items = b",".join(encoded for _, _, encoded in batch)
     if kind == "segment":
-        path, body = "/v1/batch", b'{"batch":[' + items + b"]}"
+        # The key's authority decides: another site of its tenant by ?site=, else refused.
+        query = f"?site={urllib.parse.quote(site)}" if site else ""
+        path, body = f"/v1/batch{query}", b'{"batch":[' + items + b"]}"
     else:
         named = f',"site":{json.dumps(site)}' if site else ""
         path, body = "/api/analytics/batch", b'{"events":[' + items + b"]" + named.encode() + b"}"

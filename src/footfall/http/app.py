@@ -24,6 +24,7 @@ from footfall.analytics.reports import refresh_presence
 from footfall.config import Settings
 from footfall.http import admin, identity, operations, reports, segment, tracking, vendor
 from footfall.http.connection import protocol_class, raise_open_file_limit
+from footfall.http.identity_turns import IDENTITY_LANES_SHARED, IdentityTurns
 from footfall.http.middleware import ResponseCounter, UnexpectedErrors, error_handlers
 from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.http.shared import Gate, Services
@@ -158,7 +159,7 @@ def create_app(
         committer = make_committer(store, settings, workers)  # DuckDB: replays its journal
         committer.start()
         graph = IdentityGraph(store, settings.identity_max_per_kind, settings.erase_tombstone_days)
-        gate.services = Services(
+        services = gate.services = Services(
             settings=settings,
             store=store,
             sites=SiteRegistry.load(store, settings.default_site, settings.allow_missing_origin),
@@ -167,6 +168,11 @@ def create_app(
             addresses=ClientAddress(settings.trusted_proxies),
             identity=graph,
             tombstones=graph.tombstones(),
+            identity_turns=IdentityTurns(
+                1 if store.backend == "duckdb" else IDENTITY_LANES_SHARED,
+                settings.identity_backlog_per_tenant,
+                settings.identity_backlog_total,
+            ),
             workers=workers,
         )
         setup_token = issue_setup_token(store, settings) if needs_setup(store, settings) else None
@@ -235,6 +241,7 @@ def create_app(
             await asyncio.to_thread(committer.stop)
             if workers is not None:
                 await asyncio.to_thread(workers.stop)
+            services.identity_turns.close()
             store.close()
             log.info("footfall stopped; every acknowledged event is committed")
 

@@ -3,6 +3,7 @@ API (show, journey, explain, split, export, erase), all over ``footfall.identity
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -65,7 +66,7 @@ class IdentityApi:
             return json_response(
                 {"success": True, "erased": True}, headers=cors_headers(call.origin)
             )
-        await run_blocking(
+        identify = functools.partial(
             services.identity.identify,
             tenant,
             token,
@@ -74,6 +75,7 @@ class IdentityApi:
             metadata,
             ephemeral,
         )
+        await services.identity_turns.run(tenant, [identify])
         return json_response({"success": True}, headers=cors_headers(call.origin))
 
     # ------------------------------------------------------------------ keyed alias

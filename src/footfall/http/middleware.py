@@ -20,7 +20,6 @@ from footfall.http.shared import (
     PUBLIC_PATHS,
     Call,
     Gate,
-    RateLimited,
     cors_headers,
 )
 
@@ -35,8 +34,9 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 def error_response(error: ApiError, request: Request | None = None) -> Response:
     headers: dict[str, str] = {}
-    if isinstance(error, RateLimited):
-        headers["retry-after"] = str(max(1, round(error.retry_after + 0.5)))
+    retry_after = getattr(error, "retry_after", None)  # RateLimited, IdentityBacklogged
+    if isinstance(retry_after, int | float):
+        headers["retry-after"] = str(max(1, round(retry_after + 0.5)))
     if error.status == 503:
         headers["retry-after"] = "1"
     if request is not None and error.status != 403 and request.url.path in PUBLIC_PATHS:

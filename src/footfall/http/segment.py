@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -23,15 +24,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from footfall.errors import ORIGIN_NOT_ALLOWED, TOO_LARGE, UNAUTHORIZED, ApiError, malformed
+from footfall.errors import (
+    ORIGIN_NOT_ALLOWED,
+    RATE_LIMITED,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    ApiError,
+    malformed,
+)
 from footfall.http.shared import (
     Call,
     Gate,
     Services,
     cors_headers,
     json_response,
+    presents_secret_key,
+    query_site,
     read_body,
-    run_blocking,
 )
 from footfall.ingest.segment import (
     MAX_BATCH_BYTES,
@@ -87,9 +96,9 @@ class SegmentApi:
         """The site of the key in the headers (a secret API key, Bearer or X-Api-Key: no
         per-IP limit; a Basic write key), checked before the body is read; None when the
         key is in the body."""
+        if presents_secret_key(request):  # ?site= may name another site of its tenant
+            return self.gate.keyed_site(self.gate.authenticated(request), query_site(request))
         header = request.headers.get("authorization", "")
-        if header[:7].lower() == "bearer " or "x-api-key" in request.headers:
-            return self.gate.authenticated(request)
         self.gate.rate_limit(call)
         key = _basic_user(header)
         return None if key is None else self._site(call, key)
@@ -174,6 +183,10 @@ class SegmentApi:
         rows: list[EventRow] = []
         calls: list[IdentityCall] = []
         rejected: list[dict[str, Any]] = []
+        services = self.gate.running()
+        most_calls = (
+            None if presents_secret_key(request) else services.settings.identity_calls_per_request
+        )
         for index, row in enumerate(fast):
             if row is not None:
                 rows.append(row)
@@ -187,6 +200,15 @@ class SegmentApi:
                 rejected.append({"index": index, **error.body()})
                 continue
             if mapped.identity is not None:
+                if most_calls is not None and len(calls) >= most_calls:
+                    refused = ApiError(
+                        429,
+                        RATE_LIMITED,
+                        f"more than {most_calls} identify, alias and group messages in one "
+                        "batch; send the rest in another batch",
+                    )
+                    rejected.append({"index": index, **refused.body()})
+                    continue
                 calls.append(mapped.identity)
             if mapped.row is not None:
                 rows.append(mapped.row)
@@ -224,7 +246,8 @@ class SegmentApi:
         if services.tombstones:
             rows = [row for row in rows if not services.erased(site, row)]
         if calls:
-            await run_blocking(_apply_all, services, site, calls)
+            work = [functools.partial(_apply_one, services, site, call) for call in calls]
+            await services.identity_turns.run(site.scope, work)
         if not rows:
             return 0
         flags = await services.committer.submit(rows)
@@ -263,17 +286,15 @@ def _one_message(raw: bytes) -> dict[str, Any]:
     return message
 
 
-def _apply_all(services: Services, site: Site, calls: list[IdentityCall]) -> None:
+def _apply_one(services: Services, site: Site, call: IdentityCall) -> None:
     """Each call alone: the mapping checked their ids, so a refusal here is rare (an alias
     whose earlier id is too long to be a token) and costs only that call."""
-    tombstones = services.tombstones
-    for call in calls:
-        if erased(tombstones, site.scope, call):
-            continue
-        try:
-            apply_identity(services.identity, site.scope, call, f"segment:{site.id}")
-        except ApiError as error:
-            log.warning("identity call dropped", extra={"kind": call.kind, "why": error.message})
+    if erased(services.tombstones, site.scope, call):
+        return
+    try:
+        apply_identity(services.identity, site.scope, call, f"segment:{site.id}")
+    except ApiError as error:
+        log.warning("identity call dropped", extra={"kind": call.kind, "why": error.message})
 
 
 def routes(gate: Gate) -> list[Route]:

@@ -20,12 +20,21 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from footfall.config import Settings
-from footfall.errors import RATE_LIMITED, UNAUTHORIZED, UNAVAILABLE, ApiError, malformed, too_large
+from footfall.errors import (
+    FORBIDDEN,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    ApiError,
+    malformed,
+    too_large,
+)
+from footfall.http.identity_turns import IdentityTurns
 from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
 from footfall.identity import IdentityGraph
 from footfall.ingest.commit import GroupCommitter
 from footfall.ingest.encoded import EncodedRows
-from footfall.ingest.validate import RequestContext, now_us
+from footfall.ingest.validate import PUBLIC_MESSAGE_SCOPE, RequestContext, now_us
 from footfall.ingest.workers import WORKER_MIN_BYTES, IngestWorkers
 from footfall.sites import NULL_ORIGIN, KeyVerifier, SiteRegistry, normalise_origin
 from footfall.store.base import EventRow, Site, Store
@@ -78,6 +87,8 @@ class Services:
     identity: IdentityGraph
     tombstones: set[tuple[str, str, str]]
     """(tenant, kind, value) of erased identifiers whose late events are dropped."""
+    identity_turns: IdentityTurns
+    """Where the ingest routes' identity calls wait for their tenant's turn."""
     workers: IngestWorkers | None = None
     """Worker processes for large batches (DuckDB journal mode), if any."""
 
@@ -199,6 +210,13 @@ class RateLimited(ApiError):
         self.retry_after = retry_after
 
 
+def presents_secret_key(request: Request) -> bool:
+    """Whether the call carries a secret API key (``Bearer`` or ``X-Api-Key``): the
+    operator's tools (``footfall import --server``) rather than a page or a write key."""
+    header = request.headers.get("authorization", "")
+    return header[:7].lower() == "bearer " or "x-api-key" in request.headers
+
+
 def query_site(request: Request) -> str | None:
     if not request.scope["query_string"]:  # the common case; skips building QueryParams
         return None
@@ -315,6 +333,19 @@ class Gate:
         key = header[7:].strip() if header.lower().startswith("bearer ") else None
         return self.site_for_key(key or request.headers.get("x-api-key"))
 
+    def keyed_site(self, key_site: Site, named: str | None) -> Site:
+        """The site a call with a secret API key writes to: the key's own, or another site
+        of its tenant named in the call; a site of another tenant is refused (403), never
+        reached through the public rules instead."""
+        if not named or named == key_site.id:
+            return key_site
+        site = self.running().sites.sites.get(named)
+        if site is None or site.scope != key_site.scope:
+            raise ApiError(
+                403, FORBIDDEN, f"this API key cannot write to site '{named[:64]}' (not its tenant)"
+            )
+        return site
+
     def rate_limit(self, call: Call) -> None:
         services = self.running()
         wait = services.limiter.check(services.addresses.resolve(call.peer, call.forwarded_for))
@@ -324,7 +355,13 @@ class Gate:
     def site_for(self, request: Request, call: Call, explicit: str | None = None) -> Site:
         return self.running().sites.resolve(explicit or query_site(request), call.origin)
 
-    def context(self, call: Call, site: Site) -> RequestContext:
+    def context(self, call: Call, site: Site, keyed: bool = False) -> RequestContext:
+        """What a tracking call's events are judged by; a call with a secret key (an
+        import) keeps its message ids as sent, a public one's are scoped apart."""
         return RequestContext(
-            site_id=site.id, now_us=now_us(), user_agent=call.user_agent, page_url=call.referer
+            site_id=site.id,
+            now_us=now_us(),
+            user_agent=call.user_agent,
+            page_url=call.referer,
+            message_scope="" if keyed else PUBLIC_MESSAGE_SCOPE,
         )

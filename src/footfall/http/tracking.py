@@ -28,6 +28,8 @@ from footfall.http.shared import (
     Call,
     Gate,
     cors_headers,
+    presents_secret_key,
+    query_site,
     read_body,
 )
 from footfall.http.tracker import renew_id_cookie
@@ -121,7 +123,11 @@ class Tracking:
         gate = self.gate
         services = gate.running()
         call = Call.of(request)
-        gate.rate_limit(call)
+        # A secret API key (footfall import --server) writes with its own authority: its
+        # site or another of its tenant, never the public origin rules; no per-IP limit.
+        keyed = gate.authenticated(request) if presents_secret_key(request) else None
+        if keyed is None:
+            gate.rate_limit(call)
         raw = await read_body(request, call, services.settings.max_batch_bytes)
         workers = services.ingest_workers(raw)
         if workers is not None:
@@ -129,22 +135,22 @@ class Tracking:
             # body, an unknown site, one bad event) is decided below, as it would be anyway.
             well_formed, named = peek_batch_site(raw)
             try:
-                site = gate.site_for(request, call, named) if well_formed else None
+                site = self._site(request, call, keyed, named) if well_formed else None
             except ApiError:
                 site = None
             if site is not None:
-                ctx = gate.context(call, site)
+                ctx = gate.context(call, site, keyed is not None)
                 limit = services.settings.max_batch_events
                 encoded = await workers.tracking_batch(raw, ctx, limit)
                 if encoded is not None and not services.names_erased(site, encoded):
                     flags = await services.committer.submit(encoded)
                     return _batch_answer(_STORED[: len(flags)], flags, range(len(flags)), call)
         events, named = parse_batch(raw)
-        site = gate.site_for(request, call, named)
+        site = self._site(request, call, keyed, named)
         limit = services.settings.max_batch_events
         if len(events) > limit:
             raise invalid("events", f"at most {limit} events per batch")
-        ctx = gate.context(call, site)
+        ctx = gate.context(call, site, keyed is not None)
         # The common valid events take the fast path; the rest (and each one it refuses)
         # are decoded and checked by the exact rules, in their place in the batch.
         fast = fast_rows(fast_decode(events, fast_event_decoder, MAX_PAYLOAD_BYTES), ctx)
@@ -154,14 +160,20 @@ class Tracking:
             slots = range(len(rows))
             results = _STORED[: len(rows)]
         else:
-            results, rows, slots = self._each(request, call, site, ctx, events, fast)
+            results, rows, slots = self._each(request, call, keyed, site, ctx, events, fast)
         flags = await services.committer.submit(rows)
         return _batch_answer(results, flags, slots, call)
+
+    def _site(self, request: Request, call: Call, keyed: Site | None, named: str | None) -> Site:
+        if keyed is not None:
+            return self.gate.keyed_site(keyed, named or query_site(request))
+        return self.gate.site_for(request, call, named)
 
     def _each(
         self,
         request: Request,
         call: Call,
+        keyed: Site | None,
         site: Site,
         ctx: RequestContext,
         events: list[msgspec.Raw],
@@ -193,8 +205,8 @@ class Tracking:
                         if not isinstance(own, str):
                             raise invalid("site", "must be a string")
                         if own not in contexts:
-                            other = gate.site_for(request, call, own)
-                            contexts[own] = (other, gate.context(call, other))
+                            other = self._site(request, call, keyed, own)
+                            contexts[own] = (other, gate.context(call, other, keyed is not None))
                         event_site, event_ctx = contexts[own]
                     row = validate_event(body, event_ctx)
                 if services.erased(event_site, row):

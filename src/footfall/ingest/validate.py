@@ -102,6 +102,13 @@ class RequestContext:
     user_agent: str | None = None
     page_url: str | None = None
     """Fallback page URL (the Referer) when the body names none."""
+    message_scope: str = ""
+    """Prefix of the message ids this call's events carry: the public tracking routes give
+    ``PUBLIC_MESSAGE_SCOPE``, so a page that needs no key cannot claim an id beforehand that
+    the site's own Segment sender (write key) or an import uses later."""
+
+
+PUBLIC_MESSAGE_SCOPE = "web:"
 
 
 def now_us() -> int:
@@ -418,6 +425,11 @@ def message_id(value: Any, field: str = "messageId") -> str | None:
     return value
 
 
+def _scoped_message_id(value: Any, ctx: RequestContext) -> str | None:
+    checked = message_id(value)
+    return None if checked is None else ctx.message_scope + checked
+
+
 def _currency(value: Any, field: str) -> str:
     code = _string(value, field, MAX_CURRENCY_CHARS).strip().upper()
     if not code:
@@ -647,7 +659,7 @@ def validate_event(
         data=_encoder.encode(rest).decode() if rest else "{}",
         id_kind=id_kind,
         custom_event=custom_name,
-        message_id=None if (sent_id := body.get("messageId")) is None else message_id(sent_id),
+        message_id=_scoped_message_id(body.get("messageId"), ctx),
     )
 
 
@@ -762,6 +774,7 @@ def fast_rows(events: Sequence[FastEvent | None], ctx: RequestContext) -> list[E
     site_id = ctx.site_id
     now = ctx.now_us
     page_url = ctx.page_url
+    scope = ctx.message_scope
     earliest, latest = now - CLIENT_TIME_PAST_US, now + CLIENT_TIME_FUTURE_US
     rows: list[EventRow | None] = []
     append = rows.append
@@ -782,6 +795,7 @@ def fast_rows(events: Sequence[FastEvent | None], ctx: RequestContext) -> list[E
             if not sent_id or len(sent_id) > MAX_MESSAGE_ID_CHARS:
                 append(None)
                 continue
+            sent_id = scope + sent_id
         name: str = event.event
         if name == "tracktrans":
             name = EVENT_ALIASES[name]

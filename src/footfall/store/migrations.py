@@ -411,6 +411,16 @@ MIGRATIONS = (
             {"postgresql": "CREATE INDEX message_ids_received ON message_ids (received_at)"},
         ),
     ),
+    Migration(
+        10,
+        "dashboard sessions ended by logout",
+        (
+            """CREATE TABLE revoked_sessions (
+                session_digest VARCHAR PRIMARY KEY,
+                until_at TIMESTAMP NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

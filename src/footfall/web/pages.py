@@ -15,7 +15,7 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from footfall.access import admin_password_hash
+from footfall.access import admin_password_hash, revoke_session, session_revoked
 from footfall.analytics.params import report_filters, report_options, site_scope
 from footfall.analytics.reports import (
     BREAKDOWNS,
@@ -270,6 +270,8 @@ class Dashboard:
         if not session or not isinstance(session.get(CSRF_FIELD), str):
             raise LoginRequired
         services = self.services()
+        if await asyncio.to_thread(session_revoked, services.store, session[CSRF_FIELD]):
+            raise LoginRequired  # logged out: a copy of the cookie is worth nothing
         if session.get("who") == "admin":
             configured = await self.admin_password()
             if not configured or session.get("ph") != password_fingerprint(configured):
@@ -420,8 +422,12 @@ class Dashboard:
 
     async def logout(self, request: Request) -> Response:
         form = await read_form(request)
-        if not csrf_matches(self.session(request), form.get(CSRF_FIELD)):
+        session = self.session(request)
+        if session is None or not csrf_matches(session, form.get(CSRF_FIELD)):
             raise ApiError(403, "FORBIDDEN", "the form had expired; reload the page and try again")
+        # Deleting the cookie is not enough: a copy of it would stay good until it expires.
+        until = datetime.fromtimestamp(int(session["exp"]), UTC).replace(tzinfo=None)
+        await asyncio.to_thread(revoke_session, self.services().store, session[CSRF_FIELD], until)
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
         response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="lax")
         return response
