@@ -2,7 +2,8 @@
 
 Figures are plain dicts (``data`` and ``layout``) built from the reports' JSON; the page
 embeds them as JSON and ``dashboard.js`` hands them to Plotly in the browser, which adds
-the shared look (fonts, grid, margins). Nothing here queries the store.
+the shared look (fonts, grid, margins). Nothing here queries the store. Every string from
+the data goes through ``chart_text`` and never into a hover template.
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ def ab_verdict(comparison: Mapping[str, Any] | None, goal: str) -> str:
 # --------------------------------------------------------------------------- figures
 
 
+def chart_text(value: Any) -> str:
+    """A data string as Plotly shows it literally: Plotly reads its own tags (``<a href>``,
+    ``<span style>``, ``<br>``) in labels, names and hover text, and decodes ``&amp;``,
+    ``&lt;`` and ``&gt;`` to the character."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _figure(data: list[dict[str, Any]], **layout: Any) -> dict[str, Any]:
     return {"data": data, "layout": layout}
 
@@ -183,7 +191,7 @@ def retention_heatmap(report: Mapping[str, Any]) -> dict[str, Any]:
     cohorts = report["cohorts"]
     interval = report["interval"]
     columns = [f"{interval.capitalize()} {k}" for k in range(report["periods"])]
-    rows = [f"{c['cohort']} · {c['size']:,}" for c in cohorts]
+    rows = [chart_text(f"{c['cohort']} · {c['size']:,}") for c in cohorts]
     end = datetime.fromisoformat(str(report["filters"]["end"]).rstrip("Z"))
     # Periods that have not begun by the range's end are blank, not "0% came back".
     z = [
@@ -231,7 +239,7 @@ def _period_start(cohort: str, interval: str, k: int) -> datetime:
 
 
 def funnel_chart(report: Mapping[str, Any]) -> dict[str, Any]:
-    labels = [event_label(s) for s in report["steps"]]
+    labels = [chart_text(event_label(s)) for s in report["steps"]]
     groups = report["groups"]
     if not groups:
         overall = report["overall"]["steps"]
@@ -254,11 +262,11 @@ def funnel_chart(report: Mapping[str, Any]) -> dict[str, Any]:
         [
             {
                 "type": "bar",
-                "name": g["group"],
+                "name": chart_text(g["group"]),
                 "x": labels,
                 "y": [s["people"] for s in g["steps"]],
                 "marker": {"color": PALETTE[i % len(PALETTE)]},
-                "hovertemplate": f"{g['group']}<br>%{{x}}: %{{y:,}} people<extra></extra>",
+                "hovertemplate": "%{fullData.name}<br>%{x}: %{y:,} people<extra></extra>",
             }
             for i, g in enumerate(groups)
         ],
@@ -271,7 +279,7 @@ def ab_chart(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         [
             {
                 "type": "bar",
-                "x": [g["group"] for g in groups],
+                "x": [chart_text(g["group"]) for g in groups],
                 "y": [round((g["conversion"] or 0) * 100, 2) for g in groups],
                 "marker": {"color": [GREY if g["group"] == "control" else BLUE for g in groups]},
                 "text": [f"{(g['conversion'] or 0) * 100:.2f}%" for g in groups],
@@ -320,7 +328,7 @@ def revenue_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def popups_chart(versions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    names = [v["popup_version"] for v in versions]
+    names = [chart_text(v["popup_version"]) for v in versions]
     return _figure(
         [
             {
@@ -344,7 +352,7 @@ def popups_chart(versions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def feedback_chart(chatbots: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    names = [c["chatbot_id"] for c in chatbots]
+    names = [chart_text(c["chatbot_id"]) for c in chatbots]
     return _figure(
         [
             {
@@ -377,7 +385,7 @@ def questions_chart(questions: Sequence[Mapping[str, Any]], top: int = 10) -> di
             {
                 "type": "bar",
                 "orientation": "h",
-                "y": [_clip(q["text"], 48) for q in shown],
+                "y": [chart_text(_clip(q["text"], 48)) for q in shown],
                 "x": [q["count"] for q in shown],
                 "marker": {"color": TEAL},
                 "hovertemplate": "%{y}: %{x:,} times<extra></extra>",
@@ -433,11 +441,11 @@ def journey_chart(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             {
                 "type": "scatter",
                 "mode": "markers",
-                "name": site,
+                "name": chart_text(site),
                 "x": [str(e["ts"]).rstrip("Z") for e in rows],
-                "y": [event_label(str(e["event"])) for e in rows],
+                "y": [chart_text(event_label(str(e["event"]))) for e in rows],
                 "marker": {"size": 9, "color": PALETTE[i % len(PALETTE)], "opacity": 0.85},
-                "hovertemplate": f"{site}<br>%{{y}}<br>%{{x|%Y-%m-%d %H:%M}}<extra></extra>",
+                "hovertemplate": "%{fullData.name}<br>%{y}<br>%{x|%Y-%m-%d %H:%M}<extra></extra>",
             }
             for i, (site, rows) in enumerate(sorted(by_site.items()))
         ],
@@ -445,7 +453,7 @@ def journey_chart(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         yaxis={
             "type": "category",
             "categoryorder": "array",
-            "categoryarray": [event_label(e) for e in reversed(order)],
+            "categoryarray": [chart_text(event_label(e)) for e in reversed(order)],
         },
         margin={"l": 110},
     )
