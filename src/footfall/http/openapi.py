@@ -352,11 +352,15 @@ def _errors(*statuses: int) -> dict[str, Any]:
         408: "REQUEST_TIMEOUT: the body did not arrive within body_timeout_seconds (30 s) of "
         "the headers; the connection is closed",
         403: "ORIGIN_NOT_ALLOWED: the Origin is not allowed for the site (`Origin: null` "
-        "only where the site lists null); FORBIDDEN: the key may not read that site",
+        "only where the site lists null); FORBIDDEN: the key may not read (or, with a secret "
+        "key on an ingest route, write to) that site: another tenant's",
         409: "NO_DIRECT_LINK: the two names are not linked directly",
         422: "VALIDATION_ERROR: a field breaks a rule; `field` names it",
-        429: "RATE_LIMITED: over the per-IP limit (120/min by default); see Retry-After",
-        503: "SERVICE_UNAVAILABLE: the store cannot take events right now; retry",
+        429: "RATE_LIMITED: over the per-IP limit (120/min by default), or (identity calls) "
+        "the tenant's queue of identity work is full (identity_backlog_per_tenant); see "
+        "Retry-After",
+        503: "SERVICE_UNAVAILABLE: the store cannot take events right now, or the server's "
+        "identity work is backed up (identity_backlog_total); retry",
     }
     return {str(s): {"description": text[s], "content": _json("ErrorResponse")} for s in statuses}
 
@@ -483,7 +487,11 @@ def _segment(summary: str, schema: str) -> dict[str, Any]:
         "description": "Write key (Basic user or writeKey), or a secret API key (Bearer or "
         "X-Api-Key). "
         "analytics.js's short paths /v1/t, /v1/p, /v1/i, /v1/a, /v1/g, /v1/s and /v1/b are "
-        "the same operations; gzip bodies are inflated (Content-Encoding: gzip).",
+        "the same operations; gzip bodies are inflated (Content-Encoding: gzip, at most 64 "
+        "members). A write-key batch applies at most identity_calls_per_request (100) "
+        "identify, alias and group messages; the rest are refused alone in `rejected` "
+        "(RATE_LIMITED). A secret key writes to its site, or with ?site= another of its "
+        "tenant.",
         "security": [{"writeKey": []}, {"apiKey": []}, {"apiKeyHeader": []}],
         "requestBody": {"required": True, "content": _json(schema)},
         "responses": {
@@ -709,7 +717,7 @@ def build_document() -> dict[str, Any]:
                         "description": "Linked (or refused by wrong-merge protection)",
                         "content": _json("TrackResponse"),
                     },
-                    **_errors(400, 403, 408, 422, 429),
+                    **_errors(400, 403, 408, 422, 429, 503),
                 },
             }
         },
