@@ -106,14 +106,7 @@ class SiteRegistry:
             if site is None:
                 raise invalid("site", "no site given and no default site configured")
         if not self.allows(site, origin):
-            if origin == NULL_ORIGIN:
-                message = (
-                    "origin null (a sandboxed frame or file: page) is not allowed for site; "
-                    "it is accepted only where 'null' is listed among the allowed origins"
-                )
-            else:
-                message = f"origin {origin or '(none)'} is not allowed for site"
-            raise ApiError(403, ORIGIN_NOT_ALLOWED, message)
+            raise OriginRefused(site.id, origin)
         return site
 
     def _owner(self, origin: str | None) -> Site | None:
@@ -123,6 +116,27 @@ class SiteRegistry:
             if any(p != "*" and _matches(p, origin) for p in site.allowed_origins):
                 return site
         return None
+
+
+class OriginRefused(ApiError):
+    """403 for a call whose origin its site does not allow; names the site (the install
+    check counts these per site and origin)."""
+
+    def __init__(self, site_id: str, origin: str | None) -> None:
+        if origin == NULL_ORIGIN:
+            message = (
+                f"origin null (a sandboxed frame or file: page) is not allowed for site "
+                f"'{site_id}'; it is accepted only where 'null' is listed among the allowed "
+                "origins"
+            )
+        else:
+            message = (
+                f"origin {origin or '(none)'} is not allowed for site '{site_id}'; "
+                "add it to the site's allowed origins"
+            )
+        super().__init__(403, ORIGIN_NOT_ALLOWED, message)
+        self.site_id = site_id
+        self.origin = origin
 
 
 def hash_key(key: str) -> str:

@@ -63,6 +63,7 @@ from footfall.ingest.validate import (
     fast_decode,
     now_us,
 )
+from footfall.sites import OriginRefused
 from footfall.store.base import REPEATED_MESSAGE, EventRow, Site
 
 log = logging.getLogger("footfall.api")
@@ -126,9 +127,8 @@ class SegmentApi:
         if site is None:
             raise ApiError(401, UNAUTHORIZED, "unknown or revoked write key")
         if not services.sites.allows(site, call.origin):
-            raise ApiError(
-                403, ORIGIN_NOT_ALLOWED, f"origin {call.origin or '(none)'} is not allowed for site"
-            )
+            services.refusals.record(site.id, call.origin)
+            raise OriginRefused(site.id, call.origin)
         return site
 
     def _envelope(self, site: Site, call: Call, sent_at: Any, context: Any) -> Envelope:

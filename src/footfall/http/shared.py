@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
@@ -31,12 +31,13 @@ from footfall.errors import (
 )
 from footfall.http.identity_turns import IdentityTurns
 from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
+from footfall.http.refusals import OriginRefusals
 from footfall.identity import IdentityGraph
 from footfall.ingest.commit import GroupCommitter
 from footfall.ingest.encoded import EncodedRows
 from footfall.ingest.validate import PUBLIC_MESSAGE_SCOPE, RequestContext, now_us
 from footfall.ingest.workers import WORKER_MIN_BYTES, IngestWorkers
-from footfall.sites import NULL_ORIGIN, KeyVerifier, SiteRegistry, normalise_origin
+from footfall.sites import NULL_ORIGIN, KeyVerifier, OriginRefused, SiteRegistry, normalise_origin
 from footfall.store.base import EventRow, Site, Store
 
 JSON = "application/json"
@@ -89,6 +90,8 @@ class Services:
     """(tenant, kind, value) of erased identifiers whose late events are dropped."""
     identity_turns: IdentityTurns
     """Where the ingest routes' identity calls wait for their tenant's turn."""
+    refusals: OriginRefusals = field(default_factory=OriginRefusals)
+    """Origins refused lately, per site: the install check explains them."""
     workers: IngestWorkers | None = None
     """Worker processes for large batches (DuckDB journal mode), if any."""
 
@@ -353,7 +356,12 @@ class Gate:
             raise RateLimited(wait)
 
     def site_for(self, request: Request, call: Call, explicit: str | None = None) -> Site:
-        return self.running().sites.resolve(explicit or query_site(request), call.origin)
+        services = self.running()
+        try:
+            return services.sites.resolve(explicit or query_site(request), call.origin)
+        except OriginRefused as refused:
+            services.refusals.record(refused.site_id, refused.origin)
+            raise
 
     def context(self, call: Call, site: Site, keyed: bool = False) -> RequestContext:
         """What a tracking call's events are judged by; a call with a secret key (an

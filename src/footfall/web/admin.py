@@ -32,6 +32,7 @@ from footfall.access import (
 from footfall.config import Settings
 from footfall.errors import ApiError
 from footfall.http.ratelimit import SlidingWindowLimiter
+from footfall.http.refusals import NO_ORIGIN, Refusal
 from footfall.http.shared import Gate, Services
 from footfall.passwords import MIN_PASSWORD_CHARS, password_fingerprint
 from footfall.store.base import ApiKey, Site
@@ -92,6 +93,8 @@ DONE = {
     "revoked": "The key was revoked: calls with it are refused from now on.",
     "write-key": "A new write key replaces the old one, which is refused from now on.",
     "password": "The admin password was changed. Other sessions of the administrator ended.",
+    "origin-allowed": "The origin was added to the allowed origins: its pages' events are "
+    "accepted from now on.",
 }
 NEW_KEY_MESSAGE = "Copy this key now: only its hash is kept, so it is not shown again."
 
@@ -185,6 +188,7 @@ class AdminPages:
             ("/site/{site_id}/keys", page(self.new_key), ["POST"]),
             ("/site/{site_id}/keys/{key_id}/revoke", page(self.revoke_key), ["POST"]),
             ("/site/{site_id}/write-key", page(self.rotate_write_key), ["POST"]),
+            ("/site/{site_id}/allow-origin", page(self.allow_origin), ["POST"]),
         ]
 
     def store_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -424,6 +428,23 @@ class AdminPages:
         log.info("site changed", extra={"site": site.id, "actor": viewer.actor})
         return RedirectResponse(f"{PREFIX}/site/{site.id}?done=saved", status_code=303)
 
+    async def allow_origin(self, request: Request) -> Response:
+        """The install check's one-click allow of a refused origin: the same rules as the
+        settings form (the origin is checked and normalised as any other)."""
+        viewer, form = await self.core.checked_form(request)
+        site = await self._site(request, viewer)
+        origin = form.get("origin", "").strip()
+        origins = [*site.allowed_origins, origin]
+        try:
+            await self.store_call(sites.update_site, viewer.authority, site.id, origins=origins)
+        except ApiError as error:
+            return await self._site_page(request, viewer, site, error=error)
+        services = self.core.services()
+        await asyncio.to_thread(services.reload_sites)
+        services.refusals.forget(site.id, origin)
+        log.info("origin allowed", extra={"site": site.id, "actor": viewer.actor})
+        return RedirectResponse(f"{PREFIX}/site/{site.id}?done=origin-allowed", status_code=303)
+
     async def new_key(self, request: Request) -> Response:
         viewer, form = await self.core.checked_form(request)
         site = await self._site(request, viewer)
@@ -515,6 +536,8 @@ class AdminPages:
             own_tenant=viewer.authority.tenant,
             analytics=f"{PREFIX}/?{urlencode({'site': site.id})}",
             events_url=f"{PREFIX}/site/{site.id}/events",
+            refused=_refusals(services.refusals.recent(site.id)),
+            allow_url=f"{PREFIX}/site/{site.id}/allow-origin",
         )
 
     def _public_base(self, request: Request) -> str:
@@ -548,6 +571,7 @@ class AdminPages:
             "receiving": bool(recent),
             "events": _labelled(recent),
             "events_today": today,
+            "refused": _refusals(services.refusals.recent(site.id)),
         }
         return _json(payload, 200)
 
@@ -582,6 +606,20 @@ def _form_error(error: ApiError | None) -> str | None:
         return f"Allowed origins: {detail}"
     label = _FIELD_LABELS.get(field)
     return f"{label}: {detail}" if label else error.message
+
+
+def _refusals(recent: Sequence[Refusal]) -> list[dict[str, Any]]:
+    """Refused origins as the install check shows them; ``allowable``: one that the allowed
+    origins can list (not a missing Origin header)."""
+    return [
+        {
+            "origin": r.origin,
+            "count": r.count,
+            "last_at": r.last_at.isoformat() + "Z",
+            "allowable": r.origin != NO_ORIGIN,
+        }
+        for r in recent
+    ]
 
 
 def _labelled(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

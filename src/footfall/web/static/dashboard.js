@@ -145,6 +145,7 @@
     var last = document.querySelector("[data-last-event]");
     var today = document.querySelector("[data-events-today]");
     var tips = card.querySelector("[data-waiting-tips]");
+    var refusals = card.querySelector("[data-refusals]");
     var started = Date.now();
     var TITLES = { receiving: "Receiving events", quiet: "No events in the last 24 hours",
                    waiting: "Waiting for the first event" };
@@ -185,6 +186,46 @@
       });
     }
 
+    function renderRefusals(refused) {
+      // The same forms as the page renders: each allows its origin through the settings'
+      // rules, with the page's CSRF token.
+      while (refusals.firstChild) { refusals.removeChild(refusals.firstChild); }
+      refusals.hidden = !refused.length;
+      refused.forEach(function (refusal) {
+        var form = document.createElement("form");
+        form.method = "post";
+        form.action = refusals.getAttribute("data-action");
+        form.className = "alert warning small refusal";
+        form.setAttribute("data-testid", "refusal");
+        [[refusals.getAttribute("data-csrf-field"), refusals.getAttribute("data-csrf")],
+         ["origin", refusal.origin]].forEach(function (pair) {
+          var input = document.createElement("input");
+          input.type = "hidden";
+          input.name = pair[0];
+          input.value = pair[1];
+          form.appendChild(input);
+        });
+        var text = document.createElement("span");
+        var calls = refusal.count.toLocaleString("en-US") + (refusal.count === 1 ? " call" : " calls");
+        text.appendChild(document.createTextNode("Refused " + calls + " from "));
+        var code = document.createElement("code");
+        code.textContent = refusal.origin;
+        text.appendChild(code);
+        text.appendChild(document.createTextNode(" (last " + refusal.last_at.slice(11, 19) + " UTC)" +
+          (refusal.allowable ? ": allow this origin?" : ": calls without an Origin header are refused.")));
+        form.appendChild(text);
+        if (refusal.allowable) {
+          var button = document.createElement("button");
+          button.type = "submit";
+          button.className = "button small-button";
+          button.setAttribute("data-testid", "allow-origin");
+          button.textContent = "Allow " + refusal.origin;
+          form.appendChild(button);
+        }
+        refusals.appendChild(form);
+      });
+    }
+
     function schedule() {
       var delay = Date.now() - started < 600000 ? 2000 : 15000;
       window.setTimeout(poll, document.hidden ? Math.max(delay, 15000) : delay);
@@ -202,6 +243,7 @@
         .then(function (data) {
           if (data === null) { return; }
           if (data.events) { render(data.events); }
+          if (refusals && data.refused) { renderRefusals(data.refused); }
           if (today && typeof data.events_today === "number") {
             today.textContent = data.events_today.toLocaleString("en-US");
           }
