@@ -241,3 +241,55 @@ def test_sites_commands_work_through_a_running_server(tmp_path: Path) -> None:
         "shop",
         "shop-blog",
     ]
+
+
+def test_stored_text_reaches_the_terminal_as_text(tmp_path: Path) -> None:
+    """Control characters (terminal escapes, a bell, a line feed) and rich markup that a
+    sender stored in traits, a message's text or an alias come out of ``footfall person
+    show`` escaped and literal, through the server's API and from the file alike."""
+    srv = Server(tmp_path / "srv")
+    key = srv.start_with_key()
+    token = "term-token-0001"
+    trait = "\x1b]0;owned\x07[red]red[/red]\x1b[2J"
+    try:
+        with srv.client(headers={"authorization": f"Bearer {key}"}) as api:
+            identified = api.post(
+                "/api/identify",
+                json={
+                    "token": token,
+                    "user": {
+                        "uniqueClientId": "[bold]cust[/bold]",
+                        "metadata": {"note": trait, "[link=https://evil.test]k[/link]": "a\nb"},
+                    },
+                },
+            )
+            assert identified.status_code == 200, identified.text
+            said = {"event": "message_sent", "token": token, "data": {"text": "\x1b[31mhi"}}
+            assert api.post("/api/analytics/track", json=said).status_code == 200
+            alias = api.post("/api/alias", json={"a": token, "b": "al\x1b[5mias"})
+            assert alias.status_code == 200, alias.text
+        env = {**srv.env, "COLUMNS": "250"}  # (PYTHONPATH kept: the code under test)
+
+        def show(*target: str) -> str:
+            out = subprocess.run(
+                [sys.executable, "-m", "footfall", "person", "show", token, *target],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert out.returncode == 0, out.stderr
+            return out.stdout
+
+        shown = [show("--server", srv.url, "--key", key)]
+    finally:
+        srv.stop()
+    shown.append(show("--database", str(srv.database)))
+    for text in shown:
+        assert not any(c in text for c in "\x1b\x07\x9b"), repr(text)
+        assert "client_id:[bold]cust[/bold]" in text, text
+        assert r"\x1b]0;owned\x07[red]red[/red]\x1b[2J" in text, text
+        assert r"[link=https://evil.test]k[/link]" in text, text
+        assert r"a\x0ab" in text, text
+        assert r"\x1b[31mhi" in text, text
+        assert r"alias:al\x1b[5mias" in text, text

@@ -6,12 +6,14 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 from conftest import Server
 
@@ -138,9 +140,22 @@ def test_import_to_a_running_server(tmp_path: Path) -> None:
         assert rejected == ["line 7", "line 8", "line 9", "line 10"]
         again = footfall("import", str(source), "--server", server.url, "--key", key, env=env)
         assert again.returncode == 1
+        # A byte-order mark, and gzip cut short: what came before the cut is sent.
+        whole = gzip.compress(b"\xef\xbb\xbf" + viewed(2_000, "srv"))
+        marked = tmp_path / "marked.ndjson.gz"
+        marked.write_bytes(whole[: len(whole) // 2])
+        cut = footfall("import", str(marked), "--server", server.url, "--key", key, env=env)
+        assert cut.returncode == 1, cut.stderr
+        found = re.search(
+            r"the gzip data is cut short after line (\d+);", " ".join(cut.stderr.split())
+        )
+        assert found, cut.stderr
+        assert "line 1:" not in cut.stderr, cut.stderr
+        read = int(found.group(1))
+        assert 0 < read < 2_000
     finally:
         server.stop()
-    assert server.rows("SELECT count(*) FROM events") == [(5,)]
+    assert server.rows("SELECT count(*) FROM events") == [(5 + read,)]
 
 
 # A line of Segment's archive: sent 30 s after it happened by a client whose clock ran 2 min
@@ -216,3 +231,161 @@ def test_archived_lines_land_at_their_own_time_into_the_file_and_through_a_serve
         server.stop()
     times = server.rows("SELECT strftime(ts, '%Y-%m-%d %H:%M:%S') FROM events ORDER BY ts")
     assert [t for (t,) in times] == [t for _, t in EXPECTED_TIMES]
+
+
+def viewed(count: int, prefix: str = "m") -> bytes:
+    """``count`` good Segment lines, message ids ``prefix-0`` on."""
+    return b"".join(
+        json.dumps(
+            {
+                "type": "track",
+                "event": "Viewed",
+                "anonymousId": f"dmg-anon-{i % 50:04d}",
+                "messageId": f"{prefix}-{i}",
+            }
+        ).encode()
+        + b"\n"
+        for i in range(count)
+    )
+
+
+def message_ids(database: Path) -> set[str]:
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return {m for (m,) in con.execute("SELECT message_id FROM message_ids").fetchall()}
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_damaged_gzip_file_keeps_the_lines_before_the_damage_and_says_where(
+    tmp_path: Path, workers: int
+) -> None:
+    """Cut short, or not gzip from some byte on: the whole lines before are stored (with
+    the import's workers too, which get a gzip file's lines from the main process), the
+    damage is reported by line and byte offset, exit code 1, no traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTFALL_")}
+    whole = gzip.compress(viewed(3_000))
+    cut = tmp_path / "cut.ndjson.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    first = gzip.compress(viewed(1_000))
+    # A second member whose deflate data is not deflate from its first byte on.
+    garbled = tmp_path / "garbled.ndjson.gz"
+    garbled.write_bytes(first + gzip.compress(b"more\n")[:10] + b"\xff" * 64)
+    for source, pattern in (
+        (cut, r"the gzip data is cut short after line (\d+);"),
+        (
+            garbled,
+            rf"the gzip data is not valid at byte offset {len(first) + 10} "
+            r"\(invalid block type\), after line (\d+);",
+        ),
+    ):
+        database = tmp_path / f"{source.stem}.duckdb"
+        out = footfall(
+            "import", str(source), "--database", str(database), "--workers", str(workers), env=env
+        )
+        assert out.returncode == 1, (out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr, out.stderr
+        assert "Aborted" not in out.stderr, out.stderr
+        found = re.search(pattern, " ".join(out.stderr.split()))
+        assert found, out.stderr
+        read = int(found.group(1))
+        assert 0 < read < 3_000
+        assert f"{read:,} events stored" in out.stdout, out.stdout
+        assert message_ids(database) == {f"m-{i}" for i in range(read)}
+        if source is garbled:
+            assert read == 1_000
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_byte_order_mark_is_no_part_of_line_1(tmp_path: Path, workers: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTFALL_")}
+    marked = b"\xef\xbb\xbf" + viewed(3)
+    for name, data in (("bom.ndjson", marked), ("bom.ndjson.gz", gzip.compress(marked))):
+        (tmp_path / name).write_bytes(data)
+        database = tmp_path / f"{name}.duckdb"
+        out = footfall(
+            "import",
+            str(tmp_path / name),
+            "--database",
+            str(database),
+            "--workers",
+            str(workers),
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "3 events stored" in out.stdout, out.stdout
+        assert message_ids(database) == {"m-0", "m-1", "m-2"}
+
+
+LONG_LINE = 50 * 1024 * 1024
+
+MEASURED = """
+import resource, subprocess, sys
+with open(sys.argv[1], "wb") as out, open(sys.argv[2], "wb") as errors:
+    done = subprocess.run(sys.argv[3:], stdout=out, stderr=errors)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, done.returncode)
+"""
+"""Runs a command and prints its peak RSS in KB (the largest of it and the children it
+waited for, e.g. the import's workers): from a parent of its own, so that no earlier child
+of the test run counts."""
+
+
+def measured_import(
+    source: Path, database: Path, workers: int, env: dict[str, str]
+) -> tuple[int, int, str, str]:
+    """Peak RSS (KB), exit code, stdout and stderr of ``footfall import``."""
+    out, errors = database.with_suffix(".out"), database.with_suffix(".err")
+    command = [sys.executable, "-m", "footfall", "import", str(source)]
+    command += ["--database", str(database), "--workers", str(workers)]
+    probe = subprocess.run(
+        [sys.executable, "-c", MEASURED, str(out), str(errors), *command],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=300,
+        check=True,
+    )
+    peak, code = probe.stdout.split()
+    return int(peak), int(code), out.read_text(), errors.read_text()
+
+
+def test_a_line_longer_than_any_message_is_skipped_as_it_is_read(tmp_path: Path) -> None:
+    """A 50 MB line between good lines: the good lines are stored, the long one is
+    rejected by its number, and the import's peak memory is that of the same import
+    without it, give or take far less than the line (plain file, with and without workers,
+    and gzip)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTFALL_")}
+    head, tail = viewed(2, "head"), viewed(2, "tail")
+    huge = b'{"type":"track","event":"Huge","anonymousId":"long-anon-01","properties":{"b":"'
+    plain = tmp_path / "long.ndjson"
+    with plain.open("wb") as handle:
+        handle.write(head + huge)
+        for _ in range(LONG_LINE // (1 << 20)):
+            handle.write(b"a" * (1 << 20))
+        handle.write(b'"}}\n' + tail)
+    zipped = tmp_path / "long.ndjson.gz"
+    with plain.open("rb") as read, gzip.open(zipped, "wb") as write:
+        while block := read.read(1 << 20):
+            write.write(block)
+    short = tmp_path / "short.ndjson"
+    short.write_bytes(head + tail)
+    short_zipped = tmp_path / "short.ndjson.gz"
+    short_zipped.write_bytes(gzip.compress(head + tail))
+    expected = {"head-0", "head-1", "tail-0", "tail-1"}
+    for source, baseline, workers in (
+        (plain, short, 0),
+        (plain, short, 2),
+        (zipped, short_zipped, 0),
+    ):
+        name = f"{source.name}-{workers}"
+        base, code, _, _ = measured_import(baseline, tmp_path / f"base-{name}.duckdb", workers, env)
+        assert code == 0
+        peak, code, out, errors = measured_import(source, tmp_path / f"{name}.duckdb", workers, env)
+        # Read whole, the line would add its size at least (some 80-100 MB, measured).
+        assert (peak - base) * 1024 < LONG_LINE // 5, (name, peak, base)
+        assert code == 1, errors
+        assert "4 events stored" in out, out
+        rejected = [line for line in errors.splitlines() if line.startswith("line ")]
+        assert rejected == ["line 3: line is larger than 50000 bytes (skipped unread)"], errors
+        assert message_ids(tmp_path / f"{name}.duckdb") == expected

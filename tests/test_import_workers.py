@@ -8,6 +8,7 @@ import contextlib
 import gzip
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from footfall.ingest.import_workers import (
     import_to_store,
     import_workers,
 )
-from footfall.ingest.imports import Chunk, LineReader, line_chunks, open_lines
+from footfall.ingest.imports import BOM, Chunk, LineReader, LineSplitter, line_chunks, open_lines
 from footfall.ingest.segment import IdentityCall, apply_identities, apply_identity
 from footfall.store.base import Store
 from footfall.store.duckdb import DuckDBStore
@@ -445,3 +446,37 @@ def test_a_killed_import_leaves_no_worker_behind(tmp_path: Path) -> None:
                 break
             time.sleep(0.05)
         assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the import"
+
+
+def test_line_files_read_gzip_as_gzip_does_and_lines_in_bounded_pieces(tmp_path: Path) -> None:
+    """Concatenated gzip members with zero padding read as ``gzip`` reads them; the
+    splitter gives the lines ``bytes.split`` gives, a line over the limit as None and a
+    leading byte-order mark dropped, however the blocks cut them."""
+    lines = [json.dumps({"n": i, "pad": "x" * (i % 7)}).encode() for i in range(2_000)]
+    data = b"\n".join(lines) + b"\n"
+    half = len(data) // 2
+    path = tmp_path / "members.ndjson.gz"
+    path.write_bytes(gzip.compress(data[:half]) + b"\0" * 3 + gzip.compress(data[half:]) + b"\0")
+    assert gzip.decompress(path.read_bytes()) == data
+    with open_lines(path) as source:
+        assert list(source) == lines
+        assert source.damage is None
+    rng = random.Random(27)
+    for _ in range(2_000):
+        limit = rng.randint(0, 12)
+        body = b"\n".join(
+            bytes(rng.choice(b"ab\xef") for _ in range(rng.randint(0, 20)))
+            for _ in range(rng.randint(0, 6))
+        ) + rng.choice([b"", b"\n"])
+        raw = (BOM if rng.random() < 0.3 else b"") + body
+        body = raw.removeprefix(BOM)
+        expected = body.split(b"\n")
+        if expected and not expected[-1]:
+            expected.pop()
+        splitter = LineSplitter(limit)
+        got: list[bytes | None] = []
+        cuts = sorted(rng.sample(range(1, len(raw)), min(len(raw) - 1, 3))) if raw else []
+        for start, end in zip([0, *cuts], [*cuts, len(raw)], strict=True):
+            got += splitter.feed(raw[start:end])
+        got += splitter.finish()
+        assert got == [None if len(line) > limit else line for line in expected], raw

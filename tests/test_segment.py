@@ -305,3 +305,42 @@ def test_gzip_bodies_on_every_ingest_route(keyed: Keys, fresh_ip: str) -> None:
     keyed.server.stop()
     stored = dict(keyed.server.rows("SELECT event, count(*) FROM events GROUP BY 1"))
     assert stored == {"visitor": 6, "custom": 1}
+
+
+CONTROL_IDS: list[tuple[str, dict[str, Any], str]] = [
+    ("identify", {"userId": "u-\x1b[2J"}, "userId"),
+    ("track", {"anonymousId": "anon \x07 bell", "event": "Clicked"}, "anonymousId"),
+    ("alias", {"userId": "u-1", "previousId": "p-\x00"}, "previousId"),
+    ("group", {"userId": "u-1", "groupId": "g-\x1b]8;;https://evil.test\x1b\\"}, "groupId"),
+    ("page", {"userId": "u-\x9b31m"}, "userId"),  # C1: CSI
+    ("track", {"anonymousId": "anon-ctrl-01", "userId": "a\nb", "event": "E"}, "userId"),
+]
+
+
+def test_control_characters_in_ids_are_refused(keyed: Keys, fresh_ip: str) -> None:
+    """userId, anonymousId, previousId, groupId and the tracker's uniqueClientId refuse
+    control characters as custom event names do: a single call answers with the field
+    (400 on Segment's routes, which answer a single call's faults so, 422 on the tracker's),
+    a batch drops the message alone."""
+    basic = keyed.basic()
+    with keyed.server.client(fresh_ip) as http:
+        for kind, fields, field in CONTROL_IDS:
+            answer = http.post(f"/v1/{kind}", json=message(kind, **fields), headers=basic)
+            assert answer.status_code == 400, (kind, answer.text)
+            error = answer.json()["error"]
+            assert (error["code"], error["field"]) == ("VALIDATION_ERROR", field), answer.text
+        good = message("track", anonymousId="anon-ctrl-01", event="Clicked")
+        batch = [message(kind, **fields) for kind, fields, _ in CONTROL_IDS] + [good]
+        answer = http.post("/v1/batch", json={"batch": batch}, headers=basic)
+        assert answer.status_code == 200, answer.text
+        assert [(r["index"], r["error"]["field"]) for r in answer.json()["rejected"]] == [
+            (i, field) for i, (_, _, field) in enumerate(CONTROL_IDS)
+        ]
+        identify = {"token": "ctrl-token-01", "user": {"uniqueClientId": "c-\x1b[31m"}}
+        answer = http.post("/api/identify", json=identify)
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["error"]
+        assert (error["code"], error["field"]) == ("VALIDATION_ERROR", "user.uniqueClientId")
+    keyed.server.stop()
+    assert keyed.server.rows("SELECT count(*) FROM events") == [(1,)]
+    assert keyed.server.rows("SELECT value FROM identity_nodes") == []  # no call made one

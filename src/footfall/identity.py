@@ -23,7 +23,7 @@ from typing import Any
 
 from footfall.analytics import funnel_steps
 from footfall.errors import ApiError, invalid
-from footfall.ingest.validate import TOKEN_PATTERN
+from footfall.ingest.validate import TOKEN_PATTERN, printable
 from footfall.store.base import Store, Transaction
 
 log = logging.getLogger("footfall.identity")
@@ -77,20 +77,22 @@ def user_identifiers(client_id: Any, email: Any) -> tuple[list[Identifier], bool
     """The user's ids by the identify rules, normalised, and whether the email was sent empty
     (a form's empty field: it clears the email). Callers that answer before identifying (an
     erased identifier is acknowledged unstored) check with it first: a bad id is still a 422.
+    A client id or email with a control character is refused (as a custom event name is).
     """
     clear_email = isinstance(email, str) and not email.strip()
     if clear_email:
         if len(email) > MAX_NAME_CHARS:
             raise invalid("user.email", f"at most {MAX_NAME_CHARS} characters")
         email = None
-    named = [
-        normalise(kind, value, f"user.{name}")
-        for kind, name, value in (
-            ("client_id", "uniqueClientId", client_id),
-            ("email", "email", email),
-        )
-        if value not in (None, "")
-    ]
+    named = []
+    for kind, name, value in (
+        ("client_id", "uniqueClientId", client_id),
+        ("email", "email", email),
+    ):
+        if value not in (None, ""):
+            identifier = normalise(kind, value, f"user.{name}")
+            printable(identifier.value, f"user.{name}")
+            named.append(identifier)
     return named, clear_email
 
 

@@ -1,6 +1,10 @@
 """What every command group shares: the consoles, the options that recur, opening the
 settings and the store with a clear message on failure, and the client of a running
-server's API for ``--server``."""
+server's API for ``--server``.
+
+The consoles are ``SafeConsole``s and stored values go into printed text through ``shown``
+(``footfall.cli.terminal``).
+"""
 
 from __future__ import annotations
 
@@ -14,15 +18,15 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
 
+from footfall.cli.terminal import SafeConsole, shown
 from footfall.config import Settings, load_settings
 from footfall.sites import seed_sites
 from footfall.store import Store, open_store
 from footfall.store.base import StoreBusyError, StoreUnavailableError
 
-console = Console()
-err = Console(stderr=True)
+console = SafeConsole()
+err = SafeConsole(stderr=True)
 
 ConfigOpt = Annotated[
     str | None, typer.Option("--config", "-c", help="TOML config file (else FOOTFALL_CONFIG).")
@@ -60,7 +64,8 @@ _R = TypeVar("_R")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``error: message`` and return the exit to raise."""
+    """Print ``error: message`` and return the exit to raise (``message`` is markup: a
+    stored value in it goes through ``shown``)."""
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
 
@@ -126,7 +131,7 @@ class Remote:
                 message = json.loads(exc.read())["error"]["message"]
             except Exception:
                 message = str(exc)
-            raise fail(message) from None
+            raise fail(shown(message)) from None
         except urllib.error.URLError as exc:
             raise fail(f"cannot reach {self.base}: {exc.reason}") from None
 

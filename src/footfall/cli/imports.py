@@ -29,6 +29,7 @@ from footfall.cli.common import (
     open_store_or_exit,
     settings_or_exit,
 )
+from footfall.cli.terminal import shown
 from footfall.identity import IdentityGraph
 from footfall.ingest.import_workers import (
     ImportJob,
@@ -72,7 +73,8 @@ def import_command(
     """Import events, identifies and aliases; running the same file again adds nothing.
 
     Each line goes through the API's own validation; a line that breaks a rule is reported
-    with its number and skipped. The exit code is 1 when any line was rejected.
+    with its number and skipped. A damaged gzip file is imported up to the damage, which is
+    reported. The exit code is 1 when any line was rejected or the file was damaged.
     """
     if fmt not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}", 2)
@@ -80,7 +82,7 @@ def import_command(
         raise fail(f"no file {file}", 2)
     started = time.perf_counter()
     if server:
-        rejects, accepted, lines = _to_server(file, fmt, site, server, key)
+        rejects, accepted, lines, damage = _to_server(file, fmt, site, server, key)
         summary = f"{accepted:,} messages accepted by {server}"
     else:
         # The workers start while the store opens.
@@ -95,7 +97,7 @@ def import_command(
                     store, settings.identity_max_per_kind, settings.erase_tombstone_days
                 )
                 before = store.count_events(site_id)
-                rejects, lines, rows = _to_store(file, fmt, site_id, store, graph, pool)
+                rejects, lines, rows, damage = _to_store(file, fmt, site_id, store, graph, pool)
                 stored = store.count_events(site_id) - before
             finally:
                 store.close()
@@ -111,6 +113,8 @@ def import_command(
         err.print(f"line {reject.line}: {reject.message}", highlight=False, markup=False)
     if len(rejects) > SHOWN_REJECTS:
         err.print(f"... and {len(rejects) - SHOWN_REJECTS:,} more rejected lines")
+    if damage:
+        raise fail(f"{shown(damage)}; the lines up to it were imported")
     if rejects:
         raise typer.Exit(1)
 
@@ -134,8 +138,9 @@ def _to_store(
     store: Store,
     graph: IdentityGraph,
     pool: WorkerPool | None,
-) -> tuple[list[Reject], int, int]:
-    """Read and check in worker processes, write here; returns rejects, lines, rows made."""
+) -> tuple[list[Reject], int, int, str | None]:
+    """Read and check in worker processes, write here; returns rejects, lines, rows made
+    and the gzip damage the reading stopped at."""
     site = store.get_site(site_id)
     assert site is not None
     job = ImportJob(site_id, fmt, site.scope, frozenset(graph.tombstones()))
@@ -147,7 +152,7 @@ def _to_store(
 
         result = import_to_store(file, job, store, graph, pool, show)
         progress.update(task, completed=_size(file), lines=result.lines)
-    return result.rejects, result.lines, result.rows
+    return result.rejects, result.lines, result.rows, result.damage
 
 
 def _size(file: Path) -> int:
@@ -156,7 +161,7 @@ def _size(file: Path) -> int:
 
 def _to_server(
     file: Path, fmt: str, site: str | None, server: str, key: str | None
-) -> tuple[list[Reject], int, int]:
+) -> tuple[list[Reject], int, int, str | None]:
     """Send the lines to the server's batch APIs (Segment lines to /v1/batch, tracking
     lines to /api/analytics/batch), 500 at most a request; rejects come back per line."""
     if not key:
@@ -166,10 +171,9 @@ def _to_server(
     rejects: list[Reject] = []
     accepted = lines = 0
     size = max(1, file.stat().st_size)
-    with open_lines(file) as handle, _progress(file) as progress:
+    with open_lines(file) as source, _progress(file) as progress:
         task = progress.add_task("import", total=size, lines=0)
-        raw = getattr(handle, "fileobj", handle)
-        for numbered in line_chunks(handle, CHUNK_LINES):
+        for numbered in line_chunks(source, CHUNK_LINES):
             chunk = Chunk()
             reader.read(iter(numbered), chunk)
             rejects.extend(chunk.rejects)
@@ -180,9 +184,9 @@ def _to_server(
                     sent, refused = _send(base, key, kind, site, batch)
                     accepted += sent
                     rejects.extend(refused)
-            progress.update(task, completed=min(size, raw.tell()), lines=lines)
+            progress.update(task, completed=min(size, source.position), lines=lines)
     rejects.sort(key=lambda r: r.line)
-    return rejects, accepted, lines
+    return rejects, accepted, lines, source.damage
 
 
 def _batches(
@@ -250,7 +254,7 @@ def _post(url: str, key: str, body: bytes) -> dict[str, Any]:
                 message = json.loads(exc.read())["error"]["message"]
             except Exception:
                 message = str(exc)
-            raise fail(f"{url}: {message}") from None
+            raise fail(f"{url}: {shown(message)}") from None
         except urllib.error.URLError as exc:
             raise fail(f"cannot reach {url}: {exc.reason}") from None
     raise fail(f"{url} kept answering 429/503; try again later")

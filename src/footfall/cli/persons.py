@@ -29,6 +29,7 @@ from footfall.cli.common import (
     settings_or_exit,
     target_command,
 )
+from footfall.cli.terminal import shown
 from footfall.errors import ApiError
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class LocalPersons:
         graph, tenant = self._graph()
         node = graph.locate(tenant, name)
         if node is None:
-            raise fail(f"no person with identifier '{name}'")
+            raise fail(f"no person with identifier '{shown(name)}'")
         return graph, tenant, int(node.person_id)
 
     def show(self, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -101,7 +102,7 @@ class LocalPersons:
         try:
             return graph.split(tenant, a, b, "cli")
         except ApiError as exc:
-            raise fail(exc.message) from None
+            raise fail(shown(exc.message)) from None
 
     def export(self, name: str) -> dict[str, Any]:
         graph, tenant, person = self._person(name)
@@ -169,27 +170,30 @@ calls it with the ``Persons`` they name: the server's API with ``--server``, els
 
 
 def _print_profile(profile: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """Every stored value through ``shown``: the senders', not the operator's, text."""
     console.print(
         f"[bold]person {profile['person_id']}[/bold]  events: {profile['events']}  "
-        f"first seen: {profile['first_seen'] or '-'}  last seen: {profile['last_seen'] or '-'}"
+        f"first seen: {shown(profile['first_seen'] or '-')}  "
+        f"last seen: {shown(profile['last_seen'] or '-')}"
     )
     ids = Table(
         "identifier", "events", "first seen", "last seen", "properties", title="identifiers"
     )
     for item in profile["identifiers"]:
         ids.add_row(
-            f"{item['kind']}:{item['value']}",
-            str(item["events"]),
-            item["first_seen"] or "-",
-            item["last_seen"] or "-",
+            shown(f"{item['kind']}:{item['value']}"),
+            shown(item["events"]),
+            shown(item["first_seen"] or "-"),
+            shown(item["last_seen"] or "-"),
             "yes" if item["has_properties"] else "",
         )
     console.print(ids)
-    console.print("customer ids: " + (", ".join(profile["customer_ids"]) or "(none yet)"))
+    customers = ", ".join(shown(c) for c in profile["customer_ids"])
+    console.print("customer ids: " + (customers or "(none yet)"))
     if profile["metadata"]:
         meta = Table("property", "value", title="metadata")
         for key, value in sorted(profile["metadata"].items()):
-            meta.add_row(key, str(value))
+            meta.add_row(shown(key), shown(value))
         console.print(meta)
     if events:
         journey = Table("time (UTC)", "site", "event", "identifier", "details", title="journey")
@@ -198,11 +202,11 @@ def _print_profile(profile: dict[str, Any], events: list[dict[str, Any]]) -> Non
             if event.get("total_value_base") is not None:
                 details = f"{event['total_value_base']:.2f} EUR {event.get('order_num') or ''}"
             journey.add_row(
-                event["ts"][:19].replace("T", " "),
-                event["site_id"],
-                event["event"],
-                f"{event['identifier_kind']}:{event['identifier']}",
-                str(details)[:60],
+                shown(event["ts"][:19].replace("T", " ")),
+                shown(event["site_id"]),
+                shown(event["event"]),
+                shown(f"{event['identifier_kind']}:{event['identifier']}"),
+                shown(str(details)[:60]),
             )
         console.print(journey)
 
@@ -223,20 +227,16 @@ def person_explain(persons: Persons, a: str, b: str) -> None:
     """The chain of links that makes A and B one person."""
     chain = persons.explain(a, b)
     if chain is None:
-        console.print(f"{a} and {b} are [bold]not[/bold] the same person")
+        console.print(f"{shown(a)} and {shown(b)} are [bold]not[/bold] the same person")
         raise typer.Exit(1)
     table = Table("#", "from", "to", "source", "rule", "by", "when (UTC)")
     for i, step in enumerate(chain, 1):
         table.add_row(
             str(i),
-            step["a"],
-            step["b"],
-            step["source"],
-            step["rule"],
-            step["actor"],
-            step["at"][:19].replace("T", " "),
+            *(shown(step[name]) for name in ("a", "b", "source", "rule", "actor")),
+            shown(step["at"][:19].replace("T", " ")),
         )
-    console.print(f"{a} and {b} are one person through {len(chain)} link(s):")
+    console.print(f"{shown(a)} and {shown(b)} are one person through {len(chain)} link(s):")
     console.print(table)
 
 
@@ -245,6 +245,7 @@ def person_explain(persons: Persons, a: str, b: str) -> None:
 def person_split(persons: Persons, a: str, b: str) -> None:
     """Remove the direct link between A and B and recompute the persons."""
     first, second = persons.split(a, b)
+    a, b = shown(a), shown(b)
     if first == second:
         console.print(f"link removed; {a} and {b} are still one person (another chain joins them)")
     else:
@@ -287,4 +288,5 @@ def person_erase(
 @person_command
 def alias_command(persons: Persons, a: str, b: str) -> None:
     """Declare that A and B are the same person (symmetric, idempotent)."""
-    console.print(f"{a} and {b} are person {persons.alias(a, b)}")
+    person = persons.alias(a, b)
+    console.print(f"{shown(a)} and {shown(b)} are person {person}")

@@ -28,6 +28,7 @@ from footfall.cli.common import (
     settings_or_exit,
     target_command,
 )
+from footfall.cli.terminal import shown
 from footfall.config import Settings
 from footfall.errors import ApiError
 from footfall.store import Store
@@ -231,11 +232,11 @@ def sites_list(target: Sites) -> None:
         keys = [k["key_id"] for k in target.keys(site["id"]) if not k["revoked"]]
         last = site["last_event_at"]
         table.add_row(
-            site["id"],
-            site["name"],
-            site["tenant"],
-            "\n".join(site["allowed_origins"]) or "(none)",
-            ", ".join(keys),
+            shown(site["id"]),
+            shown(site["name"]),
+            shown(site["tenant"]),
+            "\n".join(shown(o) for o in site["allowed_origins"]) or "(none)",
+            ", ".join(shown(k) for k in keys),
             site.get("write_key") or "(revoked)",
             last[:19].replace("T", " ") if last else "never",
         )

@@ -1,7 +1,16 @@
-"""Reports as readable terminal tables: the same JSON the API returns, drawn with rich."""
+"""Reports as readable terminal tables: the same JSON the API returns, drawn with rich;
+and how stored text reaches the terminal.
+
+Stored text (user ids, traits, event names, messages...) is the senders', not the
+operator's: the CLI's consoles (``SafeConsole``) print control characters as escapes
+(``\\x1b``), so nothing stored can move the cursor, retitle the window or forge a link in the
+operator's terminal, and ``shown`` is how a stored value goes into printed text (its
+markup, e.g. ``[bold]``, stays text).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +18,41 @@ from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+"""C0 (but tab and line feed, which the CLI's own text uses), DEL, C1 (CSI among them) and
+the Unicode line separators."""
+_STORED_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""The same with tab and line feed (a stored value is one line: a line feed in it could
+forge a row), and lone surrogates (which cannot be written out)."""
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def plain_text(text: str) -> str:
+    """``text`` with its control characters as escapes (``\\x1b``), newlines and tabs too."""
+    return _STORED_CONTROLS.sub(_escaped, text)
+
+
+def shown(value: object) -> str:
+    """A stored value as it goes into printed text: control characters as escapes and its
+    markup escaped, so it prints literally whatever it holds."""
+    return escape(plain_text(str(value)))
+
+
+class SafeConsole(Console):
+    """A console that prints control characters as escapes wherever text comes from: the
+    last guard for stored text that reaches a print without ``shown`` (a message quoting
+    a value, a table cell). Emoji codes (``:warning:``) are left as text too."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(emoji=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(_CONTROLS.sub(_escaped, text), **kwargs)
 
 
 def _pct(value: float | None) -> str:
@@ -82,23 +126,23 @@ def _retention(r: dict[str, Any]) -> RenderableType:
 def _power_users(r: dict[str, Any]) -> RenderableType:
     users = Table("person", "conversations", "messages", "asks most", title="power users")
     for u in r["users"]:
-        asks = "; ".join(f"{q['text']} ({q['count']})" for q in u["questions"])
-        users.add_row(u["label"], _int(u["conversations"]), _int(u["messages"]), asks)
+        asks = "; ".join(f"{shown(q['text'])} ({q['count']})" for q in u["questions"])
+        users.add_row(shown(u["label"]), _int(u["conversations"]), _int(u["messages"]), asks)
     common = Table("question", "times asked", title="common questions")
     for q in r["common_questions"]:
-        common.add_row(q["text"], _int(q["count"]))
+        common.add_row(shown(q["text"]), _int(q["count"]))
     return Group(users, common)
 
 
 def _funnel(r: dict[str, Any]) -> RenderableType:
     groups = r["groups"] or [r["overall"]]
     title = f"within {_duration(r['window_seconds'])}" + (
-        f", by {r['breakdown']}" if r["breakdown"] else ""
+        f", by {shown(r['breakdown'])}" if r["breakdown"] else ""
     )
-    table = Table("step", *(g["group"] for g in groups), title=title)
+    table = Table("step", *(shown(g["group"]) for g in groups), title=title)
     for i, step in enumerate(r["steps"]):
         table.add_row(
-            step,
+            shown(step),
             *(f"{g['steps'][i]['people']:,} ({_pct(g['steps'][i]['conversion'])})" for g in groups),
         )
     return table
@@ -106,11 +150,17 @@ def _funnel(r: dict[str, Any]) -> RenderableType:
 
 def _ab(r: dict[str, Any]) -> RenderableType:
     table = Table(
-        "group", "people", "converted", "conversion", "revenue", "per person", title=r["goal"]
+        "group",
+        "people",
+        "converted",
+        "conversion",
+        "revenue",
+        "per person",
+        title=shown(r["goal"]),
     )
     for g in r["groups"]:
         table.add_row(
-            g["group"],
+            shown(g["group"]),
             _int(g["people"]),
             _int(g["converted"]),
             _pct(g["conversion"]),
@@ -146,7 +196,7 @@ def _revenue(r: dict[str, Any]) -> RenderableType:
     items = Table("item", "quantity", "orders", "revenue", title="top items")
     for i in r["top_items"]:
         items.add_row(
-            str(i["item_id"]), _int(i["quantity"]), _int(i["orders"]), _eur(i["revenue_eur"])
+            shown(i["item_id"]), _int(i["quantity"]), _int(i["orders"]), _eur(i["revenue_eur"])
         )
     return Group(head, items)
 
@@ -154,7 +204,9 @@ def _revenue(r: dict[str, Any]) -> RenderableType:
 def _feedback(r: dict[str, Any]) -> RenderableType:
     table = Table("chatbot", "likes", "dislikes", "liked")
     for b in r["chatbots"]:
-        table.add_row(b["chatbot_id"], _int(b["likes"]), _int(b["dislikes"]), _pct(b["like_rate"]))
+        table.add_row(
+            shown(b["chatbot_id"]), _int(b["likes"]), _int(b["dislikes"]), _pct(b["like_rate"])
+        )
     return table
 
 
@@ -162,7 +214,7 @@ def _popups(r: dict[str, Any]) -> RenderableType:
     table = Table("popup version", "displays", "opens", "open rate")
     for v in r["versions"]:
         table.add_row(
-            v["popup_version"], _int(v["displays"]), _int(v["opens"]), _pct(v["open_rate"])
+            shown(v["popup_version"]), _int(v["displays"]), _int(v["opens"]), _pct(v["open_rate"])
         )
     return table
 
@@ -171,7 +223,7 @@ def _errors(r: dict[str, Any]) -> RenderableType:
     table = Table("message", "count", "people", "last seen", caption=f"{r['total']:,} errors")
     for e in r["errors"]:
         table.add_row(
-            e["message"], _int(e["count"]), _int(e["people"]), (e["last_seen"] or "")[:19]
+            shown(e["message"]), _int(e["count"]), _int(e["people"]), (e["last_seen"] or "")[:19]
         )
     return table
 
@@ -182,7 +234,7 @@ def _custom_events(r: dict[str, Any]) -> RenderableType:
     )
     for e in r["events"]:
         table.add_row(
-            escape(e["name"]), _int(e["count"]), _int(e["people"]), (e["last_seen"] or "")[:19]
+            shown(e["name"]), _int(e["count"]), _int(e["people"]), (e["last_seen"] or "")[:19]
         )
     return table
 
@@ -204,7 +256,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], RenderableType]] = {
 
 def show_report(console: Console, name: str, title: str, result: dict[str, Any]) -> None:
     f = result["filters"]
-    sites = ", ".join(f["sites"]) if f["sites"] else "all sites"
+    sites = ", ".join(shown(s) for s in f["sites"]) if f["sites"] else "all sites"
     console.print(
         f"[bold]{title}[/bold]  [dim]{sites}, {f['start'][:10]} to {f['end'][:10]} (UTC, end "
         "exclusive)[/dim]"

@@ -2,11 +2,12 @@
 
 Reading, checking and mapping a line costs some 15 µs of Python, storing it a few µs of
 DuckDB. So the main process cuts the file into runs of lines (byte ranges; a gzip file is
-inflated here) and worker processes read them, each run with a ``LineReader`` of its own,
-exactly as one reader reads the whole file; they hand back the rows as one Arrow table per
-run, with the run's identity calls and rejects. What depends on the lines before a run
-(line numbers, the count in a derived message id, the identity calls already seen) is
-settled here, in the file's order, so the outcome is that of a single reader.
+inflated here, its runs sent as lines) and worker processes read them, each run with a
+``LineReader`` of its own, exactly as one reader reads the whole file; they hand back the
+rows as one Arrow table per run, with the run's identity calls and rejects. What depends
+on the lines before a run (line numbers, the count in a derived message id, the identity
+calls already seen) is settled here, in the file's order, so the outcome is that of a
+single reader.
 
 The rows are written in large batches (``Store.import_events``: the message-id check and
 the insert are a few statements per batch) by one thread while a second applies the
@@ -33,17 +34,21 @@ from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
 from footfall.identity import IdentityGraph
 from footfall.ingest.imports import (
+    READ_BYTES,
     Chunk,
+    Line,
     LineReader,
+    LineSplitter,
     Reject,
     call_key,
     derived_message_id,
+    is_gzip,
     open_lines,
 )
 from footfall.ingest.segment import IdentityCall, apply_identities, erased
@@ -96,23 +101,16 @@ class Part:
     """How far into the file (the compressed file for gzip) the run ends: for progress."""
 
 
-Source = tuple[str, int, int] | bytes
-"""A run of lines: (path, start, end) of a plain file, or the lines' bytes."""
+Source = tuple[str, int, int] | list[Line]
+"""A run of lines: (path, start, end) of a plain file, or the lines (of a gzip file)."""
+SCAN_BYTES = 64 * 1024
+"""Read at a time looking for the end of a run's last line (which may be very long)."""
 
 
 def read_part(job: ImportJob, source: Source) -> Part:
     """A run of lines to rows (as Arrow), identity calls and rejects, as ``LineReader``
     reads them; runs in a worker process, or here when there is none."""
-    if isinstance(source, bytes):
-        data = source
-    else:
-        path, start, end = source
-        with open(path, "rb") as handle:
-            handle.seek(start)
-            data = handle.read(end - start)
-    lines = data.split(b"\n")
-    if lines and not lines[-1]:
-        lines.pop()  # what follows the last line feed
+    lines = source if isinstance(source, list) else _range_lines(*source)
     reader = LineReader(job.site_id, job.fmt)
     chunk = Chunk()
     reader.read(enumerate(lines, 1), chunk)
@@ -134,6 +132,31 @@ def read_part(job: ImportJob, source: Source) -> Part:
         ]
     table = rows_arrow(rows)
     return Part(len(lines), len(chunk.rows), table, chunk.calls, chunk.rejects, derived)
+
+
+def _range_lines(path: str, start: int, end: int) -> list[Line]:
+    """The lines of a plain file's byte range, a bounded block at a time: a very long line
+    in it is skipped as it is read (``LineSplitter``)."""
+    splitter = LineSplitter(start=start == 0)
+    lines: list[Line] = []
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        left = end - start
+        while left > 0 and (block := handle.read(min(READ_BYTES, left))):
+            left -= len(block)
+            lines += splitter.feed(block)
+    return lines + splitter.finish()
+
+
+def _line_end(handle: BinaryIO, at: int, size: int) -> int:
+    """Where the line the byte at ``at`` is in ends (after its line feed), read forward a
+    bounded block at a time, not as one line (``readline`` would hold it whole)."""
+    handle.seek(at)
+    while block := handle.read(SCAN_BYTES):
+        found = block.find(b"\n")
+        if found >= 0:
+            return handle.tell() - len(block) + found + 1
+    return size
 
 
 def _worker_started(parent: int) -> None:
@@ -218,6 +241,8 @@ class PartReader:
         self._lines = 0
         self._seen: dict[bytes, int] = {}
         self._calls: set[tuple[Any, ...]] = set()
+        self.damage: str | None = None
+        """Where a damaged gzip file broke (``LineFile``), once the runs are read."""
 
     def __iter__(self) -> Iterator[Part]:
         sources = self._sources()
@@ -257,29 +282,20 @@ class PartReader:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _sources(self) -> Iterator[tuple[Source, int]]:
-        with open_lines(self.path) as handle:
-            raw: Any = getattr(handle, "fileobj", None)
-            if raw is None:  # a plain file: workers read their byte ranges themselves
+        if not is_gzip(self.path):  # a plain file: workers read their byte ranges themselves
+            with self.path.open("rb") as handle:
                 size = self.path.stat().st_size
                 start = 0
                 while start < size:
-                    handle.seek(start + self.run_bytes - 1)
-                    handle.readline()  # to the end of the line the run's last byte is in
-                    end = min(handle.tell(), size)
+                    # to the end of the line the run's last byte is in
+                    end = min(_line_end(handle, start + self.run_bytes - 1, size), size)
                     yield (str(self.path), start, end), end
                     start = end
-                return
-            carry = b""
-            while block := handle.read(self.run_bytes):
-                data = carry + block
-                cut = data.rfind(b"\n") + 1
-                if cut:
-                    carry = data[cut:]
-                    yield data[:cut], raw.tell()
-                else:
-                    carry = data
-            if carry:
-                yield carry, self.size
+            return
+        with open_lines(self.path) as lines:
+            for run in lines.blocks(self.run_bytes):
+                yield run, lines.position
+            self.damage = lines.damage
 
     def _settle(self, part: Part) -> Part:
         """Line numbers, derived message ids and identity calls as one reader of the
@@ -327,6 +343,8 @@ class ImportResult:
     """Rows the lines made (stored, already there, or of erased persons)."""
     stored: int = 0
     rejects: list[Reject] = field(default_factory=list)
+    damage: str | None = None
+    """Where a damaged gzip file broke: the lines before it are imported."""
 
 
 class _Stage(threading.Thread):
@@ -389,8 +407,9 @@ def import_to_store(
     buffered = 0
     calls: list[IdentityCall] = []
     done = False
+    reader = PartReader(path, job, pool, run_bytes)
     try:
-        for part in PartReader(path, job, pool, run_bytes):
+        for part in reader:
             result.lines += part.lines
             result.rows += part.rows
             result.rejects.extend(part.rejects)
@@ -410,6 +429,7 @@ def import_to_store(
                 break
         if tables:
             writer.put(tables)
+        result.damage = reader.damage
         done = True
     finally:  # after an error or Ctrl-C, what is at hand is finished, the rest dropped
         writer.finish(drop=not done)

@@ -42,6 +42,7 @@ from footfall.ingest.validate import (
     custom_event_name,
     decode_body,
     message_id,
+    printable,
     row_with_data,
     unique_keys,
     validate_event,
@@ -135,12 +136,14 @@ def token_for(anonymous_id: Any, field_name: str = "anonymousId") -> str:
         raise invalid(field_name, f"must be 1-{MAX_ID_CHARS} characters")
     if TOKEN_PATTERN.fullmatch(anonymous_id):
         return anonymous_id
+    printable(anonymous_id, field_name)  # (hashed, but refused as userId would be)
     digest = hashlib.sha256(anonymous_id.encode("utf-8", "surrogatepass")).digest()
     return "sg-" + base64.urlsafe_b64encode(digest).decode()[:32]
 
 
 def user_id(value: Any, field_name: str = "userId") -> str:
-    """A user id (or group or earlier id): a string of 1-255 characters, or an integer."""
+    """A user id (or group or earlier id): a string of 1-255 characters, no control
+    characters among them, or an integer."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
@@ -148,7 +151,7 @@ def user_id(value: Any, field_name: str = "userId") -> str:
     text = value.strip()
     if not text or len(value) > MAX_USER_ID_CHARS:
         raise invalid(field_name, f"must be 1-{MAX_USER_ID_CHARS} characters")
-    return text
+    return printable(text, field_name)
 
 
 def parse_time(value: Any, field_name: str) -> int:

@@ -395,6 +395,15 @@ def amount(value: Any, field: str) -> float:
     return number
 
 
+def printable(text: str, field: str) -> str:
+    """``text``, or a 422 naming ``field`` if it holds a control character, line separator
+    or lone surrogate: names and ids are shown to operators (the CLI, the dashboard), where
+    such characters could rewrite the terminal or the page."""
+    if _UNPRINTABLE.search(text):
+        raise invalid(field, "must not contain control characters")
+    return text
+
+
 def custom_event_name(value: Any, field: str) -> str:
     """A custom event's name: 1-255 characters once trimmed, none of them a control
     character, line separator or lone surrogate; kept as sent otherwise (case too)."""
@@ -407,9 +416,7 @@ def custom_event_name(value: Any, field: str) -> str:
     name = value.strip()
     if not name:
         raise invalid(field, "must not be empty")
-    if _UNPRINTABLE.search(name):
-        raise invalid(field, "must not contain control characters")
-    return name
+    return printable(name, field)
 
 
 def message_id(value: Any, field: str = "messageId") -> str | None:
