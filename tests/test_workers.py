@@ -3,12 +3,16 @@ with the same rows, the same answers and nothing lost when a worker dies."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
+import platform
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +41,7 @@ from footfall.ingest.validate import (
 )
 from footfall.ingest.workers import (
     WORKER_MIN_BYTES,
+    IngestWorkers,
     journal_ipc,
     segment_rows,
     tracking_rows,
@@ -298,3 +303,198 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+# ------------------------------------------------------------------ workers that die or stall
+
+
+WRITE_SYSCALL = {"x86_64": 1, "aarch64": 64}.get(platform.machine())
+
+
+def read_bytes(pid: int) -> int:
+    """Bytes the process has read so far (``rchar`` of /proc/PID/io)."""
+    with open(f"/proc/{pid}/io") as io:
+        return int(io.read().split("rchar:")[1].split()[0])
+
+
+def blocked_writing(pid: int) -> bool:
+    """Asleep in write(2): a pipe the other end does not read."""
+    with open(f"/proc/{pid}/stat") as stat:
+        state = stat.read().rsplit(")", 1)[1].split()[0]
+    with open(f"/proc/{pid}/syscall") as syscall:
+        number = syscall.read().split()[0]
+    return state == "S" and number == str(WRITE_SYSCALL)
+
+
+def resource_tracker(pid: int) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(pid).children()
+        if any("resource_tracker" in part for part in child.cmdline())
+    ]
+
+
+def worker_processes(pid: int) -> list[int]:
+    """The server's ingest workers: its children but for multiprocessing's resource tracker."""
+    tracker = {child.pid for child in resource_tracker(pid)}
+    return [child for child in children(pid) if child not in tracker]
+
+
+def test_a_worker_killed_halfway_through_its_answer_is_noticed(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    """Killed while writing its answer (half of it in the pipe), after multiprocessing's
+    resource tracker was killed too: the batch it held and every later one are answered
+    (handled by the other worker or the server), /healthz counts the one worker left and
+    SIGTERM ends the server promptly. With one result pipe shared by all the workers
+    (``ProcessPoolExecutor``) the server read the rest of that answer forever: every batch
+    hung, /healthz said 2, and SIGTERM hung."""
+    if WRITE_SYSCALL is None or not os.path.exists("/proc/self/syscall"):
+        pytest.skip("reads /proc/PID/syscall (Linux on x86_64 or aarch64)")
+    srv = Server(tmp_path / "srv", FOOTFALL_INGEST_WORKERS="2", FOOTFALL_MAX_BATCH_EVENTS="5000")
+    servers.append(srv)
+    srv.start()
+    assert srv.process is not None
+    server = srv.process.pid
+    stored = 0
+
+    def post(run: str, count: int) -> httpx.Response:
+        """A batch, answered within 20 seconds (or ReadTimeout)."""
+        raw = body({"events": tracking_events(count, run)})
+        with srv.client("10.200.0.6") as client:
+            return client.post("/api/analytics/batch", content=raw, timeout=20)
+
+    warmed: list[int] = []
+    warm = [
+        threading.Thread(target=lambda n=n: warmed.append(post(f"warm{n}", 300).status_code))
+        for n in range(4)
+    ]
+    for thread in warm:
+        thread.start()
+    for thread in warm:
+        thread.join(30)
+    assert warmed == [200] * 4
+    stored += 4 * 300
+    assert eventually(lambda: len(worker_processes(server)) == 2, 20), "both workers start"
+    workers = worker_processes(server)
+    trackers = resource_tracker(server)
+    assert trackers, "multiprocessing started its resource tracker with the workers"
+    for tracker in trackers:
+        tracker.kill()
+
+    # A 5,000-event batch: the worker reads it, the server is stopped, the worker's answer
+    # (some 900 KB) fills the pipe and the worker waits to write the rest: killed there.
+    answers: dict[str, int | str] = {}
+
+    def send_big(run: str) -> None:
+        try:
+            answers[run] = post(run, 5000).status_code
+        except httpx.TransportError as exc:
+            answers[run] = repr(exc)
+
+    size = len(body({"events": tracking_events(5000, "big0")}))
+    killed = None
+    for attempt in range(5):  # the worker may answer before the server is stopped: again
+        run = f"big{attempt}"
+        before = {pid: read_bytes(pid) for pid in workers}
+        sender = threading.Thread(target=send_big, args=(run,))
+        sender.start()
+        holder = None
+        deadline = time.monotonic() + 10
+        while holder is None and time.monotonic() < deadline:
+            holder = next((p for p in workers if read_bytes(p) - before[p] >= size), None)
+            time.sleep(0.001)  # the worker then works some 30 ms before it answers
+        if holder is None:
+            sender.join(30)
+            continue
+        os.kill(server, signal.SIGSTOP)
+        try:
+            if eventually(functools.partial(blocked_writing, holder), 5):
+                os.kill(holder, signal.SIGKILL)
+                killed = holder
+        finally:
+            os.kill(server, signal.SIGCONT)
+        sender.join(30)
+        assert not sender.is_alive()
+        assert answers[run] == 200, f"the batch the killed worker held: {answers[run]}"
+        stored += 5000
+        if killed is not None:
+            break
+    assert killed is not None, "a worker was caught writing its answer"
+
+    results: dict[int, int | str] = {}
+
+    def send(n: int) -> None:
+        try:
+            sent = post(f"after{n}", 400)
+            results[n] = sent.status_code if sent.status_code != 200 else sent.json()["accepted"]
+        except httpx.TransportError as exc:
+            results[n] = repr(exc)
+
+    senders = [threading.Thread(target=send, args=(n,)) for n in range(6)]
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join(30)
+    assert results == dict.fromkeys(range(6), 400)
+    stored += 6 * 400
+    with srv.client("10.200.0.7") as client:
+        assert eventually(lambda: client.get("/healthz").json()["ingest_workers"] == 1, 10)
+    started = time.monotonic()
+    srv.process.send_signal(signal.SIGTERM)
+    code = srv.process.wait(timeout=20)  # TimeoutExpired: shutdown hung
+    srv.process = None
+    assert code in CLEAN_EXIT
+    assert time.monotonic() - started < 15
+    assert "an ingest worker process died" in srv.log.read_text()
+    assert srv.rows("SELECT count(*) FROM events")[0][0] == stored
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_a_stalled_worker_costs_a_batch_the_timeout_and_is_killed_at_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that does not answer (stopped here) costs a batch or a load ``timeout``:
+    then the server does the work; its late answers are dropped, and ``stop`` kills a
+    worker that does not end."""
+    monkeypatch.setattr("footfall.ingest.workers.STOP_SECONDS", 1.0)
+    workers = IngestWorkers(1, timeout=1.0)
+    ctx = RequestContext(site_id="default", now_us=now_us())
+    raw = body({"events": tracking_events(300, "stall")})
+    events, _ = parse_batch(raw)
+    rows = [row for row in fast_rows(fast_decode(events, fast_event_decoder, 1 << 20), ctx) if row]
+    record = (encode_rows(rows).journal_part(), msgspec.msgpack.encode([False] * len(rows)))
+    payloads = [b"".join((b"\x92", array_header(1), *record))]
+    pid = None
+    try:
+        # The first batch also waits for the worker to start: more than a second at times.
+        for _ in range(20):
+            if asyncio.run(workers.tracking_batch(raw, ctx, 10_000)) is not None:
+                break
+        else:
+            pytest.fail("the worker never answered")
+        (pid,) = [
+            child.pid
+            for child in psutil.Process().children()
+            if any("spawn_main" in part for part in child.cmdline())
+        ]
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        assert asyncio.run(workers.tracking_batch(raw, ctx, 10_000)) is None
+        assert workers.journal_table(payloads).equals(journal_table(payloads))
+        assert 2.0 <= time.monotonic() - started < 10
+        assert workers.health() == 1  # slow, not dead
+        os.kill(pid, signal.SIGCONT)
+        assert eventually(
+            lambda: asyncio.run(workers.tracking_batch(raw, ctx, 10_000)) is not None, 20
+        ), "answers again once it runs"
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        workers.stop()
+        assert time.monotonic() - started < 10
+        assert not alive(pid)
+    finally:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        workers.stop()
