@@ -545,7 +545,13 @@ def test_the_site_pages_of_a_key_session(tenants: Tenants, fresh_ip: str) -> Non
         assert "Allowed origin 2: &#39;https://p.test/path&#39;: an origin has no path" in bad.text
         assert "https://p.test/path" in bad.text  # what was typed stays in the form
         events = client.get("/dashboard/site/page-site/events").json()
-        assert events == {"site": "page-site", "receiving": False, "events": [], "events_today": 0}
+        assert events == {
+            "site": "page-site",
+            "receiving": False,
+            "events": [],
+            "events_today": 0,
+            "refused": [],
+        }
         with tenants.api(fresh_ip, {"origin": "https://p.test"}) as tracker:
             assert tracker.post(f"{TRACK}?site=page-site", json=EVENT).status_code == 200
         events = client.get("/dashboard/site/page-site/events").json()
