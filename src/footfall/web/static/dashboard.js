@@ -186,44 +186,68 @@
       });
     }
 
-    function renderRefusals(refused) {
-      // The same forms as the page renders: each allows its origin through the settings'
-      // rules, with the page's CSRF token.
-      while (refusals.firstChild) { refusals.removeChild(refusals.firstChild); }
-      refusals.hidden = !refused.length;
-      refused.forEach(function (refusal) {
-        var form = document.createElement("form");
-        form.method = "post";
-        form.action = refusals.getAttribute("data-action");
-        form.className = "alert warning small refusal";
-        form.setAttribute("data-testid", "refusal");
-        [[refusals.getAttribute("data-csrf-field"), refusals.getAttribute("data-csrf")],
-         ["origin", refusal.origin]].forEach(function (pair) {
-          var input = document.createElement("input");
-          input.type = "hidden";
-          input.name = pair[0];
-          input.value = pair[1];
-          form.appendChild(input);
-        });
-        var text = document.createElement("span");
-        var calls = refusal.count.toLocaleString("en-US") + (refusal.count === 1 ? " call" : " calls");
-        text.appendChild(document.createTextNode("Refused " + calls + " from "));
-        var code = document.createElement("code");
-        code.textContent = refusal.origin;
-        text.appendChild(code);
-        text.appendChild(document.createTextNode(" (last " + refusal.last_at.slice(11, 19) + " UTC)" +
-          (refusal.allowable ? ": allow this origin?" : ": calls without an Origin header are refused.")));
-        form.appendChild(text);
-        if (refusal.allowable) {
-          var button = document.createElement("button");
-          button.type = "submit";
-          button.className = "button small-button";
-          button.setAttribute("data-testid", "allow-origin");
-          button.textContent = "Allow " + refusal.origin;
-          form.appendChild(button);
-        }
-        refusals.appendChild(form);
+    function refusalText(refusal) {
+      var text = document.createElement("span");
+      var calls = refusal.count.toLocaleString("en-US") + (refusal.count === 1 ? " call" : " calls");
+      text.appendChild(document.createTextNode("Refused " + calls + " from "));
+      var code = document.createElement("code");
+      code.textContent = refusal.origin;
+      text.appendChild(code);
+      text.appendChild(document.createTextNode(" (last " + refusal.last_at.slice(11, 19) + " UTC)" +
+        (refusal.allowable ? ": allow this origin?" : ": calls without an Origin header are refused.")));
+      return text;
+    }
+
+    function refusalForm(refusal) {
+      // The same form as the page renders: it allows its origin through the settings' rules,
+      // with the page's CSRF token.
+      var form = document.createElement("form");
+      form.method = "post";
+      form.action = refusals.getAttribute("data-action");
+      form.className = "alert warning small refusal";
+      form.setAttribute("data-testid", "refusal");
+      [[refusals.getAttribute("data-csrf-field"), refusals.getAttribute("data-csrf")],
+       ["origin", refusal.origin]].forEach(function (pair) {
+        var input = document.createElement("input");
+        input.type = "hidden";
+        input.name = pair[0];
+        input.value = pair[1];
+        form.appendChild(input);
       });
+      form.appendChild(refusalText(refusal));
+      if (refusal.allowable) {
+        var button = document.createElement("button");
+        button.type = "submit";
+        button.className = "button small-button";
+        button.setAttribute("data-testid", "allow-origin");
+        button.textContent = "Allow " + refusal.origin;
+        form.appendChild(button);
+      }
+      return form;
+    }
+
+    function renderRefusals(refused) {
+      // Forms already shown stay in place and only their counts change, so an Allow button
+      // being clicked is never swapped out by the next poll.
+      var shown = {};
+      Array.prototype.forEach.call(refusals.querySelectorAll("form"), function (form) {
+        var origin = form.querySelector("input[name=origin]");
+        if (origin) { shown[origin.value] = form; }
+      });
+      var wanted = {};
+      refused.forEach(function (refusal) {
+        wanted[refusal.origin] = true;
+        var form = shown[refusal.origin];
+        if (form) {
+          form.replaceChild(refusalText(refusal), form.querySelector("span"));
+        } else {
+          refusals.appendChild(refusalForm(refusal));
+        }
+      });
+      Object.keys(shown).forEach(function (origin) {
+        if (!wanted[origin]) { refusals.removeChild(shown[origin]); }
+      });
+      refusals.hidden = !refused.length;
     }
 
     function schedule() {
