@@ -82,6 +82,11 @@ class Settings(BaseSettings):
 
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
     max_batch_bytes: int = Field(default=5_000_000, ge=50_000)
+    segment_max_batch_bytes: int = Field(default=9_000_000, ge=64 * 1024, le=64_000_000)
+    """Largest Segment-spec batch (``/v1/batch``, ``/v1/import``, ``/v1/b``) as JSON, after
+    gzip is inflated (the body as sent is held to it too): larger answers 400 ANALYTICS_002.
+    rudder-sdk-python closes a batch once it reaches 4 MiB, so its last message (up to 4 MiB
+    in that library) can take it to 8 MiB; a message over 32 KB is refused alone."""
     commit_max_events: int = Field(default=5_000, ge=1)
     """Most events written in one group-commit transaction."""
     commit_linger_ms: float = Field(default=0.0, ge=0, le=100)

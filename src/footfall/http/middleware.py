@@ -42,9 +42,7 @@ def error_response(error: ApiError, request: Request | None = None) -> Response:
     if request is not None and error.status != 403 and request.url.path in PUBLIC_PATHS:
         headers.update(_error_cors(request))
     flat = request is not None and flat_errors(request.url.path)
-    return Response(
-        error.encode(flat), status_code=error.status, media_type=JSON, headers=headers
-    )
+    return Response(error.encode(flat), status_code=error.status, media_type=JSON, headers=headers)
 
 
 def _error_cors(request: Request) -> dict[str, str]:
