@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     """Peers (IPs or CIDRs) whose X-Forwarded-For header is believed."""
     rate_limit_per_minute: int = Field(default=120, ge=0)
     """Requests per client IP per sliding minute on public endpoints; 0 turns it off."""
+    write_key_rate_limit_per_minute: int = Field(default=6000, ge=0)
+    """Server-side senders (a write key in the ``Authorization: Basic`` header, no Origin or
+    Referer: Segment's and RudderStack's server libraries) are held to this many requests a
+    minute per write key and client IP instead of the per-IP limit, in bursts of up to
+    ``write_key_burst``; 0 turns it off. Per IP too because a write key is public: whoever
+    copies it from a page cannot use up a backend's allowance."""
+    write_key_burst: int = Field(default=1000, ge=1)
+    """Requests a write-key sender may send at once before ``write_key_rate_limit_per_minute``
+    paces it."""
 
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     """A request's headers must arrive within this time of its first byte (408 otherwise),

@@ -98,14 +98,29 @@ class SegmentApi:
 
     async def _admit(self, request: Request, call: Call) -> Site | None:
         """The site of the key in the headers (a secret API key, Bearer or X-Api-Key: no
-        per-IP limit; a Basic write key), checked before the body is read; None when the
-        key is in the body."""
+        rate limit; a Basic write key), checked before the body is read; None when the key
+        is in the body. A Basic write key without Origin or Referer is a server-side
+        sender: held to the write-key limit (``Gate.rate_limit_writer``), not the per-IP
+        one; every other call (browsers, a key in the body, a refused key) to the per-IP
+        limit."""
         if presents_secret_key(request):  # ?site= may name another site of its tenant
             return self.gate.keyed_site(self.gate.authenticated(request), query_site(request))
         header = request.headers.get("authorization", "")
-        self.gate.rate_limit(call)
-        key = _basic_user(header)
-        return None if key is None else self._site(call, key)
+        try:
+            key = _basic_user(header)
+        except ApiError:
+            self.gate.rate_limit(call)
+            raise
+        if key is None or call.origin is not None:
+            self.gate.rate_limit(call)
+            return None if key is None else self._site(call, key)
+        try:
+            site = self._site(call, key)
+        except ApiError:
+            self.gate.rate_limit(call)  # a refused key counts against its IP, as before
+            raise
+        self.gate.rate_limit_writer(call, key)
+        return site
 
     @staticmethod
     def _decoded(decode: Callable[[], _T], site: Site | None) -> _T:
