@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import CONFIG, Server, config_with
+from conftest import CONFIG, SHOP, Server, config_with
 from segment_clients import LIBRARIES, run
 
 ALL = sorted(LIBRARIES)
@@ -222,3 +222,85 @@ def test_a_batch_of_more_than_10000_messages_is_refused_whole(keyed: Keyed) -> N
         assert (answer.status_code, answer.json()["code"]) == (400, "ANALYTICS_002")
         assert answer.json()["message"] == "more than 10000 messages in one batch"
         assert http.post("/v1/batch", json={"batch": [tiny] * 10_000}).json()["stored"] == 10_000
+
+
+TRACK = {"type": "track", "userId": "burst-user", "event": "Burst"}
+
+
+def test_a_write_key_sender_has_a_limit_of_its_own_and_browsers_keep_the_per_ip_one(
+    tmp_path: Path,
+) -> None:
+    """A backend sends from one IP: 500 calls in a burst are taken (the per-IP limit stopped
+    the 121st), then the write key's pace answers 429 with Retry-After, in both shapes.
+    Keyless calls, a key in the body (analytics.js) and a browser's calls keep the per-IP
+    limit; the bucket is the key's and the IP's, so another sender of the key has its own."""
+    config = config_with("write_key_rate_limit_per_minute = 60", "write_key_burst = 500")
+    server, key = start(tmp_path / "srv", config)
+    try:
+        with server.client("10.70.0.1", headers=basic(key)) as http:
+            statuses = [http.post("/v1/track", json=TRACK).status_code for _ in range(500)]
+            assert statuses == [200] * 500
+            for _ in range(200):  # 60/min: a few more at most while the loop runs
+                answer = http.post("/v1/track", json=TRACK)
+                if answer.status_code != 200:
+                    break
+            assert answer.status_code == 429, answer.text
+            body = answer.json()
+            assert body["code"] == body["error"]["code"] == "RATE_LIMITED"
+            assert body["message"] == body["error"]["message"]
+            assert "write key" in body["message"]
+            assert 1 <= int(answer.headers["retry-after"]) <= 60
+            batch = http.post("/v1/batch", json={"batch": [TRACK]})
+            assert batch.status_code == 429  # every /v1 route of the key shares it
+        with server.client("10.70.0.2", headers=basic(key)) as http:
+            assert http.post("/v1/track", json=TRACK).status_code == 200
+        with server.client("10.70.0.1") as http:
+            event = {"event": "visitor", "token": "burst-token-01"}
+            statuses = [
+                http.post("/api/analytics/track", json=event).status_code for _ in range(121)
+            ]
+            assert statuses == [200] * 120 + [429]
+            in_body = http.post("/v1/track", json={**TRACK, "writeKey": key})
+            browser = http.post("/v1/track", json=TRACK, headers={**basic(key), "origin": SHOP})
+            wrong = http.post("/v1/track", json=TRACK, headers=basic("wk_not_a_write_key_at_all"))
+            for answer in (in_body, browser, wrong):
+                assert answer.status_code == 429, answer.text
+                assert answer.json()["message"] == "too many requests from this IP; slow down"
+        with server.client("10.70.0.3", headers=basic(key)) as http:
+            assert http.post("/v1/track", json=TRACK).status_code == 200  # not this IP's minute
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("library", ALL)
+def test_an_order_without_currency_is_usd(tmp_path: Path, library: str) -> None:
+    """Segment's spec: an ``Order Completed`` without ``currency`` is in US dollars; the
+    revenue report (EUR) converts it, none is left without a EUR total."""
+    server = Server(tmp_path / "srv")
+    api_key = server.start_with_key()
+    server.stop()
+    write_key = server.write_key("default")
+    server.start()
+    order = {
+        "user_id": "buyer-1",
+        "event": "Order Completed",
+        "properties": {
+            "order_id": "ORD-USD-1",
+            "revenue": 100.0,
+            "products": [{"product_id": "SKU-1", "price": 50.0, "quantity": 2}],
+        },
+    }
+    try:
+        outcome = run(library, server.url, write_key, [order])
+        assert (outcome.flushed, outcome.errors) == (True, []), outcome.log
+        bearer = {"authorization": f"Bearer {api_key}"}
+        revenue = httpx.get(
+            server.url + "/api/reports/revenue", params={"days": 2}, headers=bearer, timeout=30
+        ).json()
+        assert (revenue["orders"], revenue["orders_without_eur"]) == (1, 0)
+        assert revenue["revenue_eur"] == pytest.approx(100.0 * 0.92)
+        assert revenue["top_items"][0]["revenue_eur"] == pytest.approx(100.0 * 0.92)
+    finally:
+        server.stop()
+    stored = server.rows("SELECT data->>'currency', items->0->>'currency' FROM events")
+    assert stored == [("USD", "USD")]
