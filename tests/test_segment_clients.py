@@ -152,6 +152,14 @@ def test_error_answers_on_v1_carry_code_and_message_at_the_top_level(keyed: Keye
         assert answers[2].json()["error"]["field"] == "traits"
         other = http.post("/api/analytics/track", content=b"{")
         assert set(other.json()) == {"success", "error"}
+        document = http.get("/openapi.json").json()
+        said = document["paths"]["/v1/batch"]["post"]["responses"]
+        assert {said[s]["content"]["application/json"]["schema"]["$ref"] for s in said} == {
+            "#/components/schemas/SegmentResponse",
+            "#/components/schemas/SegmentErrorResponse",
+        }
+        schema = document["components"]["schemas"]["SegmentErrorResponse"]
+        assert set(schema["required"]) == {"success", "code", "message", "error"}
 
 
 @pytest.mark.parametrize("workers", [0, 2])
