@@ -515,6 +515,7 @@ def _segment(summary: str, schema: str) -> dict[str, Any]:
 def _segment_errors() -> dict[str, Any]:
     """The Segment routes' errors: their own shape, limits and rate limit."""
     text = {
+        401: "UNAUTHORIZED: missing, unknown or revoked write key (or secret API key)",
         400: "ANALYTICS_001 malformed JSON; ANALYTICS_002 a single call over 32 KB, a batch "
         "over segment_max_batch_bytes (9 MB after gzip) or 10,000 messages (a batch's message "
         "over 32 KB is refused alone, in `rejected`); VALIDATION_ERROR a single call's field "
