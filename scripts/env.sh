@@ -35,3 +35,22 @@ ensure_debian_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
 }
+
+# An extra whose pins conflict with the test extra's (analytics-python 1.x pins backoff 1.x):
+# installed apart into .venv/<extra> (pip --target), for tests that run it in a process of
+# its own with that folder first on PYTHONPATH.
+ensure_side_extra() {
+  local extra="$1" dir="$VENV/$1" stamp want
+  local -a reqs
+  stamp="$dir/.footfall-installed"
+  want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    rm -rf "$dir"
+    mapfile -t reqs < <("$VENV/bin/python" -c 'import sys, tomllib
+extras = tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]
+print("\n".join(extras[sys.argv[2]]))' "$ROOT/pyproject.toml" "$extra")
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-warn-conflicts \
+      --target "$dir" "${reqs[@]}"
+    echo "$want" > "$stamp"
+  fi
+}

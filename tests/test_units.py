@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from footfall.config import load_settings
-from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
+from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter, TokenBucketLimiter
 from footfall.ingest.journal import message_id_filter
 from footfall.logs import redact
 from footfall.sites import normalise_origin, validate_origin_pattern
@@ -36,6 +36,21 @@ def test_sliding_window_is_exact_at_the_limit() -> None:
     assert limiter.check("a") > 0  # the second one has not yet left it
     clock.now += 0.25
     assert limiter.check("a") == 0.0
+
+
+def test_token_bucket_takes_a_burst_then_paces_and_forgets_idle_senders() -> None:
+    clock = Clock()
+    limiter = TokenBucketLimiter(600, 50, clock)  # 10 a second, 50 at once
+    assert all(limiter.check("a") == 0.0 for _ in range(50))
+    wait = limiter.check("a")
+    assert wait == pytest.approx(0.1)  # one token comes back in a tenth of a second
+    assert limiter.check("b") == 0.0  # every key has a bucket of its own
+    clock.now += 1.0
+    assert [limiter.check("a") for _ in range(11)][-2:] == [0.0, pytest.approx(0.1)]
+    clock.now += 120.0  # both buckets full again: forgotten at the next sweep
+    assert limiter.check("c") == 0.0
+    assert len(limiter) == 1
+    assert all(TokenBucketLimiter(0, 1, clock).check("a") == 0.0 for _ in range(100))
 
 
 def test_refused_requests_do_not_extend_the_window() -> None:

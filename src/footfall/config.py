@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     """Peers (IPs or CIDRs) whose X-Forwarded-For header is believed."""
     rate_limit_per_minute: int = Field(default=120, ge=0)
     """Requests per client IP per sliding minute on public endpoints; 0 turns it off."""
+    write_key_rate_limit_per_minute: int = Field(default=6000, ge=0)
+    """Server-side senders (a write key in the ``Authorization: Basic`` header, no Origin or
+    Referer: Segment's and RudderStack's server libraries) are held to this many requests a
+    minute per write key and client IP instead of the per-IP limit, in bursts of up to
+    ``write_key_burst``; 0 turns it off. Per IP too because a write key is public: whoever
+    copies it from a page cannot use up a backend's allowance."""
+    write_key_burst: int = Field(default=1000, ge=1)
+    """Requests a write-key sender may send at once before ``write_key_rate_limit_per_minute``
+    paces it."""
 
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     """A request's headers must arrive within this time of its first byte (408 otherwise),
@@ -82,6 +91,11 @@ class Settings(BaseSettings):
 
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
     max_batch_bytes: int = Field(default=5_000_000, ge=50_000)
+    segment_max_batch_bytes: int = Field(default=9_000_000, ge=64 * 1024, le=64_000_000)
+    """Largest Segment-spec batch (``/v1/batch``, ``/v1/import``, ``/v1/b``) as JSON, after
+    gzip is inflated (the body as sent is held to it too): larger answers 400 ANALYTICS_002.
+    rudder-sdk-python closes a batch once it reaches 4 MiB, so its last message (up to 4 MiB
+    in that library) can take it to 8 MiB; a message over 32 KB is refused alone."""
     commit_max_events: int = Field(default=5_000, ge=1)
     """Most events written in one group-commit transaction."""
     commit_linger_ms: float = Field(default=0.0, ge=0, le=100)

@@ -31,14 +31,30 @@ class ApiError(Exception):
         self.message = message
         self.field = field
 
-    def body(self) -> dict[str, object]:
+    def body(self, flat: bool = False) -> dict[str, object]:
+        """``{"success": false, "error": {...}}``; ``flat`` adds ``code`` and ``message`` at
+        the top level too, where Segment's and RudderStack's server libraries read them."""
         error: dict[str, object] = {"code": self.code, "message": self.message}
         if self.field is not None:
             error["field"] = self.field
+        if flat:
+            return {"success": False, "code": self.code, "message": self.message, "error": error}
         return {"success": False, "error": error}
 
-    def encode(self) -> bytes:
-        return msgspec.json.encode(self.body())
+    def encode(self, flat: bool = False) -> bytes:
+        return msgspec.json.encode(self.body(flat))
+
+
+SEGMENT_PREFIX = "/v1/"
+"""The Segment-spec API's paths: its error answers are ``flat`` (``ApiError.body``)."""
+
+
+def flat_errors(path: str | bytes) -> bool:
+    """Whether an error on ``path`` (a request target) carries Segment's top-level
+    ``code`` and ``message``."""
+    if isinstance(path, bytes):
+        return path.startswith(SEGMENT_PREFIX.encode())
+    return path.startswith(SEGMENT_PREFIX)
 
 
 def invalid(field: str, message: str) -> ApiError:

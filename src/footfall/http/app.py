@@ -26,7 +26,7 @@ from footfall.http import admin, identity, operations, reports, segment, trackin
 from footfall.http.connection import protocol_class, raise_open_file_limit
 from footfall.http.identity_turns import IDENTITY_LANES_SHARED, IdentityTurns
 from footfall.http.middleware import ResponseCounter, UnexpectedErrors, error_handlers
-from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
+from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter, TokenBucketLimiter
 from footfall.http.shared import Gate, Services
 from footfall.http.tracker import examples_dir, mount_demo, tracker_route
 from footfall.http.watchdog import LoopWatchdog
@@ -172,6 +172,9 @@ def create_app(
                 1 if store.backend == "duckdb" else IDENTITY_LANES_SHARED,
                 settings.identity_backlog_per_tenant,
                 settings.identity_backlog_total,
+            ),
+            writers=TokenBucketLimiter(
+                settings.write_key_rate_limit_per_minute, settings.write_key_burst
             ),
             workers=workers,
         )

@@ -44,6 +44,7 @@ from footfall.errors import (
     UNAVAILABLE,
     URI_TOO_LONG,
     ApiError,
+    flat_errors,
 )
 from footfall.http.middleware import HTTP_RESPONSES
 
@@ -394,7 +395,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.discarding = True
         if transport.is_closing():
             return
-        body = error.encode()
+        body = error.encode(flat_errors(self.url))  # as the route would have answered
         head = [STATUS_LINE[error.status]]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from footfall.errors import METHOD_NOT_ALLOWED, NOT_FOUND, ApiError
+from footfall.errors import METHOD_NOT_ALLOWED, NOT_FOUND, ApiError, flat_errors
 from footfall.http.shared import (
     JSON,
     KNOWN_ROUTES,
@@ -41,7 +41,8 @@ def error_response(error: ApiError, request: Request | None = None) -> Response:
         headers["retry-after"] = "1"
     if request is not None and error.status != 403 and request.url.path in PUBLIC_PATHS:
         headers.update(_error_cors(request))
-    return Response(error.encode(), status_code=error.status, media_type=JSON, headers=headers)
+    flat = request is not None and flat_errors(request.url.path)
+    return Response(error.encode(flat), status_code=error.status, media_type=JSON, headers=headers)
 
 
 def _error_cors(request: Request) -> dict[str, str]:

@@ -92,6 +92,16 @@ class ErrorResponse(msgspec.Struct):
     error: ErrorDetail
 
 
+class SegmentErrorResponse(msgspec.Struct):
+    """An error on the Segment-spec routes (/v1/*): ``code`` and ``message`` at the top level
+    too, where Segment's and RudderStack's server libraries read them."""
+
+    success: bool
+    code: str
+    message: str
+    error: ErrorDetail
+
+
 class BatchRequest(msgspec.Struct):
     events: Annotated[
         list[Any],
@@ -307,8 +317,9 @@ class SegmentMessage(msgspec.Struct, omit_defaults=True):
 
 
 class SegmentBatch(msgspec.Struct, omit_defaults=True):
-    """Messages with their ``type``; at most 500 KB. ``sentAt`` and ``context`` apply to
-    the messages without their own."""
+    """Messages with their ``type``; at most segment_max_batch_bytes (9 MB, after gzip) and
+    10,000 messages; a message over 32 KB is refused alone in ``rejected``. ``sentAt`` and
+    ``context`` apply to the messages without their own."""
 
     batch: list[Any]
     sentAt: str | None = None
@@ -346,7 +357,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "UNAUTHORIZED: missing, unknown or revoked API key",
         404: "NOT_FOUND: no person with that identifier (or no such report)",
         400: "ANALYTICS_001 malformed JSON or invalid payload; ANALYTICS_002 over 50,000 bytes "
-        "(Segment-spec API: 32 KB a message, 500 KB a batch); VALIDATION_ERROR (Segment-spec "
+        "(Segment-spec API: 32 KB a message, 9 MB a batch); VALIDATION_ERROR (Segment-spec "
         "single calls) a field breaks a rule, `field` names it; BAD_REQUEST not valid HTTP/1.1 "
         "(the message names the fault)",
         408: "REQUEST_TIMEOUT: the body did not arrive within body_timeout_seconds (30 s) of "
@@ -496,9 +507,29 @@ def _segment(summary: str, schema: str) -> dict[str, Any]:
         "requestBody": {"required": True, "content": _json(schema)},
         "responses": {
             "200": {"description": "Accepted", "content": _json("SegmentResponse")},
-            **_errors(400, 401, 403, 429, 503),
+            **_segment_errors(),
         },
     }
+
+
+def _segment_errors() -> dict[str, Any]:
+    """The Segment routes' errors: their own shape, limits and rate limit."""
+    text = {
+        401: "UNAUTHORIZED: missing, unknown or revoked write key (or secret API key)",
+        400: "ANALYTICS_001 malformed JSON; ANALYTICS_002 a single call over 32 KB, a batch "
+        "over segment_max_batch_bytes (9 MB after gzip) or 10,000 messages (a batch's message "
+        "over 32 KB is refused alone, in `rejected`); VALIDATION_ERROR a single call's field "
+        "breaks a rule, `field` names it",
+        429: "RATE_LIMITED: a write key in the Basic header without Origin or Referer (a "
+        "server-side sender): over write_key_rate_limit_per_minute (6,000/min per write key "
+        "and client IP, bursts of write_key_burst, 1,000); any other call: over the per-IP "
+        "limit (120/min by default); or the tenant's identity queue is full; see Retry-After",
+    }
+    errors = _errors(400, 401, 403, 429, 503)
+    for status, answer in errors.items():
+        answer["content"] = _json("SegmentErrorResponse")
+        answer["description"] = text.get(int(status), answer["description"])
+    return errors
 
 
 _ADMIN_ERRORS = {
@@ -626,6 +657,7 @@ def build_document() -> dict[str, Any]:
             SegmentMessage,
             SegmentBatch,
             SegmentResponse,
+            SegmentErrorResponse,
             SiteCreate,
             SiteChange,
             KeyCreate,

@@ -1,4 +1,5 @@
-"""Per-client-IP sliding-window rate limiting, and finding the client IP behind proxies.
+"""Per-client-IP sliding-window rate limiting, token buckets for write-key senders, and
+finding the client IP behind proxies.
 
 A sliding log (the times of the last N accepted requests) is exact: no minute ever holds
 more than N accepted requests from one IP, unlike fixed windows or token buckets. IPs are
@@ -58,6 +59,55 @@ class SlidingWindowLimiter:
 
     def __len__(self) -> int:
         return len(self._hits)
+
+
+class TokenBucketLimiter:
+    """Token buckets per key: ``burst`` requests at once, refilled at ``per_minute``.
+
+    For server-side senders, whose limit is thousands a minute: a sliding log would hold
+    that many times per key, a bucket holds two numbers. Keys whose bucket is full again
+    are forgotten, so memory tracks active senders.
+    """
+
+    def __init__(
+        self, per_minute: int, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(max(burst, 1))
+        self._clock = clock
+        self._buckets: dict[str, list[float]] = {}
+        """key -> [tokens left, when they were counted]."""
+        self._refill = self.burst / self.rate if self.rate > 0 else 0.0
+        self._next_sweep = clock() + max(self._refill, 60.0)
+
+    def check(self, key: str) -> float:
+        """0.0 if allowed (and counted), else the seconds until the next request is allowed."""
+        if self.rate <= 0:
+            return 0.0
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._buckets[key] = [self.burst - 1.0, now]
+            return 0.0
+        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return 0.0
+        bucket[0] = tokens
+        return max((1.0 - tokens) / self.rate, 0.001)
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys whose bucket has filled up again: they start full anyway."""
+        full = [key for key, (_, last) in self._buckets.items() if now - last >= self._refill]
+        for key in full:
+            del self._buckets[key]
+        self._next_sweep = now + max(self._refill, 60.0)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 def _parse_ip(address: str) -> tuple[int, int] | None:

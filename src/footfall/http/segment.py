@@ -7,8 +7,11 @@ A site's public write key authenticates (HTTP Basic user, or ``writeKey`` in the
 secret API key (``Authorization: Bearer``) may send too, without the per-IP rate limit
 (``footfall import --server``). The mapping is ``footfall.ingest.segment``'s. Answers as
 Segment documents them: 200 ``{"success": true}``, 400 for a body that is not JSON or over
-the limits (32 KB a message, 500 KB a batch); a batch's messages that break a rule are
-dropped alone and listed in ``rejected``, a single call that breaks one answers 400.
+the limits (32 KB a single call; a batch: the ``segment_max_batch_bytes`` setting, 9 MB by
+default, and 10,000 messages); a batch's messages that break a rule or are over 32 KB are
+dropped alone and listed in ``rejected``, a single call that breaks one answers 400. Error
+answers carry ``code`` and ``message`` at the top level too, where Segment's libraries
+read them.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from footfall.http.shared import (
     read_body,
 )
 from footfall.ingest.segment import (
-    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
     MAX_MESSAGE_BYTES,
     SHORT_TYPES,
     TYPES,
@@ -95,14 +98,29 @@ class SegmentApi:
 
     async def _admit(self, request: Request, call: Call) -> Site | None:
         """The site of the key in the headers (a secret API key, Bearer or X-Api-Key: no
-        per-IP limit; a Basic write key), checked before the body is read; None when the
-        key is in the body."""
+        rate limit; a Basic write key), checked before the body is read; None when the key
+        is in the body. A Basic write key without Origin or Referer is a server-side
+        sender: held to the write-key limit (``Gate.rate_limit_writer``), not the per-IP
+        one; every other call (browsers, a key in the body, a refused key) to the per-IP
+        limit."""
         if presents_secret_key(request):  # ?site= may name another site of its tenant
             return self.gate.keyed_site(self.gate.authenticated(request), query_site(request))
         header = request.headers.get("authorization", "")
-        self.gate.rate_limit(call)
-        key = _basic_user(header)
-        return None if key is None else self._site(call, key)
+        try:
+            key = _basic_user(header)
+        except ApiError:
+            self.gate.rate_limit(call)
+            raise
+        if key is None or call.origin is not None:
+            self.gate.rate_limit(call)
+            return None if key is None else self._site(call, key)
+        try:
+            site = self._site(call, key)
+        except ApiError:
+            self.gate.rate_limit(call)  # a refused key counts against its IP, as before
+            raise
+        self.gate.rate_limit_writer(call, key)
+        return site
 
     @staticmethod
     def _decoded(decode: Callable[[], _T], site: Site | None) -> _T:
@@ -158,7 +176,7 @@ class SegmentApi:
     async def batch(self, request: Request) -> Response:
         call = Call.of(request)
         keyed = await self._admit(request, call)
-        raw = await read_body(request, call, MAX_BATCH_BYTES)
+        raw = await read_body(request, call, self.gate.running().settings.segment_max_batch_bytes)
         stored = await self._batch_in_worker(raw, call, keyed)
         if stored is not None:
             return json_response(
@@ -166,11 +184,10 @@ class SegmentApi:
             )
         body = self._decoded(lambda: decode_segment_batch(raw), keyed)
         site = keyed or self._site(call, body.writeKey)
-        for index, item in enumerate(body.batch):
-            if len(item) > MAX_MESSAGE_BYTES:
-                raise ApiError(
-                    400, TOO_LARGE, f"message {index} is larger than {MAX_MESSAGE_BYTES} bytes"
-                )
+        if len(body.batch) > MAX_BATCH_MESSAGES:
+            raise ApiError(400, TOO_LARGE, f"more than {MAX_BATCH_MESSAGES} messages in one batch")
+        # A message over MAX_MESSAGE_BYTES is refused alone (in ``rejected``, by
+        # ``decode_items``), like a message that breaks a rule: the others are stored.
         envelope = self._envelope(site, call, body.sentAt, body.context)
         # Track, page and screen messages of the common shape take the fast path; the rest
         # (and each one it refuses) are decoded and mapped by the exact rules.

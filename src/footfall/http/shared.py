@@ -30,7 +30,7 @@ from footfall.errors import (
     too_large,
 )
 from footfall.http.identity_turns import IdentityTurns
-from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter
+from footfall.http.ratelimit import ClientAddress, SlidingWindowLimiter, TokenBucketLimiter
 from footfall.http.refusals import OriginRefusals
 from footfall.identity import IdentityGraph
 from footfall.ingest.commit import GroupCommitter
@@ -90,6 +90,8 @@ class Services:
     """(tenant, kind, value) of erased identifiers whose late events are dropped."""
     identity_turns: IdentityTurns
     """Where the ingest routes' identity calls wait for their tenant's turn."""
+    writers: TokenBucketLimiter
+    """Server-side write-key senders' rate limit, per write key and client IP."""
     refusals: OriginRefusals = field(default_factory=OriginRefusals)
     """Origins refused lately, per site: the install check explains them."""
     workers: IngestWorkers | None = None
@@ -208,8 +210,10 @@ async def run_blocking(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
 class RateLimited(ApiError):
     """A 429 that knows when to come back (the ``Retry-After`` header)."""
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(429, RATE_LIMITED, "too many requests from this IP; slow down")
+    def __init__(
+        self, retry_after: float, message: str = "too many requests from this IP; slow down"
+    ) -> None:
+        super().__init__(429, RATE_LIMITED, message)
         self.retry_after = retry_after
 
 
@@ -354,6 +358,18 @@ class Gate:
         wait = services.limiter.check(services.addresses.resolve(call.peer, call.forwarded_for))
         if wait:
             raise RateLimited(wait)
+
+    def rate_limit_writer(self, call: Call, write_key: str) -> None:
+        """A server-side sender's limit: per write key and client IP (not the per-IP one)."""
+        services = self.running()
+        address = services.addresses.resolve(call.peer, call.forwarded_for)
+        wait = services.writers.check(f"{write_key} {address}")
+        if wait:
+            limit = services.settings.write_key_rate_limit_per_minute
+            raise RateLimited(
+                wait,
+                f"too many requests with this write key from this IP (over {limit}/min); slow down",
+            )
 
     def site_for(self, request: Request, call: Call, explicit: str | None = None) -> Site:
         services = self.running()

@@ -54,7 +54,11 @@ _json_encoder = msgspec.json.Encoder()
 MAX_MESSAGE_BYTES = 32 * 1024
 """Segment's limit on one message (a single call, or one message of a batch)."""
 MAX_BATCH_BYTES = 500 * 1024
-"""Segment's limit on a batch request."""
+"""Segment's own limit on a batch request: the most ``footfall import --server`` sends in
+one (the server takes up to the ``segment_max_batch_bytes`` setting)."""
+MAX_BATCH_MESSAGES = 10_000
+"""Messages in one batch at most (Segment's and RudderStack's libraries send 100): bounds a
+batch of tiny messages, which could otherwise outgrow the ingest queue on its own."""
 MAX_ID_CHARS = 128
 MAX_USER_ID_CHARS = 255
 TYPES = ("track", "page", "screen", "identify", "alias", "group")

@@ -57,6 +57,7 @@ from footfall.errors import ApiError
 from footfall.ingest.encoded import EncodedRows, encode_rows, read_ipc, write_ipc
 from footfall.ingest.journal import journal_table
 from footfall.ingest.segment import (
+    MAX_BATCH_MESSAGES,
     MAX_MESSAGE_BYTES,
     Envelope,
     decode_segment_batch,
@@ -460,8 +461,8 @@ def segment_rows(raw: bytes, envelope: Envelope) -> EncodedRows | None:
     except ApiError:
         return None
     items = body.batch
-    if not items or max(map(len, items)) > MAX_MESSAGE_BYTES:
-        return None
+    if not items or len(items) > MAX_BATCH_MESSAGES or max(map(len, items)) > MAX_MESSAGE_BYTES:
+        return None  # decided in the server, which refuses these (an oversized one alone)
     rows = []
     for message in fast_decode(items, fast_message_decoder, MAX_MESSAGE_BYTES):
         row = None if message is None else fast_message_row(message, envelope)
