@@ -19,6 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from footfall.words import counted
+
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 """C0 (but tab and line feed, which the CLI's own text uses), DEL, C1 (CSI among them) and
 the Unicode line separators."""
@@ -92,8 +94,18 @@ def _overview(r: dict[str, Any]) -> RenderableType:
         Text(_eur(r["revenue_eur"]), style="bold"),
         Text(_pct(r["conversion_rate"]), style="bold"),
     )
-    days = Table("day", "people", "visits", "conversations", "orders", "revenue", title="daily")
-    for d in r["daily"][-14:]:
+    # Every day of the range (the range is the reader's choice: --days, --from/--to).
+    days = Table(
+        "day",
+        "people",
+        "visits",
+        "conversations",
+        "orders",
+        "revenue",
+        title="daily",
+        caption=f"every day with events: {counted(len(r['daily']), 'day')}",
+    )
+    for d in r["daily"]:
         days.add_row(
             d["day"],
             _int(d["people"]),
@@ -107,18 +119,23 @@ def _overview(r: dict[str, Any]) -> RenderableType:
 
 def _people(r: dict[str, Any]) -> RenderableType:
     top = max((p["people"] for p in r["series"]), default=0)
-    table = Table(r["interval"], "people", "", caption=f"{r['people']:,} people in the range")
+    caption = f"{counted(r['people'], 'person')} in the range"
+    table = Table(r["interval"], "people", "", caption=caption)
     for p in r["series"]:
         table.add_row(p["period"], _int(p["people"]), Text(_bar(p["people"], top), "cyan"))
     return table
 
 
 def _retention(r: dict[str, Any]) -> RenderableType:
+    from footfall.analytics.reports import retention_columns  # the CLI starts fast without it
+
+    # Only the periods that begin within the range: later columns would be blank.
+    shown_periods = retention_columns(r)
     table = Table(
-        "cohort", "size", *(f"+{k}" for k in range(r["periods"])), title="share who came back"
+        "cohort", "size", *(f"+{k}" for k in range(shown_periods)), title="share who came back"
     )
     for c in r["cohorts"]:
-        cells = [_pct(rate) if rate is not None else "-" for rate in c["rates"]]
+        cells = [_pct(rate) if rate is not None else "-" for rate in c["rates"][:shown_periods]]
         table.add_row(c["cohort"], _int(c["size"]), *cells)
     return table
 
@@ -220,7 +237,7 @@ def _popups(r: dict[str, Any]) -> RenderableType:
 
 
 def _errors(r: dict[str, Any]) -> RenderableType:
-    table = Table("message", "count", "people", "last seen", caption=f"{r['total']:,} errors")
+    table = Table("message", "count", "people", "last seen", caption=counted(r["total"], "error"))
     for e in r["errors"]:
         table.add_row(
             shown(e["message"]), _int(e["count"]), _int(e["people"]), (e["last_seen"] or "")[:19]
@@ -230,7 +247,7 @@ def _errors(r: dict[str, Any]) -> RenderableType:
 
 def _custom_events(r: dict[str, Any]) -> RenderableType:
     table = Table(
-        "custom event", "count", "people", "last seen", caption=f"{r['total']:,} custom events"
+        "custom event", "count", "people", "last seen", caption=counted(r["total"], "custom event")
     )
     for e in r["events"]:
         table.add_row(
