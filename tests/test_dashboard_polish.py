@@ -8,6 +8,7 @@ events (httpx and headless Chromium), then the CLI on a ``footfall demo`` databa
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -343,7 +344,10 @@ def report(database: Path, *args: str) -> str:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(database.parent)},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("FOOTFALL_")},
+            "COLUMNS": "200",
+        },
         cwd=database.parent,
     )
     assert answer.returncode == 0, answer.stderr
