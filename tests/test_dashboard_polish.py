@@ -67,6 +67,8 @@ def test_daily_figures_label_dates_not_times() -> None:
         assert axis["tickformat"] == "%Y-%m-%d"
         assert axis["dtick"] == 86_400_000
         assert axis["range"] == ["2026-11-05 12:00", "2026-11-06 12:00"]
+    # Three people: a tick per whole person, none at 1.5.
+    assert figures[0]["layout"]["yaxis"] == {"dtick": 1}
     weekly = charts.people_series([{"period": "2026-11-02", "people": 3}], "week")
     assert weekly["layout"]["xaxis"]["dtick"] == 7 * 86_400_000
     monthly = charts.people_series([{"period": "2026-11-01", "people": 3}], "month")
@@ -76,9 +78,10 @@ def test_daily_figures_label_dates_not_times() -> None:
     )
     # Many days: Plotly spaces the ticks itself, still as dates.
     many = charts.overview_trend(
-        [{"day": f"2026-10-{d:02d}", "people": 1, "conversations": 0} for d in range(1, 31)]
+        [{"day": f"2026-10-{d:02d}", "people": d, "conversations": 0} for d in range(1, 31)]
     )
     assert "dtick" not in many["layout"]["xaxis"]
+    assert many["layout"]["yaxis"] == {}  # up to 30 people: Plotly picks the ticks
     assert many["layout"]["xaxis"]["tickformat"] == "%Y-%m-%d"
 
 
@@ -90,7 +93,8 @@ def test_the_funnel_chart_writes_numbers_as_its_table_does() -> None:
     report = {"steps": ["visitor", "purchase"], "overall": {"steps": steps}, "groups": []}
     [trace] = charts.funnel_chart(report)["data"]
     assert "textinfo" not in trace  # Plotly's "value" text is SI: 12.287k
-    assert trace["texttemplate"].startswith("%{value:,}")
+    assert trace["texttemplate"] == "%{value:,}<br>%{text}"
+    assert trace["text"] == ["100.0%", "8.3%"]  # the table's percentages, to the digit
     grouped = charts.funnel_chart({**report, "groups": [{"group": "a", "steps": steps}]})
     assert grouped["layout"]["yaxis"]["exponentformat"] == "none"
     script = (Path(charts.__file__).parent / "static" / "dashboard.js").read_text()

@@ -139,6 +139,13 @@ FEW_PERIODS = 14
 """Up to this many periods, a tick on each; beyond, Plotly spaces them (whole days still)."""
 
 
+def count_axis(*series: Sequence[Any]) -> dict[str, Any]:
+    """A y axis of counts: with small counts, a tick per whole number (Plotly would write
+    1.5 people)."""
+    top = max((v or 0 for values in series for v in values), default=0)
+    return {"dtick": 1} if top <= 5 else {}
+
+
 def period_axis(periods: Sequence[str], interval: str = "day") -> dict[str, Any]:
     """A date axis for one point per day, week or month: dates as ``2026-11-06`` (the
     pages' format), never times. Plotly's automatic ticks on a range of a day or two fall
@@ -188,6 +195,7 @@ def overview_trend(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             },
         ],
         xaxis=period_axis(days),
+        yaxis=count_axis([d["people"] for d in daily], [d["conversations"] for d in daily]),
     )
 
 
@@ -223,6 +231,7 @@ def people_series(series: Sequence[Mapping[str, Any]], interval: str) -> dict[st
             }
         ],
         xaxis=period_axis([s["period"] for s in series], interval),
+        yaxis=count_axis([s["people"] for s in series]),
         showlegend=False,
     )
 
@@ -281,8 +290,10 @@ def funnel_chart(report: Mapping[str, Any]) -> dict[str, Any]:
                     "type": "funnel",
                     "y": labels,
                     "x": [s["people"] for s in overall],
-                    # The table's format (12,287), not Plotly's SI default (12.287k).
-                    "texttemplate": "%{value:,}<br>%{percentInitial:.1%}",
+                    # The table's numbers: 12,287 (not Plotly's SI 12.287k) and the report's
+                    # own share of step 1, formatted as the table formats it.
+                    "text": [fmt_pct(s["conversion"]) for s in overall],
+                    "texttemplate": "%{value:,}<br>%{text}",
                     "marker": {"color": BLUE},
                     "connector": {"fillcolor": "#e7ebff"},
                     "hovertemplate": "%{y}: %{x:,} people<extra></extra>",
@@ -352,6 +363,7 @@ def revenue_chart(series: Sequence[Mapping[str, Any]], interval: str = "day") ->
         xaxis=period_axis([s["period"] for s in series], interval),
         yaxis={"ticksuffix": " €", "title": {"text": "Revenue"}},
         yaxis2={
+            **count_axis([s["orders"] for s in series]),
             "overlaying": "y",
             "side": "right",
             "rangemode": "tozero",
@@ -444,6 +456,7 @@ def errors_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             }
         ],
         xaxis=period_axis([d["day"] for d in daily]),
+        yaxis=count_axis([d["errors"] for d in daily]),
         showlegend=False,
     )
 
@@ -460,6 +473,7 @@ def custom_events_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             }
         ],
         xaxis=period_axis([d["day"] for d in daily]),
+        yaxis=count_axis([d["events"] for d in daily]),
         showlegend=False,
     )
 
