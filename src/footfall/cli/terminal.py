@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -127,15 +128,21 @@ def _people(r: dict[str, Any]) -> RenderableType:
 
 
 def _retention(r: dict[str, Any]) -> RenderableType:
-    from footfall.analytics.reports import retention_columns  # the CLI starts fast without it
+    from footfall.analytics.reports import period_start, retention_columns  # (startup)
 
     # Only the periods that begin within the range: later columns would be blank.
     shown_periods = retention_columns(r)
+    end = datetime.fromisoformat(str(r["filters"]["end"]).rstrip("Z"))
     table = Table(
         "cohort", "size", *(f"+{k}" for k in range(shown_periods)), title="share who came back"
     )
     for c in r["cohorts"]:
-        cells = [_pct(rate) if rate is not None else "-" for rate in c["rates"][:shown_periods]]
+        # A period that begins after the range is not "0.0%": nobody could come back yet.
+        begun = [period_start(c["cohort"], r["interval"], k) < end for k in range(shown_periods)]
+        cells = [
+            _pct(rate) if rate is not None and ok else "-"
+            for rate, ok in zip(c["rates"], begun, strict=False)
+        ]
         table.add_row(c["cohort"], _int(c["size"]), *cells)
     return table
 
