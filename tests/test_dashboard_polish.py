@@ -376,6 +376,5 @@ def test_the_cli_retention_table_stops_at_the_range(demo_database: Path) -> None
     assert columns, header
     assert int(columns[-1]) <= 3, header  # 8 periods asked, 3 weeks in the range
     newest = [line for line in text.splitlines() if re.match(r"\W*\d{4}-\d{2}-\d{2}", line)][-1]
-    assert not re.search(r"(?<!\d)0\.0%", newest), (
-        newest
-    )  # its later weeks have not begun: "-", not "nobody came"
+    # Its later weeks have not begun: "-", not "0.0%" (nobody came back).
+    assert not re.search(r"(?<!\d)0\.0%", newest), newest
