@@ -69,6 +69,8 @@ def test_daily_figures_label_dates_not_times() -> None:
         assert axis["range"] == ["2026-11-05 12:00", "2026-11-06 12:00"]
     # Three people: a tick per whole person, none at 1.5.
     assert figures[0]["layout"]["yaxis"] == {"dtick": 1}
+    orders = charts.revenue_chart([{"period": "2026-11-06", "revenue_eur": 9.5, "orders": 40}])
+    assert orders["layout"]["yaxis2"]["tickmode"] == "auto"  # whole orders, not 3.7
     weekly = charts.people_series([{"period": "2026-11-02", "people": 3}], "week")
     assert weekly["layout"]["xaxis"]["dtick"] == 7 * 86_400_000
     monthly = charts.people_series([{"period": "2026-11-01", "people": 3}], "month")

@@ -364,6 +364,8 @@ def revenue_chart(series: Sequence[Mapping[str, Any]], interval: str = "day") ->
         yaxis={"ticksuffix": " €", "title": {"text": "Revenue"}},
         yaxis2={
             **count_axis([s["orders"] for s in series]),
+            # Plotly syncs an overlaying axis to the first one's grid: "3.7 orders".
+            "tickmode": "auto",
             "overlaying": "y",
             "side": "right",
             "rangemode": "tozero",
