@@ -62,6 +62,9 @@ def test_daily_figures_label_dates_not_times() -> None:
         charts.custom_events_chart([{"day": "2026-11-06", "events": 2}]),
     ]
     for figure in figures:
+        for trace in figure["data"]:
+            if trace["type"] == "bar":  # alone, a bar needs its width: Plotly's is 1 ms
+                assert trace["width"] == 0.75 * 86_400_000
         axis = figure["layout"]["xaxis"]
         assert axis["type"] == "date"
         assert axis["tickformat"] == "%Y-%m-%d"
@@ -237,6 +240,15 @@ def test_one_day_of_data_shows_its_date_on_the_time_axis(
     # The range of a week holds one day of events: one tick, today's date, and no times.
     assert labels == [today()], labels
     page.screenshot(path=str(tmp_path / "overview-one-day.png"), full_page=True)
+    # A lone bar is as wide as most of its day, not a millisecond (invisible).
+    page.goto(one_day.server.url + "/dashboard/people?days=7")
+    expect(page.locator("[data-chart]:not([data-drawn=true])")).to_have_count(0)
+    bar = page.locator("[data-testid=chart-people] .bars path").first.bounding_box()
+    plot = page.locator("[data-testid=chart-people] .nsewdrag").first.bounding_box()
+    assert bar is not None
+    assert plot is not None
+    assert bar["width"] > plot["width"] / 2
+    assert page.locator("[data-testid=chart-people] .xtick text").all_text_contents() == [today()]
 
 
 def test_an_empty_revenue_chart_says_so(one_day: OneDay) -> None:

@@ -139,6 +139,14 @@ FEW_PERIODS = 14
 """Up to this many periods, a tick on each; beyond, Plotly spaces them (whole days still)."""
 
 
+def one_bar(periods: Sequence[str], interval: str = "day") -> dict[str, Any]:
+    """A lone bar's width on a date axis: Plotly sizes bars by the gap between them, and a
+    single bar has none (it would be a millisecond wide in a range of a day)."""
+    if len(periods) != 1:
+        return {}
+    return {"width": 0.75 * PERIOD_MS.get(interval, 30 * PERIOD_MS["day"])}
+
+
 def count_axis(*series: Sequence[Any]) -> dict[str, Any]:
     """A y axis of counts: with small counts, a tick per whole number (Plotly would write
     1.5 people)."""
@@ -208,6 +216,7 @@ def overview_revenue(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "name": "Revenue (EUR)",
                 "x": days,
                 "y": [d["revenue_eur"] for d in daily],
+                **one_bar(days),
                 "marker": {"color": AMBER},
                 "hovertemplate": "%{x|%Y-%m-%d}: %{y:,.2f} EUR<extra></extra>",
             }
@@ -226,6 +235,7 @@ def people_series(series: Sequence[Mapping[str, Any]], interval: str) -> dict[st
                 "name": "Unique people",
                 "x": [s["period"] for s in series],
                 "y": [s["people"] for s in series],
+                **one_bar([s["period"] for s in series], interval),
                 "marker": {"color": BLUE},
                 "hovertemplate": f"{interval} of %{{x|%Y-%m-%d}}: %{{y:,}} people<extra></extra>",
             }
@@ -345,6 +355,7 @@ def revenue_chart(series: Sequence[Mapping[str, Any]], interval: str = "day") ->
                 "name": "Revenue (EUR)",
                 "x": [s["period"] for s in series],
                 "y": [s["revenue_eur"] for s in series],
+                **one_bar([s["period"] for s in series], interval),
                 "marker": {"color": AMBER},
                 "hovertemplate": "%{x|%Y-%m-%d}: %{y:,.2f} EUR<extra></extra>",
             },
@@ -454,6 +465,7 @@ def errors_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "name": "Errors",
                 "x": [d["day"] for d in daily],
                 "y": [d["errors"] for d in daily],
+                **one_bar([d["day"] for d in daily]),
                 "marker": {"color": RED},
             }
         ],
@@ -471,6 +483,7 @@ def custom_events_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "name": "Custom events",
                 "x": [d["day"] for d in daily],
                 "y": [d["events"] for d in daily],
+                **one_bar([d["day"] for d in daily]),
                 "marker": {"color": PALETTE[1]},
             }
         ],
