@@ -267,7 +267,7 @@ def person_export(
     text = json.dumps(document, indent=2, default=str)
     if output:
         Path(output).write_text(text + "\n")
-        err.print(f"wrote {output} ({len(document['event_list'])} events)")
+        err.print(f"wrote {output} ({counted(len(document['event_list']), 'event')})")
     else:
         sys.stdout.write(text + "\n")
 

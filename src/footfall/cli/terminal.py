@@ -211,7 +211,7 @@ def _revenue(r: dict[str, Any]) -> RenderableType:
         f"revenue {_eur(r['revenue_eur'])}   orders {r['orders']:,}   "
         f"average order {_eur(r['average_order_eur'])}   buyers {r['buyers']:,}"
         + (
-            f"   ({r['orders_without_eur']} orders in unknown currencies)"
+            f"   ({counted(r['orders_without_eur'], 'order')} in unknown currencies)"
             if r["orders_without_eur"]
             else ""
         ),
