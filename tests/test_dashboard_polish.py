@@ -328,7 +328,7 @@ def test_reloading_the_key_created_page_makes_no_second_key(one_day: OneDay) -> 
         assert "set-cookie" not in made.headers or secret not in made.headers["set-cookie"]
         again = client.get(location)  # the reload
         assert secret not in again.text
-        assert "shown once only" in again.text
+        assert "Its secret is shown once only" in again.text
         assert again.text.count('data-testid="key-row"') == before + 1
         with one_day.server.client(headers={"authorization": f"Bearer {secret}"}) as api:
             assert api.get("/api/reports/overview").status_code == 200

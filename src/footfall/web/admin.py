@@ -94,8 +94,8 @@ DONE = {
     "revoked": "The key was revoked: calls with it are refused from now on.",
     "write-key": "A new write key replaces the old one, which is refused from now on.",
     "password": "The admin password was changed. Other sessions of the administrator ended.",
-    "key-created": "The key was created; its secret was shown once only. If it was not "
-    "copied, revoke the key and create another.",
+    "key-created": "The key was created. Its secret is shown once only, on the page right "
+    "after creating it: if it was not copied, revoke the key and create another.",
     "origin-allowed": "The origin was added to the allowed origins: its pages' events are "
     "accepted from now on.",
 }
