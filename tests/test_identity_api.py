@@ -393,7 +393,7 @@ def test_person_cli_against_the_file(acme: tuple[Server, dict[str, str]]) -> Non
     assert "person" in cli("person", "split", "cli-user", "cli@example.com").stdout
     assert cli("person", "explain", "cli-token-01", "cli@example.com").returncode == 1
     erased = cli("person", "erase", "cli-token-01", "--yes")
-    assert "erased 2 identifiers and 1 events" in erased.stdout
+    assert "erased 2 identifiers and 1 event" in erased.stdout
     assert cli("person", "show", "cli-user").returncode == 1
 
 
@@ -467,7 +467,7 @@ def test_a_visitor_who_never_identified_is_a_person(
         document = json.loads(person("export", f"token:{tokens[2]}", remote=False).stdout)
         assert [e["data"]["text"] for e in document["event_list"]] == ["q0"]
         gone = person("erase", tokens[2], "--yes", remote=False)
-        assert "erased 1 identifiers and 1 events" in gone.stdout, gone.stderr
+        assert "erased 1 identifier and 1 event" in gone.stdout, gone.stderr
         assert person("show", tokens[2], remote=False).returncode == 1
     finally:
         if srv.process is not None:

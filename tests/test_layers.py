@@ -15,7 +15,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "footfall"
 
 FOUNDATION = frozenset(
-    {"footfall", "footfall.config", "footfall.errors", "footfall.logs", "footfall.passwords"}
+    {
+        "footfall",
+        "footfall.config",
+        "footfall.errors",
+        "footfall.logs",
+        "footfall.passwords",
+        "footfall.words",
+    }
 )
 """Imported by every layer; they import nothing of Footfall but each other."""
 STORE = ("footfall.store",)

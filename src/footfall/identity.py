@@ -25,6 +25,7 @@ from footfall.analytics import funnel_steps
 from footfall.errors import ApiError, invalid
 from footfall.ingest.validate import TOKEN_PATTERN, printable
 from footfall.store.base import Store, Transaction
+from footfall.words import counted
 
 log = logging.getLogger("footfall.identity")
 
@@ -996,7 +997,8 @@ class IdentityGraph:
                     "erased_at = excluded.erased_at, until_at = excluded.until_at",
                     [tenant, kind, value, now, until],
                 )
-            self._log(tx, tenant, "erase", None, None, actor, f"{len(names)} identifiers", actor)
+            erased = counted(len(names), "identifier")
+            self._log(tx, tenant, "erase", None, None, actor, erased, actor)
         return {"identifiers": len(names), "events": len(doomed)}
 
     def tombstones(self) -> set[tuple[str, str, str]]:

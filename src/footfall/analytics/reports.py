@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -504,6 +504,31 @@ def retention(
             for cohort, counts in sorted(cohorts.items())
         ],
     }
+
+
+def period_start(period: str, interval: str, k: int = 0) -> datetime:
+    """The start of the period ``k`` intervals after ``period`` (a day, week or month)."""
+    start = datetime.fromisoformat(period)
+    if interval == "day":
+        return start + timedelta(days=k)
+    if interval == "week":
+        return start + timedelta(weeks=k)
+    months = start.month - 1 + k
+    return start.replace(year=start.year + months // 12, month=months % 12 + 1)
+
+
+def retention_columns(report: Mapping[str, Any]) -> int:
+    """How many of a retention report's periods (``+0``, ``+1``...) begin before the range
+    ends for its oldest cohort: later columns are blank for every cohort, so screens leave
+    them out instead of showing empty columns past the range."""
+    cohorts = report["cohorts"]
+    if not cohorts:
+        return 0
+    end = datetime.fromisoformat(str(report["filters"]["end"]).rstrip("Z"))
+    first = str(cohorts[0]["cohort"])
+    periods = int(report["periods"])
+    later = (k for k in range(periods) if period_start(first, report["interval"], k) >= end)
+    return max(next(later, periods), 1)
 
 
 def power_users(
@@ -1030,7 +1055,11 @@ def step_name(step: str) -> str:
         return step
     if step.startswith(CUSTOM_PREFIX):
         return CUSTOM_PREFIX + custom_event_name(step[len(CUSTOM_PREFIX) :], "steps")
-    raise ValueError(f"unknown event type '{step[:50]}' (a custom event is custom:NAME)")
+    # The valid steps in the answer: the API, the CLI and the dashboard show this message.
+    raise ValueError(
+        f"unknown event type '{step[:50]}'; a step is one of {', '.join(sorted(EVENT_TYPES))}, "
+        "or custom:NAME for a custom event"
+    )
 
 
 def custom_events(

@@ -16,6 +16,7 @@ from footfall.cli.common import (
     open_store_or_exit,
     settings_or_exit,
 )
+from footfall.words import counted
 
 retention_app = typer.Typer(help="Data retention: delete old events.", no_args_is_help=True)
 
@@ -101,6 +102,7 @@ def retention_apply(
     finally:
         store.close()
     console.print(
-        f"deleted {result.events:,} events from before {result.cutoff:%Y-%m-%d} (UTC), "
-        f"{result.orders:,} orders and {result.rollup_rows:,} rollup rows derived from them"
+        f"deleted {counted(result.events, 'event')} from before {result.cutoff:%Y-%m-%d} (UTC), "
+        f"{counted(result.orders, 'order')} and {counted(result.rollup_rows, 'rollup row')} "
+        "derived from them"
     )

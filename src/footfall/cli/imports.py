@@ -42,6 +42,7 @@ from footfall.ingest.import_workers import (
 from footfall.ingest.imports import FORMATS, Chunk, LineReader, Reject, line_chunks, open_lines
 from footfall.ingest.segment import MAX_BATCH_BYTES
 from footfall.store.base import Store
+from footfall.words import counted
 
 CHUNK_LINES = 20_000
 SHOWN_REJECTS = 50
@@ -83,7 +84,7 @@ def import_command(
     started = time.perf_counter()
     if server:
         rejects, accepted, lines, damage = _to_server(file, fmt, site, server, key)
-        summary = f"{accepted:,} messages accepted by {server}"
+        summary = f"{counted(accepted, 'message')} accepted by {server}"
     else:
         # The workers start while the store opens.
         with import_workers(default_workers(file) if workers is None else workers) as pool:
@@ -102,17 +103,20 @@ def import_command(
             finally:
                 store.close()
         summary = (
-            f"{stored:,} events stored, {rows - stored:,} already there (or of erased persons)"
+            f"{counted(stored, 'event')} stored, {rows - stored:,} already there "
+            "(or of erased persons)"
         )
     seconds = time.perf_counter() - started
     console.print(
-        f"{lines:,} lines in {seconds:.1f} s ({lines / seconds if seconds else 0:,.0f}/s): "
+        f"{counted(lines, 'line')} in {seconds:.1f} s "
+        f"({lines / seconds if seconds else 0:,.0f}/s): "
         f"{summary}, {len(rejects):,} rejected"
     )
     for reject in rejects[:SHOWN_REJECTS]:
         err.print(f"line {reject.line}: {reject.message}", highlight=False, markup=False)
     if len(rejects) > SHOWN_REJECTS:
-        err.print(f"... and {len(rejects) - SHOWN_REJECTS:,} more rejected lines")
+        more = counted(len(rejects) - SHOWN_REJECTS, "more rejected line")
+        err.print(f"... and {more}")
     if damage:
         raise fail(f"{shown(damage)}; the lines up to it were imported")
     if rejects:

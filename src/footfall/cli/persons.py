@@ -31,6 +31,7 @@ from footfall.cli.common import (
 )
 from footfall.cli.terminal import shown
 from footfall.errors import ApiError
+from footfall.words import counted
 
 if TYPE_CHECKING:
     from footfall.identity import IdentityGraph
@@ -266,7 +267,7 @@ def person_export(
     text = json.dumps(document, indent=2, default=str)
     if output:
         Path(output).write_text(text + "\n")
-        err.print(f"wrote {output} ({len(document['event_list'])} events)")
+        err.print(f"wrote {output} ({counted(len(document['event_list']), 'event')})")
     else:
         sys.stdout.write(text + "\n")
 
@@ -282,7 +283,10 @@ def person_erase(
     if not yes and not typer.confirm(f"Erase the person holding '{name}' and all their data?"):
         raise typer.Exit(1)
     counts = persons.erase(name)
-    console.print(f"erased {counts['identifiers']} identifiers and {counts['events']} events")
+    console.print(
+        f"erased {counted(counts['identifiers'], 'identifier')} and "
+        f"{counted(counts['events'], 'event')}"
+    )
 
 
 @person_command

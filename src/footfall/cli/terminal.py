@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from footfall.words import counted
 
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 """C0 (but tab and line feed, which the CLI's own text uses), DEL, C1 (CSI among them) and
@@ -92,8 +95,18 @@ def _overview(r: dict[str, Any]) -> RenderableType:
         Text(_eur(r["revenue_eur"]), style="bold"),
         Text(_pct(r["conversion_rate"]), style="bold"),
     )
-    days = Table("day", "people", "visits", "conversations", "orders", "revenue", title="daily")
-    for d in r["daily"][-14:]:
+    # Every day of the range (the range is the reader's choice: --days, --from/--to).
+    days = Table(
+        "day",
+        "people",
+        "visits",
+        "conversations",
+        "orders",
+        "revenue",
+        title="daily",
+        caption=f"every day with events: {counted(len(r['daily']), 'day')}",
+    )
+    for d in r["daily"]:
         days.add_row(
             d["day"],
             _int(d["people"]),
@@ -107,18 +120,29 @@ def _overview(r: dict[str, Any]) -> RenderableType:
 
 def _people(r: dict[str, Any]) -> RenderableType:
     top = max((p["people"] for p in r["series"]), default=0)
-    table = Table(r["interval"], "people", "", caption=f"{r['people']:,} people in the range")
+    caption = f"{counted(r['people'], 'person')} in the range"
+    table = Table(r["interval"], "people", "", caption=caption)
     for p in r["series"]:
         table.add_row(p["period"], _int(p["people"]), Text(_bar(p["people"], top), "cyan"))
     return table
 
 
 def _retention(r: dict[str, Any]) -> RenderableType:
+    from footfall.analytics.reports import period_start, retention_columns  # (startup)
+
+    # Only the periods that begin within the range: later columns would be blank.
+    shown_periods = retention_columns(r)
+    end = datetime.fromisoformat(str(r["filters"]["end"]).rstrip("Z"))
     table = Table(
-        "cohort", "size", *(f"+{k}" for k in range(r["periods"])), title="share who came back"
+        "cohort", "size", *(f"+{k}" for k in range(shown_periods)), title="share who came back"
     )
     for c in r["cohorts"]:
-        cells = [_pct(rate) if rate is not None else "-" for rate in c["rates"]]
+        # A period that begins after the range is not "0.0%": nobody could come back yet.
+        begun = [period_start(c["cohort"], r["interval"], k) < end for k in range(shown_periods)]
+        cells = [
+            _pct(rate) if rate is not None and ok else "-"
+            for rate, ok in zip(c["rates"], begun, strict=False)
+        ]
         table.add_row(c["cohort"], _int(c["size"]), *cells)
     return table
 
@@ -187,7 +211,7 @@ def _revenue(r: dict[str, Any]) -> RenderableType:
         f"revenue {_eur(r['revenue_eur'])}   orders {r['orders']:,}   "
         f"average order {_eur(r['average_order_eur'])}   buyers {r['buyers']:,}"
         + (
-            f"   ({r['orders_without_eur']} orders in unknown currencies)"
+            f"   ({counted(r['orders_without_eur'], 'order')} in unknown currencies)"
             if r["orders_without_eur"]
             else ""
         ),
@@ -220,7 +244,7 @@ def _popups(r: dict[str, Any]) -> RenderableType:
 
 
 def _errors(r: dict[str, Any]) -> RenderableType:
-    table = Table("message", "count", "people", "last seen", caption=f"{r['total']:,} errors")
+    table = Table("message", "count", "people", "last seen", caption=counted(r["total"], "error"))
     for e in r["errors"]:
         table.add_row(
             shown(e["message"]), _int(e["count"]), _int(e["people"]), (e["last_seen"] or "")[:19]
@@ -230,7 +254,7 @@ def _errors(r: dict[str, Any]) -> RenderableType:
 
 def _custom_events(r: dict[str, Any]) -> RenderableType:
     table = Table(
-        "custom event", "count", "people", "last seen", caption=f"{r['total']:,} custom events"
+        "custom event", "count", "people", "last seen", caption=counted(r["total"], "custom event")
     )
     for e in r["events"]:
         table.add_row(

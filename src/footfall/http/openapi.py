@@ -449,7 +449,11 @@ _REPORT_PARAMS = [
     _query("days", "Without from: the last N days (default 30)", pattern="^[0-9]*$"),
     _query("interval", "people, revenue, retention", enum=[*INTERVALS, ""]),
     _query("periods", "retention: periods per cohort (1-52)", pattern="^[0-9]*$"),
-    _query("steps", "funnel: comma-separated event types, 2-8"),
+    _query(
+        "steps",
+        "funnel: comma-separated event types or custom:NAME, 2-8; an unknown step answers "
+        "422 listing the valid ones",
+    ),
     _query("window", "funnel: conversion window, e.g. 3600, 12h, 7d, 2w"),
     _query("breakdown", "funnel: split by", enum=[*BREAKDOWNS, ""]),
     _query("goal", "ab: the conversion event (purchase)"),

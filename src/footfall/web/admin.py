@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -93,10 +94,42 @@ DONE = {
     "revoked": "The key was revoked: calls with it are refused from now on.",
     "write-key": "A new write key replaces the old one, which is refused from now on.",
     "password": "The admin password was changed. Other sessions of the administrator ended.",
+    "key-created": "The key was created. Its secret is shown once only, on the page right "
+    "after creating it: if it was not copied, revoke the key and create another.",
     "origin-allowed": "The origin was added to the allowed origins: its pages' events are "
     "accepted from now on.",
 }
 NEW_KEY_MESSAGE = "Copy this key now: only its hash is kept, so it is not shown again."
+NEW_KEY_SECONDS = 300.0
+"""How long a new key's secret waits for its page (the redirect after the form)."""
+
+
+class NewKeys:
+    """Secrets of keys just created, held in this process for the one page view that shows
+    them: the form's answer redirects (so reloading the page does not create another key)
+    and the secret never travels in a URL or a cookie. Keyed by the session's CSRF token, so
+    only the session that made the key sees it; taken once, forgotten after a few minutes."""
+
+    def __init__(self, seconds: float = NEW_KEY_SECONDS, limit: int = 1000) -> None:
+        self.seconds = seconds
+        self.limit = limit
+        self._held: dict[str, tuple[float, str, str, str]] = {}
+
+    def put(self, session: str, site_id: str, key_id: str, secret: str) -> None:
+        now = time.monotonic()
+        self._held = {s: v for s, v in self._held.items() if v[0] > now}
+        while len(self._held) >= self.limit:
+            del self._held[next(iter(self._held))]
+        self._held[session] = (now + self.seconds, site_id, key_id, secret)
+
+    def take(self, session: str, site_id: str) -> tuple[str, str] | None:
+        """(key id, secret) of the session's new key of this site, once; else None."""
+        held = self._held.get(session)
+        if held is None or held[1] != site_id:
+            return None
+        del self._held[session]
+        until, _, key_id, secret = held
+        return (key_id, secret) if until > time.monotonic() else None
 
 
 class Core(Protocol):
@@ -171,6 +204,7 @@ def utc(moment: datetime | None) -> str:
 class AdminPages:
     def __init__(self, core: Core) -> None:
         self.core = core
+        self.new_keys = NewKeys()
         core.env.filters.update(ago=ago, utc=utc)
 
     def routes(self, page: Callable[[Endpoint], Endpoint]) -> list[tuple[str, Endpoint, list[str]]]:
@@ -403,6 +437,12 @@ class AdminPages:
         viewer = await self.core.viewer(request)
         site = await self._site(request, viewer)
         done = request.query_params.get("done")
+        held = self.new_keys.take(viewer.csrf, site.id) if done == "key-created" else None
+        if held is not None:
+            key_id, secret = held
+            record = await self.store_call(lambda store: store.get_api_key(key_id))
+            if record is not None:
+                return await self._site_page(request, viewer, site, new_key=(record, secret))
         return await self._site_page(request, viewer, site, message=DONE.get(done or ""))
 
     async def _site(self, request: Request, viewer: Viewer) -> Site:
@@ -458,8 +498,9 @@ class AdminPages:
             "api key created",
             extra={"site": site.id, "key_id": record.key_id, "actor": viewer.actor},
         )
-        # Rendered, not redirected: the key must not travel in a URL or a cookie.
-        return await self._site_page(request, viewer, site, new_key=(record, secret))
+        # Redirected (a reload must not make another key); the secret waits server-side.
+        self.new_keys.put(viewer.csrf, site.id, record.key_id, secret)
+        return RedirectResponse(f"{PREFIX}/site/{site.id}?done=key-created#keys", 303)
 
     async def revoke_key(self, request: Request) -> Response:
         viewer, _ = await self.core.checked_form(request)

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from footfall.analytics.reports import period_start, retention_columns
+
 DASH = "—"
 BLUE = "#4263eb"
 TEAL = "#0ca678"
@@ -64,9 +66,16 @@ def fmt_pp(difference: Any) -> str:
 
 
 def fmt_p(p_value: Any) -> str:
+    """A p-value alone, as in a table cell: ``< 0.0001`` or ``0.0123``."""
     if p_value is None:
         return DASH
     return "< 0.0001" if p_value < 0.0001 else f"{p_value:.4f}"
+
+
+def p_clause(p_value: Any) -> str:
+    """A p-value in a sentence: ``p < 0.0001`` or ``p = 0.0123`` (never ``p = < ...``)."""
+    shown = fmt_p(p_value)
+    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
 
 
 def fmt_time(value: Any) -> str:
@@ -99,13 +108,13 @@ def ab_verdict(comparison: Mapping[str, Any] | None, goal: str) -> str:
         better = "test" if diff > 0 else "control"
         return (
             f"The {better} group converts better ({action}) by {abs(diff) * 100:.2f} "
-            f"percentage points ({interval}). With p = {fmt_p(comparison['p_value'])}, a "
+            f"percentage points ({interval}). With {p_clause(comparison['p_value'])}, a "
             "difference this large is unlikely to be chance: it is statistically significant "
             "at the 5% level."
         )
     return (
         f"No clear winner: the test group differs from control by {diff * 100:+.2f} "
-        f"percentage points ({interval}, p = {fmt_p(comparison['p_value'])}). A difference "
+        f"percentage points ({interval}, {p_clause(comparison['p_value'])}). A difference "
         "like this could be chance; it is not significant at the 5% level. Keep the test "
         "running to collect more people."
     )
@@ -123,6 +132,51 @@ def chart_text(value: Any) -> str:
 
 def _figure(data: list[dict[str, Any]], **layout: Any) -> dict[str, Any]:
     return {"data": data, "layout": layout}
+
+
+PERIOD_MS = {"day": 86_400_000, "week": 7 * 86_400_000}
+FEW_PERIODS = 14
+"""Up to this many periods, a tick on each; beyond, Plotly spaces them (whole days still)."""
+
+
+def one_bar(periods: Sequence[str], interval: str = "day") -> dict[str, Any]:
+    """A lone bar's width on a date axis: Plotly sizes bars by the gap between them, and a
+    single bar has none (it would be a millisecond wide in a range of a day)."""
+    if len(periods) != 1:
+        return {}
+    return {"width": 0.75 * PERIOD_MS.get(interval, 30 * PERIOD_MS["day"])}
+
+
+def count_axis(*series: Sequence[Any]) -> dict[str, Any]:
+    """A y axis of counts: with small counts, a tick per whole number (Plotly would write
+    1.5 people)."""
+    top = max((v or 0 for values in series for v in values), default=0)
+    return {"dtick": 1} if top <= 5 else {}
+
+
+def period_axis(periods: Sequence[str], interval: str = "day") -> dict[str, Any]:
+    """A date axis for one point per day, week or month: dates as ``2026-11-06`` (the
+    pages' format), never times. Plotly's automatic ticks on a range of a day or two fall
+    between midnights (``23:59:59.999``), so a short series gets one tick per period and a
+    range of half a period either side of its points."""
+    axis: dict[str, Any] = {
+        "type": "date",
+        "tickformat": "%Y-%m" if interval == "month" else "%Y-%m-%d",
+        "hoverformat": "%Y-%m-%d",
+    }
+    if not periods:
+        return axis
+    if len(periods) <= FEW_PERIODS:
+        first, last = period_start(periods[0], interval), period_start(periods[-1], interval)
+        if interval == "month":
+            axis["dtick"] = "M1"
+            half = timedelta(days=15)
+        else:
+            axis["dtick"] = PERIOD_MS[interval]
+            half = timedelta(milliseconds=PERIOD_MS[interval] / 2)
+        axis["tick0"] = periods[0]
+        axis["range"] = [f"{first - half:%Y-%m-%d %H:%M}", f"{last + half:%Y-%m-%d %H:%M}"]
+    return axis
 
 
 def overview_trend(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -148,23 +202,26 @@ def overview_trend(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "marker": {"size": 4},
             },
         ],
-        xaxis={"type": "date"},
+        xaxis=period_axis(days),
+        yaxis=count_axis([d["people"] for d in daily], [d["conversations"] for d in daily]),
     )
 
 
 def overview_revenue(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    days = [d["day"] for d in daily]
     return _figure(
         [
             {
                 "type": "bar",
                 "name": "Revenue (EUR)",
-                "x": [d["day"] for d in daily],
+                "x": days,
                 "y": [d["revenue_eur"] for d in daily],
+                **one_bar(days),
                 "marker": {"color": AMBER},
                 "hovertemplate": "%{x|%Y-%m-%d}: %{y:,.2f} EUR<extra></extra>",
             }
         ],
-        xaxis={"type": "date"},
+        xaxis=period_axis(days),
         yaxis={"ticksuffix": " €"},
         showlegend=False,
     )
@@ -178,11 +235,13 @@ def people_series(series: Sequence[Mapping[str, Any]], interval: str) -> dict[st
                 "name": "Unique people",
                 "x": [s["period"] for s in series],
                 "y": [s["people"] for s in series],
+                **one_bar([s["period"] for s in series], interval),
                 "marker": {"color": BLUE},
                 "hovertemplate": f"{interval} of %{{x|%Y-%m-%d}}: %{{y:,}} people<extra></extra>",
             }
         ],
-        xaxis={"type": "date"},
+        xaxis=period_axis([s["period"] for s in series], interval),
+        yaxis=count_axis([s["people"] for s in series]),
         showlegend=False,
     )
 
@@ -190,16 +249,18 @@ def people_series(series: Sequence[Mapping[str, Any]], interval: str) -> dict[st
 def retention_heatmap(report: Mapping[str, Any]) -> dict[str, Any]:
     cohorts = report["cohorts"]
     interval = report["interval"]
-    columns = [f"{interval.capitalize()} {k}" for k in range(report["periods"])]
+    # Only periods that begin within the range for the oldest cohort: later ones are blank.
+    shown = retention_columns(report)
+    columns = [f"{interval.capitalize()} {k}" for k in range(shown)]
     rows = [chart_text(f"{c['cohort']} · {c['size']:,}") for c in cohorts]
     end = datetime.fromisoformat(str(report["filters"]["end"]).rstrip("Z"))
     # Periods that have not begun by the range's end are blank, not "0% came back".
     z = [
         [
             None
-            if r is None or _period_start(c["cohort"], interval, k) >= end
+            if r is None or period_start(c["cohort"], interval, k) >= end
             else round(r * 100, 1)
-            for k, r in enumerate(c["rates"])
+            for k, r in enumerate(c["rates"][:shown])
         ]
         for c in cohorts
     ]
@@ -228,16 +289,6 @@ def retention_heatmap(report: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def _period_start(cohort: str, interval: str, k: int) -> datetime:
-    start = datetime.fromisoformat(cohort)
-    if interval == "day":
-        return start + timedelta(days=k)
-    if interval == "week":
-        return start + timedelta(weeks=k)
-    months = start.month - 1 + k
-    return start.replace(year=start.year + months // 12, month=months % 12 + 1)
-
-
 def funnel_chart(report: Mapping[str, Any]) -> dict[str, Any]:
     labels = [chart_text(event_label(s)) for s in report["steps"]]
     groups = report["groups"]
@@ -249,7 +300,10 @@ def funnel_chart(report: Mapping[str, Any]) -> dict[str, Any]:
                     "type": "funnel",
                     "y": labels,
                     "x": [s["people"] for s in overall],
-                    "textinfo": "value+percent initial",
+                    # The table's numbers: 12,287 (not Plotly's SI 12.287k) and the report's
+                    # own share of step 1, formatted as the table formats it.
+                    "text": [fmt_pct(s["conversion"]) for s in overall],
+                    "texttemplate": "%{value:,}<br>%{text}",
                     "marker": {"color": BLUE},
                     "connector": {"fillcolor": "#e7ebff"},
                     "hovertemplate": "%{y}: %{x:,} people<extra></extra>",
@@ -271,6 +325,7 @@ def funnel_chart(report: Mapping[str, Any]) -> dict[str, Any]:
             for i, g in enumerate(groups)
         ],
         barmode="group",
+        yaxis={"exponentformat": "none"},
     )
 
 
@@ -292,7 +347,7 @@ def ab_chart(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     )
 
 
-def revenue_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def revenue_chart(series: Sequence[Mapping[str, Any]], interval: str = "day") -> dict[str, Any]:
     return _figure(
         [
             {
@@ -300,6 +355,7 @@ def revenue_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "name": "Revenue (EUR)",
                 "x": [s["period"] for s in series],
                 "y": [s["revenue_eur"] for s in series],
+                **one_bar([s["period"] for s in series], interval),
                 "marker": {"color": AMBER},
                 "hovertemplate": "%{x|%Y-%m-%d}: %{y:,.2f} EUR<extra></extra>",
             },
@@ -312,11 +368,15 @@ def revenue_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "yaxis": "y2",
                 "line": {"color": BLUE, "width": 2},
                 "marker": {"size": 4},
+                "hovertemplate": "%{x|%Y-%m-%d}: %{y:,} orders<extra></extra>",
             },
         ],
-        xaxis={"type": "date"},
+        xaxis=period_axis([s["period"] for s in series], interval),
         yaxis={"ticksuffix": " €", "title": {"text": "Revenue"}},
         yaxis2={
+            **count_axis([s["orders"] for s in series]),
+            # Plotly syncs an overlaying axis to the first one's grid: "3.7 orders".
+            "tickmode": "auto",
             "overlaying": "y",
             "side": "right",
             "rangemode": "tozero",
@@ -405,10 +465,12 @@ def errors_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "name": "Errors",
                 "x": [d["day"] for d in daily],
                 "y": [d["errors"] for d in daily],
+                **one_bar([d["day"] for d in daily]),
                 "marker": {"color": RED},
             }
         ],
-        xaxis={"type": "date"},
+        xaxis=period_axis([d["day"] for d in daily]),
+        yaxis=count_axis([d["errors"] for d in daily]),
         showlegend=False,
     )
 
@@ -421,10 +483,12 @@ def custom_events_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "name": "Custom events",
                 "x": [d["day"] for d in daily],
                 "y": [d["events"] for d in daily],
+                **one_bar([d["day"] for d in daily]),
                 "marker": {"color": PALETTE[1]},
             }
         ],
-        xaxis={"type": "date", "tickformat": "%b %d", "dtick": 86_400_000},
+        xaxis=period_axis([d["day"] for d in daily]),
+        yaxis=count_axis([d["events"] for d in daily]),
         showlegend=False,
     )
 

@@ -30,8 +30,8 @@ from footfall.analytics.params import report_filters, report_options, site_scope
 from footfall.analytics.reports import (
     BREAKDOWNS,
     CUSTOM_PREFIX,
-    DEFAULT_FUNNEL,
     INTERVALS,
+    MAX_FUNNEL_STEPS,
     REPORTS,
     Filters,
 )
@@ -57,6 +57,7 @@ from footfall.web.auth import (
     read_form,
 )
 from footfall.web.people import display_name, search_identifiers
+from footfall.words import counted, noun
 
 log = logging.getLogger("footfall.web")
 _T = TypeVar("_T")
@@ -80,7 +81,7 @@ SECURITY_HEADERS = {
     "cache-control": "no-store",
 }
 DONE_MESSAGES = {
-    "erased": "The person was erased: {identifiers} identifiers and {events} events deleted. "
+    "erased": "The person was erased: {identifiers} and {events} deleted. "
     "Late events of those identifiers are dropped.",
     "split": "The link was removed and the persons recomputed.",
 }
@@ -114,9 +115,9 @@ class View:
 
     @property
     def range_label(self) -> str:
-        start, end = self.filters.start, self.filters.end
-        last = end - timedelta(days=1) if end.time() == end.min.time() else end
-        return f"{start:%d %b %Y} \u2013 {last:%d %b %Y}"
+        """ISO dates (``2026-11-06``), as the date fields show them: one format on a page."""
+        start, last = self.date_inputs
+        return f"{start} \u2013 {last}"
 
     @property
     def date_inputs(self) -> tuple[str, str]:
@@ -158,6 +159,8 @@ class Dashboard:
             pvalue=charts.fmt_p,
             time=charts.fmt_time,
             event=charts.event_label,
+            counted=counted,
+            noun=noun,
         )
         env.globals.update(asset=self.assets.url, prefix=PREFIX, CSRF_FIELD=CSRF_FIELD)
         self.env = env
@@ -293,6 +296,9 @@ class Dashboard:
         viewer = await self.viewer(request)
         known = self.services().sites.sites
         params = {k: v for k, v in request.query_params.items()}
+        if len(request.query_params.getlist("steps")) > 1:  # the funnel page's step fields
+            chosen = (s.strip() for s in request.query_params.getlist("steps"))
+            params["steps"] = ",".join(s for s in chosen if s)
         requested = (params.get("site") or "").strip()
         visible = viewer.sites(known)
         options: list[tuple[str, str]]
@@ -476,7 +482,9 @@ class Dashboard:
 
     async def funnel(self, request: Request) -> Response:
         view = await self.view(request)
-        data = await self.report(view, "funnel")
+        data, custom = await asyncio.gather(
+            self.report(view, "funnel"), self.report(view, "custom-events")
+        )
         window = view.params.get("window") or "7d"
         return self.analytics(
             request,
@@ -484,8 +492,9 @@ class Dashboard:
             "funnel.html",
             "Funnel",
             data=data,
-            steps_text=view.params.get("steps") or ",".join(DEFAULT_FUNNEL),
-            event_types=sorted(EVENT_TYPES),
+            steps=data["steps"],
+            step_choices=_step_choices(data["steps"], [e["name"] for e in custom["events"]]),
+            max_steps=MAX_FUNNEL_STEPS,
             windows=WINDOWS if window in dict(WINDOWS) else (*WINDOWS, (window, window)),
             window=window,
             breakdowns=[(b, charts.BREAKDOWN_LABELS[b]) for b in BREAKDOWNS],
@@ -518,7 +527,7 @@ class Dashboard:
             "Revenue",
             data=data,
             intervals=INTERVALS,
-            figure=charts.revenue_chart(data["series"]),
+            figure=charts.revenue_chart(data["series"], data["interval"]),
         )
 
     async def widget(self, request: Request) -> Response:
@@ -610,7 +619,7 @@ class Dashboard:
         done = params.get("done")
         message = None
         if done in DONE_MESSAGES:
-            counts = {k: _count(params.get(k)) for k in ("identifiers", "events")}
+            counts = {k: counted(_count(params.get(k)), k[:-1]) for k in ("identifiers", "events")}
             message = DONE_MESSAGES[done].format(**counts)
         return self.render(
             request,
@@ -852,8 +861,18 @@ def _name(value: str | None, field_name: str) -> str:
     return text
 
 
-def _count(value: str | None) -> str:
-    return f"{int(value):,}" if value and value.isdigit() else "0"
+def _step_choices(steps: Sequence[str], custom: Sequence[str]) -> list[tuple[str, str]]:
+    """(value, label) of every step a funnel may take: the 13 types by their labels, then
+    the custom events of the range (``custom:NAME``) and any chosen step not among them."""
+    choices = [(e, charts.event_label(e)) for e in charts.EVENT_LABELS if e in EVENT_TYPES]
+    choices += [(CUSTOM_PREFIX + name, charts.event_label(CUSTOM_PREFIX + name)) for name in custom]
+    known = {value for value, _ in choices}
+    choices += [(s, charts.event_label(s)) for s in dict.fromkeys(steps) if s not in known]
+    return choices
+
+
+def _count(value: str | None) -> int:
+    return int(value) if value and value.isdigit() else 0
 
 
 def _person_name(user: Mapping[str, Any]) -> str:

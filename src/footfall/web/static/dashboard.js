@@ -3,7 +3,9 @@
 (function () {
   "use strict";
   var FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans", "Liberation Sans", sans-serif';
-  var AXIS = { gridcolor: "#eef0f3", linecolor: "#d5dae0", zeroline: false, separatethousands: true, automargin: true };
+  // Numbers as the tables write them: 12,000, not Plotly's SI "12k".
+  var AXIS = { gridcolor: "#eef0f3", linecolor: "#d5dae0", zeroline: false, separatethousands: true,
+               exponentformat: "none", automargin: true };
   var YAXIS = merge(AXIS, { rangemode: "tozero" });
   var BASE = {
     font: { family: FONT, size: 12, color: "#3e4c59" },
@@ -44,7 +46,7 @@
   function rangeForm(form) {
     // Untouched date fields keep a quick range ("last 30 days") instead of fixing the dates.
     form.addEventListener("submit", function () {
-      var dates = form.querySelectorAll("input[type=date]");
+      var dates = form.querySelectorAll("input[data-date]");
       var changed = Array.prototype.some.call(dates, function (input) {
         return input.value !== input.getAttribute("data-initial");
       });
