@@ -610,6 +610,40 @@ def test_setup_and_sites_across_processes(
             assert server.stop() in CLEAN_EXIT
 
 
+def test_a_new_keys_secret_reaches_its_page_from_another_process(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The form redirects (a reload makes no second key); the page after it may be served by
+    another process of the same PostgreSQL store, and still shows the secret, once."""
+    config = config_with(f'admin_token = "{ADMIN_TOKEN}"', 'session_secret = "shared-by-both"')
+    a = Server(tmp_path / "a", config, database_url=postgres_url).start()
+    b = Server(tmp_path / "b", config, database_url=postgres_url).start()
+    try:
+        key = a.new_key("default")
+        with session(a, key=key) as (client, csrf):
+            made = client.post("/dashboard/site/default/keys", data={"csrf": csrf, "label": "b"})
+            assert made.status_code == 303
+            assert "ff_" not in made.headers.get("set-cookie", "")  # sealed, not the secret
+            shown = client.get(b.url + made.headers["location"])
+            [secret] = re.findall(r'value="(ff_[0-9a-f]{12}_[^"]+)"', shown.text)
+            with b.client(headers={"authorization": f"Bearer {secret}"}) as api:
+                assert api.get("/api/reports/overview").status_code == 200
+            again = client.get(a.url + made.headers["location"])
+            assert secret not in again.text
+            assert "Its secret is shown once only" in again.text
+        # The sealed cookie opens for its own session only.
+        sealed = made.cookies.get("footfall_new_key")
+        assert sealed
+        with session(b, key=key) as (stranger, _):
+            stranger.cookies.set("footfall_new_key", sealed, path="/dashboard/site/default")
+            page = stranger.get("/dashboard/site/default?done=key-created")
+            assert 'data-testid="new-key"' not in page.text
+            assert secret not in page.text
+    finally:
+        for server in (a, b):
+            assert server.stop() in CLEAN_EXIT
+
+
 def test_the_admin_api_is_in_the_openapi_document(tenants: Tenants, fresh_ip: str) -> None:
     with tenants.server.client(fresh_ip) as api:
         paths = api.get("/openapi.json").json()["paths"]

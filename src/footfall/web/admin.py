@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -46,6 +45,7 @@ from footfall.web.auth import (
     new_csrf_token,
     read_form,
 )
+from footfall.web.sealed import NEW_KEY_COOKIE, NEW_KEY_SECONDS, open_new_key, seal_new_key
 
 log = logging.getLogger("footfall.web")
 
@@ -100,38 +100,6 @@ DONE = {
     "accepted from now on.",
 }
 NEW_KEY_MESSAGE = "Copy this key now: only its hash is kept, so it is not shown again."
-NEW_KEY_SECONDS = 300.0
-"""How long a new key's secret waits for its page (the redirect after the form)."""
-
-
-class NewKeys:
-    """Secrets of keys just created, held in this process for the one page view that shows
-    them: the form's answer redirects (so reloading the page does not create another key)
-    and the secret never travels in a URL or a cookie. Keyed by the session's CSRF token, so
-    only the session that made the key sees it; taken once, forgotten after a few minutes."""
-
-    def __init__(self, seconds: float = NEW_KEY_SECONDS, limit: int = 1000) -> None:
-        self.seconds = seconds
-        self.limit = limit
-        self._held: dict[str, tuple[float, str, str, str]] = {}
-
-    def put(self, session: str, site_id: str, key_id: str, secret: str) -> None:
-        now = time.monotonic()
-        self._held = {s: v for s, v in self._held.items() if v[0] > now}
-        while len(self._held) >= self.limit:
-            del self._held[next(iter(self._held))]
-        self._held[session] = (now + self.seconds, site_id, key_id, secret)
-
-    def take(self, session: str, site_id: str) -> tuple[str, str] | None:
-        """(key id, secret) of the session's new key of this site, once; else None."""
-        held = self._held.get(session)
-        if held is None or held[1] != site_id:
-            return None
-        del self._held[session]
-        until, _, key_id, secret = held
-        return (key_id, secret) if until > time.monotonic() else None
-
-
 class Core(Protocol):
     """What these pages need from the dashboard (``footfall.web.pages.Dashboard``)."""
 
@@ -204,7 +172,6 @@ def utc(moment: datetime | None) -> str:
 class AdminPages:
     def __init__(self, core: Core) -> None:
         self.core = core
-        self.new_keys = NewKeys()
         core.env.filters.update(ago=ago, utc=utc)
 
     def routes(self, page: Callable[[Endpoint], Endpoint]) -> list[tuple[str, Endpoint, list[str]]]:
@@ -437,13 +404,23 @@ class AdminPages:
         viewer = await self.core.viewer(request)
         site = await self._site(request, viewer)
         done = request.query_params.get("done")
-        held = self.new_keys.take(viewer.csrf, site.id) if done == "key-created" else None
+        sealed = request.cookies.get(NEW_KEY_COOKIE)
+        held = open_new_key(viewer.csrf, site.id, sealed) if done == "key-created" else None
+        page: Response | None = None
         if held is not None:
             key_id, secret = held
             record = await self.store_call(lambda store: store.get_api_key(key_id))
             if record is not None:
-                return await self._site_page(request, viewer, site, new_key=(record, secret))
-        return await self._site_page(request, viewer, site, message=DONE.get(done or ""))
+                page = await self._site_page(request, viewer, site, new_key=(record, secret))
+        if page is None:
+            page = await self._site_page(request, viewer, site, message=DONE.get(done or ""))
+        if sealed is not None:  # shown once: a reload finds no secret
+            page.delete_cookie(NEW_KEY_COOKIE, path=self._site_path(site))
+        return page
+
+    @staticmethod
+    def _site_path(site: Site) -> str:
+        return f"{PREFIX}/site/{site.id}"
 
     async def _site(self, request: Request, viewer: Viewer) -> Site:
         site: Site = await self.store_call(
@@ -498,9 +475,19 @@ class AdminPages:
             "api key created",
             extra={"site": site.id, "key_id": record.key_id, "actor": viewer.actor},
         )
-        # Redirected (a reload must not make another key); the secret waits server-side.
-        self.new_keys.put(viewer.csrf, site.id, record.key_id, secret)
-        return RedirectResponse(f"{PREFIX}/site/{site.id}?done=key-created#keys", 303)
+        # Redirected (a reload must not make another key); the secret goes to the next view
+        # sealed for this session, whichever server process serves it (``web.sealed``).
+        answer = RedirectResponse(f"{self._site_path(site)}?done=key-created#keys", 303)
+        answer.set_cookie(
+            NEW_KEY_COOKIE,
+            seal_new_key(viewer.csrf, site.id, record.key_id, secret),
+            max_age=NEW_KEY_SECONDS,
+            path=self._site_path(site),
+            httponly=True,
+            samesite="strict",
+            secure=self.core.is_https(request),
+        )
+        return answer
 
     async def revoke_key(self, request: Request) -> Response:
         viewer, _ = await self.core.checked_form(request)
