@@ -107,7 +107,7 @@ def report_command(
             options = report_options(report, params)
         except ApiError as exc:
             raise fail(exc.message, 2) from None
-        store = open_store_or_exit(settings)
+        store = open_store_or_exit(settings, existing=True)
         try:
             result = report.run(store, filters, **options)
         except ValueError as exc:
