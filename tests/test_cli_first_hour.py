@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import OTHER, SHOP, Server, config_with
+
 READ_COMMANDS = (
     ("report", "overview"),
     ("report", "custom-events", "--json"),
@@ -99,3 +101,60 @@ def test_read_commands_on_postgresql_are_unchanged(tmp_path: Path, postgres_url:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["events"] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["none.toml"]
+
+
+TENANT_CONFIG = config_with() + (
+    '\n[[sites]]\nid = "blog"\nname = "Blog"\nallowed_origins = ["https://blog.test"]\n'
+    'tenant = "default"\n'
+)
+"""The default site and ``blog`` share a tenant; ``other`` (from CONFIG) is another's."""
+
+
+def _visits(srv: Server, counts: dict[str, tuple[str, int]]) -> None:
+    """``counts``: site -> (origin, visitors), each a ``visitor`` event of its own token."""
+    with srv.client() as api:
+        for site, (origin, visitors) in counts.items():
+            for n in range(visitors):
+                event = {"event": "visitor", "token": f"{site}-visitor-{n:04d}"}
+                answer = api.post(
+                    f"/api/analytics/track?site={site}", json=event, headers={"origin": origin}
+                )
+                assert answer.status_code == 200, answer.text
+
+
+def test_site_all_with_a_site_key_reads_every_site_of_its_tenant(tmp_path: Path) -> None:
+    """``site=all`` with a site key: the key's tenant's sites (default and blog), never
+    another tenant's (other); the API and ``footfall report --server`` alike."""
+    srv = Server(tmp_path / "srv", TENANT_CONFIG)
+    key = srv.start_with_key("default")
+    try:
+        _visits(
+            srv,
+            {"default": (SHOP, 2), "blog": ("https://blog.test", 3), "other": (OTHER, 5)},
+        )
+        with srv.client(headers={"authorization": f"Bearer {key}"}) as api:
+            answer = api.get("/api/reports/overview?site=all")
+            assert answer.status_code == 200, answer.text
+            report = answer.json()
+            assert report["filters"]["sites"] == ["blog", "default"]
+            assert (report["people"], report["events"]) == (5, 5)
+            own = api.get("/api/reports/overview").json()
+            assert (own["filters"]["sites"], own["people"]) == (["default"], 2)
+            foreign = api.get("/api/reports/overview?site=default,other")
+            assert foreign.status_code == 403
+        out = footfall(
+            "report", "overview", "--site", "all", "--json", "--server", srv.url, "--key", key,
+            cwd=tmp_path, config=tmp_path / "none.toml",
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        shown = json.loads(out.stdout)
+        assert shown["filters"]["sites"] == ["blog", "default"]
+        assert shown["people"] == 5
+        table = footfall(
+            "report", "overview", "--site", "all", "--server", srv.url, "--key", key,
+            cwd=tmp_path, config=tmp_path / "none.toml",
+        )  # fmt: skip
+        assert table.returncode == 0, table.stderr
+        assert "blog, default," in table.stdout, table.stdout
+    finally:
+        srv.stop()

@@ -37,7 +37,8 @@ def report_command(
         typer.Option(
             "--site",
             help="Site id(s), comma-separated, or 'all' (default: the "
-            "default site; with --server: the key's site).",
+            "default site; with --server: the key's site; 'all' with --server: every "
+            "site of the key's tenant).",
         ),
     ] = None,
     since: Annotated[
@@ -94,8 +95,8 @@ def report_command(
     }
     params = {k: str(v) for k, v in given.items() if v is not None}
     if server:
-        if site and site != "all":
-            params["site"] = site
+        if site:
+            params["site"] = site  # 'all' too: the server reads every site of the key's tenant
         result = Remote(server, key).call("GET", f"/api/reports/{name}?{urlencode(params)}")
     else:
         settings = settings_or_exit(config, database=database)
