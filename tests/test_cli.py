@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from footfall.store.migrations import MIGRATIONS
 
 def footfall(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "FOOTFALL_CONFIG": str(cwd / "none.toml")}
+    if "PYTHONPATH" in os.environ:  # the code under test
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     (cwd / "none.toml").write_text("")
     return subprocess.run(
         [sys.executable, "-m", "footfall", *args],

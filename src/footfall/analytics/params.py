@@ -125,9 +125,13 @@ def report_options(report: Report, params: Mapping[str, str]) -> dict[str, Any]:
 
 
 def site_scope(key_site: Site, requested: str | None, known: Mapping[str, Site]) -> list[str]:
-    """Sites a key may read: its own by default, or others of the same tenant by name."""
+    """Sites a key may read: its own by default, others of the same tenant by name, or
+    ``all``: every site of its tenant (what the dashboard's "All sites" means to an
+    administrator, within what the key may read)."""
     if not requested:
         return [key_site.id]
+    if requested.strip() == "all":
+        return sorted(s.id for s in known.values() if s.scope == key_site.scope)
     names = [s.strip() for s in requested.split(",") if s.strip()]
     for name in names:
         site = known.get(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -78,9 +79,33 @@ def settings_or_exit(config: str | None, **overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def open_store_or_exit(settings: Settings, *, prepare: bool = True) -> Store:
+def missing_database(database: str) -> str | None:
+    """The absolute path of a DuckDB file that does not exist (None for one that does, for
+    a PostgreSQL URL and for DuckDB's ``:memory:``)."""
+    if database.startswith(("postgresql://", "postgres://", ":memory:")):
+        return None
+    path = os.path.abspath(database)
+    return None if os.path.exists(path) else path
+
+
+def open_store_or_exit(
+    settings: Settings, *, prepare: bool = True, existing: bool = False
+) -> Store:
     """The store, migrated and with its sites seeded (``prepare``), or exit 1 with the reason
-    (a file another process holds, a database that cannot be reached)."""
+    (a file another process holds, a database that cannot be reached).
+
+    ``existing``: the command only reads (or only deletes), so a DuckDB file that does not
+    exist is refused (exit 2) rather than created empty: run in the wrong folder, a report
+    would otherwise print zeros and leave a stray ``footfall.duckdb`` behind.
+    """
+    missing = missing_database(settings.database) if existing else None
+    if missing is not None:
+        raise fail(
+            f"no database file {shown(missing)} (this command only reads, so it does not "
+            "create one); name the file the server uses with --database PATH, or ask a "
+            "running server with --server URL --key KEY",
+            2,
+        )
     try:
         store = open_store(settings.database, memory_limit=settings.duckdb_memory_limit)
     except (StoreBusyError, StoreUnavailableError) as exc:

@@ -96,7 +96,9 @@ def retention_apply(
     if not keep:
         console.print("retention_days is 0 (keep every event) and no --days given: nothing to do")
         return
-    store = open_store_or_exit(settings)  # loads what a crashed server left in the journal first
+    # Loads what a crashed server left in the journal first; a missing file has nothing to
+    # delete, so it is refused rather than created.
+    store = open_store_or_exit(settings, existing=True)
     try:
         result = apply_retention(store, keep)
     finally:

@@ -66,13 +66,15 @@ class LocalPersons:
         self._options = (config, database, site)
         self._opened: tuple[IdentityGraph, str] | None = None
 
-    def _graph(self) -> tuple[IdentityGraph, str]:
+    def _graph(self, existing: bool = True) -> tuple[IdentityGraph, str]:
+        """``existing``: refuse a database file that does not exist (every command but
+        ``alias`` needs persons already stored)."""
         if self._opened is None:
             from footfall.identity import IdentityGraph
 
             config, database, site = self._options
             settings = settings_or_exit(config, database=database)
-            store = open_store_or_exit(settings)
+            store = open_store_or_exit(settings, existing=existing)
             chosen = store.get_site(site or settings.default_site)
             if chosen is None:
                 raise fail(f"no site '{site}'")
@@ -114,7 +116,7 @@ class LocalPersons:
         return graph.erase(tenant, person, "cli")
 
     def alias(self, a: str, b: str) -> int:
-        graph, tenant = self._graph()
+        graph, tenant = self._graph(existing=False)
         return graph.alias(tenant, a, b, "cli")
 
 

@@ -37,7 +37,8 @@ def report_command(
         typer.Option(
             "--site",
             help="Site id(s), comma-separated, or 'all' (default: the "
-            "default site; with --server: the key's site).",
+            "default site; with --server: the key's site; 'all' with --server: every "
+            "site of the key's tenant).",
         ),
     ] = None,
     since: Annotated[
@@ -94,8 +95,8 @@ def report_command(
     }
     params = {k: str(v) for k, v in given.items() if v is not None}
     if server:
-        if site and site != "all":
-            params["site"] = site
+        if site:
+            params["site"] = site  # 'all' too: the server reads every site of the key's tenant
         result = Remote(server, key).call("GET", f"/api/reports/{name}?{urlencode(params)}")
     else:
         settings = settings_or_exit(config, database=database)
@@ -107,7 +108,7 @@ def report_command(
             options = report_options(report, params)
         except ApiError as exc:
             raise fail(exc.message, 2) from None
-        store = open_store_or_exit(settings)
+        store = open_store_or_exit(settings, existing=True)
         try:
             result = report.run(store, filters, **options)
         except ValueError as exc:

@@ -81,10 +81,11 @@ class LocalSites:
         self._opened: tuple[Store, Settings] | None = None
         self.authority = sites.Authority.admin("cli")
 
-    def _store(self) -> tuple[Store, Settings]:
+    def _store(self, existing: bool = False) -> tuple[Store, Settings]:
+        """``existing``: the command only reads, so a missing database file is refused."""
         if self._opened is None:
             settings = settings_or_exit(self._options[0], database=self._options[1])
-            self._opened = open_store_or_exit(settings), settings
+            self._opened = open_store_or_exit(settings, existing=existing), settings
         return self._opened
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -107,7 +108,7 @@ class LocalSites:
         )
 
     def listing(self) -> list[dict[str, Any]]:
-        store, settings = self._store()
+        store, settings = self._store(existing=True)
         activity = sites.site_activity(store)
         writers = sites.active_write_keys(store)
         return [

@@ -443,7 +443,11 @@ def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
 
 
 _REPORT_PARAMS = [
-    _query("site", "Site id(s), comma-separated; default: the key's site"),
+    _query(
+        "site",
+        "Site id(s), comma-separated, or `all` (every site of the key's tenant); "
+        "default: the key's site",
+    ),
     _query("from", "Start: a date (2026-03-01) or ISO date-time, UTC"),
     _query("to", "End: a date (whole day included) or ISO date-time"),
     _query("days", "Without from: the last N days (default 30)", pattern="^[0-9]*$"),
