@@ -33,6 +33,7 @@ from typing import Any
 from footfall.analytics import funnel_steps
 from footfall.ingest.validate import EUR_RATES, EVENT_TYPES, custom_event_name
 from footfall.store.base import HASH_JOINS, Store
+from footfall.store.migrations import FUNNEL_STEP_TYPES
 
 INTERVALS = ("day", "week", "month")
 BREAKDOWNS = ("popup_version", "open_way", "chatbot_id", "ab_group")
@@ -641,8 +642,8 @@ def funnel_query(
         raise ValueError(f"breakdown must be one of {', '.join(BREAKDOWNS)}")
     if window_seconds <= 0:
         raise ValueError("the conversion window must be positive")
-    # The step tables hold the 13 types only: a custom step reads the events.
-    custom = any(step not in EVENT_TYPES for step in steps)
+    # The step tables hold the 13 types only: a custom or form step reads the events.
+    custom = any(step not in FUNNEL_STEP_TYPES for step in steps)
     if funnel_steps.usable(store) and not events_path and not custom:
         funnel_steps.refresh(store)
         return _funnel_from_step_tables(filters, list(steps), window_seconds, breakdown)

@@ -13,10 +13,12 @@ from footfall.ingest.validate import (
     EVENT_TYPES,
     MAX_AMOUNT,
     MAX_CURRENCY_CHARS,
+    MAX_FORM_CHARS,
     MAX_ID_CHARS,
     MAX_ITEM_ID_CHARS,
     MAX_ITEMS,
     MAX_QUANTITY,
+    MAX_QUESTION_CHARS,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +57,30 @@ class EventData(msgspec.Struct, omit_defaults=True):
     currency: Annotated[str, Meta(max_length=MAX_CURRENCY_CHARS)] | None = None
     value: Amount | None = None
     text: Annotated[Any, Meta(description="A chat message (any JSON value is kept)")] = None
+    form: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_FORM_CHARS,
+                description="form_viewed, answer_shown, ticket_submitted: the form (its id, "
+                "else the page path); the deflection report's form sessions and per-form rows",
+            ),
+        ]
+        | None
+    ) = None
+    question: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_QUESTION_CHARS,
+                description="answer_shown, ticket_submitted: the question field's text "
+                "(grouped like the questions report)",
+            ),
+        ]
+        | None
+    ) = None
+    answer_id: ShortId | None = None
+    """answer_shown: the article or answer shown."""
 
 
 class TrackRequest(msgspec.Struct, omit_defaults=True):
