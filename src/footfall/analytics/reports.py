@@ -90,6 +90,13 @@ class Dialect:
             return f"arg_min({value}, {order}){only}"
         return f"(array_agg({value} ORDER BY {order}){only})[1]"
 
+    def last_by(self, value: str, order: str, where: str | None = None) -> str:
+        """The value of the row with the largest ``order`` in a group (among ``where``)."""
+        only = f" FILTER (WHERE {where})" if where else ""
+        if self.name == "duckdb":
+            return f"arg_max({value}, {order}){only}"
+        return f"(array_agg({value} ORDER BY {order} DESC){only})[1]"
+
     def items(self, column: str) -> str:
         """A lateral row source with one JSON ``item`` per element of a JSON array column."""
         if self.name == "duckdb":
@@ -1072,6 +1079,303 @@ def custom_events(
     }
 
 
+DEFLECTION_SESSION_MINUTES = 30
+DEFLECTION_WINDOW_DAYS = 7
+_FORM_LOOKAROUND = timedelta(days=1)
+"""How far beyond the range form events are read, so a session that crosses its start or
+end is still cut where it really starts and counted whole (in the range of its start)."""
+_FEEDBACK_EVENTS = "'message_like', 'message_dislike', 'click_through'"
+_DEFLECTION_DIMENSIONS = ("day", "site_id", "form", "chatbot", "popup", "grp", "question")
+_DEFLECTION_SETS = ((), ("day",), ("site_id", "form"), ("chatbot",), ("popup",), ("grp",))
+_DEFLECTION_COUNTS = (
+    "sessions",
+    "viewed",
+    "asked",
+    "answered",
+    "engaged",
+    "tickets",
+    "tickets_without_answer",
+    "deflected",
+    "deferred",
+    "filed",
+    "likes",
+    "dislikes",
+    "window_open",
+)
+
+
+def deflection(
+    store: Store,
+    filters: Filters,
+    session_minutes: int = DEFLECTION_SESSION_MINUTES,
+    window_days: int = DEFLECTION_WINDOW_DAYS,
+    limit: int = 20,
+) -> dict[str, Any]:
+    """The support form's deflection: form sessions, answers shown, tickets filed in the
+    session or later by the same person, per day, form, chatbot, popup version and
+    question; the holdout's lift; the savings at each site's cost per ticket.
+
+    A form session is one token's events on one form (``data.form``), cut by a ticket or
+    by ``session_minutes`` without events. Its person is resolved through the identity graph
+    now, and a ticket by that person (any identifier, any site of the tenant) from the
+    session's start until ``window_days`` after its last event makes it deferred rather
+    than deflected. Ephemeral sessions are counted apart: their person is never known.
+    One query, grouping sets for every breakdown, so the sessions are built once.
+    """
+    if not 1 <= session_minutes <= 24 * 60:
+        raise ValueError("session_minutes must be from 1 to 1440")
+    if not 1 <= window_days <= 90:
+        raise ValueError("window_days must be from 1 to 90")
+    sql_dialect = dialect_of(store)
+    sites = store.query(
+        "SELECT site_id, coalesce(tenant, site_id), cost_per_ticket, ticket_currency FROM sites"
+    )
+    tenants = {t for site, t, *_ in sites if filters.sites is None or site in filters.sites}
+    ticket_sites = tuple(site for site, t, *_ in sites if t in tenants)
+    window = timedelta(days=window_days)
+    around = _FORM_LOOKAROUND
+    source, params = events_with_persons(
+        store, Filters(filters.sites, filters.start - around, filters.end + around)
+    )
+    ticket_source, ticket_params = events_with_persons(
+        store, Filters(ticket_sites, filters.start - around, filters.end + window + around)
+    )
+    first, last = sql_dialect.first_by, sql_dialect.last_by
+    gap, after = sql_dialect.seconds(), sql_dialect.seconds()
+    partition = "PARTITION BY site_id, id_kind, token, form ORDER BY ts, event_id"
+    text = _NORMALISED_TEXT.format(col="raw")
+    columns = ", ".join(_DEFLECTION_DIMENSIONS)
+    sets = ", ".join(
+        "(" + ", ".join(("ephemeral", *dims)) + ")" for dims in (*_DEFLECTION_SETS, ("question",))
+    )
+    sql = (
+        f"{HASH_JOINS}WITH fe AS (SELECT event_id, site_id, id_kind, token, pk, ephemeral, ts, "  # noqa: S608
+        "event, ab_group, chatbot_id, popup_version, coalesce(data->>'form', '') AS form, "
+        "nullif(trim(data->>'question'), '') AS question "
+        f"FROM ({source}) ev WHERE event IN ('form_viewed', 'answer_shown', 'ticket_submitted') "
+        f"OR (event IN ({_FEEDBACK_EVENTS}) AND data->>'form' IS NOT NULL)), "
+        "marked AS (SELECT *, CASE WHEN lag(ts) OVER w IS NULL "
+        f"OR ts > lag(ts) OVER w + {gap} OR lag(event) OVER w = 'ticket_submitted' "
+        f"THEN 1 ELSE 0 END AS starts FROM fe WINDOW w AS ({partition})), "
+        "numbered AS (SELECT *, sum(starts) OVER "
+        f"({partition} ROWS UNBOUNDED PRECEDING) AS sn FROM marked), "
+        "sessions AS (SELECT site_id, id_kind, token, form, sn, "
+        f"{first('pk', 'ts')} AS pk, bool_or(ephemeral) AS ephemeral, "
+        "min(ts) AS first_ts, max(ts) AS last_ts, "
+        "count(*) FILTER (WHERE event = 'form_viewed') > 0 AS viewed, "
+        "count(*) FILTER (WHERE event = 'answer_shown') > 0 AS answered, "
+        "count(*) FILTER (WHERE event = 'ticket_submitted') > 0 AS ticket, "
+        f"count(*) FILTER (WHERE event IN ({_FEEDBACK_EVENTS})) > 0 AS engaged, "
+        "count(*) FILTER (WHERE event = 'message_like') AS likes, "
+        "count(*) FILTER (WHERE event = 'message_dislike') AS dislikes, "
+        f"{first('ab_group', 'ts', 'ab_group IS NOT NULL')} AS grp, "
+        f"{first('chatbot_id', 'ts', 'chatbot_id IS NOT NULL')} AS chatbot, "
+        f"{first('popup_version', 'ts', 'popup_version IS NOT NULL')} AS popup, "
+        f"{last('question', 'ts', 'question IS NOT NULL')} AS raw_question "
+        "FROM numbered GROUP BY site_id, id_kind, token, form, sn "
+        "HAVING min(ts) >= ? AND min(ts) < ?), "
+        "tenanted AS (SELECT x.*, coalesce(s.tenant, s.site_id) AS tenant FROM sessions x "
+        "JOIN sites s ON s.site_id = x.site_id), "
+        "tickets AS (SELECT coalesce(s.tenant, s.site_id) AS tenant, t.pk, t.ts "
+        f"FROM ({ticket_source}) t JOIN sites s ON s.site_id = t.site_id "
+        "WHERE t.event = 'ticket_submitted' AND NOT t.ephemeral), "
+        "later AS (SELECT DISTINCT x.site_id, x.id_kind, x.token, x.form, x.sn FROM tenanted x "
+        "JOIN tickets t ON t.tenant = x.tenant AND t.pk = x.pk AND t.ts >= x.first_ts "
+        f"AND t.ts <= x.last_ts + {after} WHERE NOT x.ticket AND NOT x.ephemeral), "
+        "flagged AS (SELECT x.*, l.sn IS NOT NULL AS later FROM tenanted x LEFT JOIN later l "
+        "ON l.site_id = x.site_id AND l.id_kind = x.id_kind AND l.token = x.token "
+        "AND l.form = x.form AND l.sn = x.sn), "
+        "texts AS (SELECT raw, "
+        f"{text} AS question FROM (SELECT DISTINCT raw_question AS raw FROM flagged "
+        "WHERE raw_question IS NOT NULL) q), "
+        "final AS (SELECT f.*, date_trunc('day', f.first_ts) AS day, "
+        "nullif(t.question, '') AS question FROM flagged f LEFT JOIN texts t "
+        "ON t.raw = f.raw_question) "
+        f"SELECT GROUPING({columns}), ephemeral, {columns}, count(*), "
+        "count(*) FILTER (WHERE viewed), count(*) FILTER (WHERE question IS NOT NULL), "
+        "count(*) FILTER (WHERE answered), count(*) FILTER (WHERE engaged), "
+        "count(*) FILTER (WHERE ticket), count(*) FILTER (WHERE ticket AND NOT answered), "
+        "count(*) FILTER (WHERE answered AND NOT ticket AND NOT later), "
+        "count(*) FILTER (WHERE answered AND NOT ticket AND later), "
+        "count(*) FILTER (WHERE ticket OR later), sum(likes), sum(dislikes), "
+        "count(*) FILTER (WHERE answered AND NOT ticket AND NOT later "
+        f"AND last_ts + {after} > ?) "
+        f"FROM final GROUP BY GROUPING SETS ({sets})"
+    )
+    seconds = session_minutes * 60
+    window_s = window_days * 86400
+    rows = store.query(
+        sql,
+        [
+            *params,
+            seconds,
+            filters.start,
+            filters.end,
+            *ticket_params,
+            window_s,
+            window_s,
+            utcnow(),
+        ],
+    )
+    return _deflection_document(filters, rows, sites, session_minutes, window_days, limit)
+
+
+def _deflection_document(
+    filters: Filters,
+    rows: Sequence[tuple[Any, ...]],
+    sites: Sequence[tuple[Any, ...]],
+    session_minutes: int,
+    window_days: int,
+    limit: int,
+) -> dict[str, Any]:
+    """The grouping sets' rows shaped into the report: each row's GROUPING() bits say which
+    of the dimensions it is grouped by (a bit set: rolled up)."""
+    width = len(_DEFLECTION_DIMENSIONS)
+    groups: dict[tuple[str, ...], list[tuple[bool, dict[str, Any], dict[str, int]]]] = {}
+    for row in rows:
+        mask, ephemeral = int(row[0]), bool(row[1])
+        keys = row[2 : 2 + width]
+        present = tuple(
+            name
+            for bit, name in enumerate(_DEFLECTION_DIMENSIONS)
+            if not mask & (1 << (width - 1 - bit))
+        )
+        counts = {
+            name: int(value or 0)
+            for name, value in zip(_DEFLECTION_COUNTS, row[2 + width :], strict=True)
+        }
+        values = dict(zip(_DEFLECTION_DIMENSIONS, keys, strict=True))
+        groups.setdefault(present, []).append((ephemeral, values, counts))
+
+    def persistent(dims: tuple[str, ...]) -> list[tuple[dict[str, Any], dict[str, int]]]:
+        return [(values, counts) for eph, values, counts in groups.get(dims, []) if not eph]
+
+    def figures(counts: dict[str, int]) -> dict[str, Any]:
+        return {
+            "sessions": counts["sessions"],
+            "answered": counts["answered"],
+            "tickets": counts["tickets"],
+            "deflected": counts["deflected"],
+            "deferred": counts["deferred"],
+            "deflection_rate": _ratio(counts["deflected"], counts["answered"]),
+        }
+
+    empty = dict.fromkeys(_DEFLECTION_COUNTS, 0)
+    whole = next((c for _, c in persistent(())), empty)
+    apart = next((c for eph, _, c in groups.get((), []) if eph), empty)
+    totals = {
+        **figures(whole),
+        "viewed": whole["viewed"],
+        "asked": whole["asked"],
+        "tickets_after_answer": whole["tickets"] - whole["tickets_without_answer"],
+        "tickets_without_answer": whole["tickets_without_answer"],
+        "deflected_window_open": whole["window_open"],
+        "likes": whole["likes"],
+        "dislikes": whole["dislikes"],
+    }
+    funnel_counts = [
+        ("form_viewed", whole["viewed"]),
+        ("question", whole["asked"]),
+        ("answer_shown", whole["answered"]),
+        ("feedback_or_click", whole["engaged"]),
+        ("ticket_submitted", whole["tickets"]),
+    ]
+    per_site: dict[str, int] = {}
+    forms = []
+    for values, counts in persistent(("site_id", "form")):
+        per_site[values["site_id"]] = per_site.get(values["site_id"], 0) + counts["deflected"]
+        forms.append({"site_id": values["site_id"], "form": values["form"], **figures(counts)})
+    forms.sort(key=lambda f: (-f["sessions"], f["site_id"], f["form"]))
+
+    def breakdown(dim: str, label: str) -> list[dict[str, Any]]:
+        found = [{label: v[dim], **figures(c)} for v, c in persistent((dim,))]
+        return sorted(found, key=lambda f: (-f["sessions"], str(f[label])))
+
+    questions = [
+        {
+            "question": values["question"],
+            **figures(counts),
+            "dislikes": counts["dislikes"],
+        }
+        for values, counts in persistent(("question",))
+        if values["question"] is not None
+    ]
+    questions.sort(key=lambda q: (-q["tickets"], -q["deferred"], -q["sessions"], q["question"]))
+    by_group = {v["grp"]: c for v, c in persistent(("grp",)) if v["grp"] is not None}
+    lift_groups = [
+        {
+            "group": name,
+            "sessions": by_group[name]["sessions"],
+            "answered": by_group[name]["answered"],
+            "tickets": by_group[name]["filed"],
+            "ticket_rate": _ratio(by_group[name]["filed"], by_group[name]["sessions"]),
+        }
+        for name in ("control", "test")
+        if name in by_group
+    ]
+    control, test = by_group.get("control"), by_group.get("test")
+    comparison = (
+        two_proportion_test(control["filed"], control["sessions"], test["filed"], test["sessions"])
+        if control and test
+        else None
+    )
+    avoided = None
+    if comparison is not None and test is not None:
+        n = test["sessions"]
+        low, high = comparison["ci95"]
+        avoided = {
+            "tickets": round(-comparison["difference"] * n, 2),
+            "ci95": [round(-high * n, 2), round(-low * n, 2)],
+        }
+    costs = {site: (cost, currency) for site, _, cost, currency in sites}
+    savings: dict[str, dict[str, Any]] = {}
+    uncosted = []
+    for site_id, count in sorted(per_site.items()):
+        cost, currency = costs.get(site_id, (None, None))
+        if cost is None:
+            uncosted.append({"site_id": site_id, "deflected": count})
+            continue
+        entry = savings.setdefault(currency, {"currency": currency, "amount": 0.0, "deflected": 0})
+        entry["amount"] = round(entry["amount"] + count * float(cost), 2)
+        entry["deflected"] += count
+    return {
+        "filters": filters.describe(),
+        "session_minutes": session_minutes,
+        "window_days": window_days,
+        "totals": totals,
+        "ephemeral": {
+            "sessions": apart["sessions"],
+            "answered": apart["answered"],
+            "tickets": apart["tickets"],
+            "answered_without_ticket": apart["deflected"],
+        },
+        "funnel": [
+            {
+                "step": step,
+                "sessions": count,
+                "from_previous": _ratio(count, funnel_counts[i - 1][1]) if i else None,
+            }
+            for i, (step, count) in enumerate(funnel_counts)
+        ],
+        "series": sorted(
+            ({"day": _period(v["day"]), **figures(c)} for v, c in persistent(("day",))),
+            key=lambda d: d["day"],
+        ),
+        "forms": forms,
+        "chatbots": breakdown("chatbot", "chatbot_id"),
+        "popup_versions": breakdown("popup", "popup_version"),
+        "questions": questions[:limit],
+        "lift": {
+            "outcome": "a ticket in the session or by the same person within the window",
+            "groups": lift_groups,
+            "comparison": comparison,
+            "avoided_tickets": avoided,
+        },
+        "savings": sorted(savings.values(), key=lambda e: str(e["currency"])),
+        "sites_without_cost": uncosted,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     """A named report: what the API path, the CLI name and the dashboard share."""
@@ -1096,5 +1400,11 @@ REPORTS: dict[str, Report] = {
         Report("popups", "Popup open rate", popups),
         Report("errors", "Client errors", client_errors, ("limit",)),
         Report("custom-events", "Custom events", custom_events, ("name", "limit")),
+        Report(
+            "deflection",
+            "Support form deflection",
+            deflection,
+            ("session_minutes", "window_days", "limit"),
+        ),
     )
 }
