@@ -818,3 +818,20 @@ def set_ticket_cost(store: Store, site_id: str, amount: object, currency: object
         "UPDATE sites SET cost_per_ticket = ?, ticket_currency = ? WHERE site_id = ?",
         [cost.amount if cost else None, cost.currency if cost else None, site_id],
     )
+
+
+def manage_ticket_cost(
+    store: Store, authority: Authority, site_id: str, amount: object, currency: object = "EUR"
+) -> TicketCost | None:
+    """``set_ticket_cost`` for someone who may manage the site (the admin API, the CLI)."""
+    site = managed_site(store, authority, site_id)
+    set_ticket_cost(store, site.id, amount, currency)
+    return ticket_cost(store, site.id)
+
+
+def ticket_cost_document(site_id: str, cost: TicketCost | None) -> dict[str, Any]:
+    return {
+        "site_id": site_id,
+        "cost_per_ticket": cost.amount if cost else None,
+        "ticket_currency": cost.currency if cost else None,
+    }
