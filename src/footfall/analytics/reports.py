@@ -1350,12 +1350,8 @@ def _deflection_document(
             "answered_without_ticket": apart["deflected"],
         },
         "funnel": [
-            {
-                "step": step,
-                "sessions": count,
-                "from_previous": _ratio(count, funnel_counts[i - 1][1]) if i else None,
-            }
-            for i, (step, count) in enumerate(funnel_counts)
+            {"step": step, "sessions": count, "of_sessions": _ratio(count, whole["sessions"])}
+            for step, count in funnel_counts
         ],
         "series": sorted(
             ({"day": _period(v["day"]), **figures(c)} for v, c in persistent(("day",))),

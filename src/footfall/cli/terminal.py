@@ -267,9 +267,9 @@ def _deflection(r: dict[str, Any]) -> RenderableType:
         )
     for site in r["sites_without_cost"]:
         notes.append(f"site {shown(site['site_id'])} has no cost per ticket set")
-    funnel = Table("step", "sessions", "from previous", title="funnel")
+    funnel = Table("step", "sessions", "of all sessions", title="funnel")
     for step in r["funnel"]:
-        funnel.add_row(shown(step["step"]), _int(step["sessions"]), _pct(step["from_previous"]))
+        funnel.add_row(shown(step["step"]), _int(step["sessions"]), _pct(step["of_sessions"]))
     gaps = Table(
         "question",
         "sessions",

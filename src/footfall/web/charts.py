@@ -454,7 +454,7 @@ def deflection_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             },
         ],
         barmode="stack",
-        xaxis={"type": "date", "tickformat": "%b %d"},
+        xaxis={"type": "date", "tickformat": "%b %d", "dtick": 86_400_000},
         yaxis={"rangemode": "tozero"},
     )
 
