@@ -129,12 +129,14 @@ def events_with_persons(
     filters: Filters,
     *,
     since_beginning: bool = False,
+    only: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """A row source: the filtered events, each with its ``person_id`` and person key ``pk``.
 
-    ``since_beginning`` drops the range's start (cohorts need each person's first visit).
+    ``since_beginning`` drops the range's start (cohorts need each person's first visit);
+    ``only`` keeps these event types alone, before the identity join (a few types of many).
     """
-    return _with_persons(store, filters, presence=False, since_beginning=since_beginning)
+    return _with_persons(store, filters, presence=False, since_beginning=since_beginning, only=only)
 
 
 def presence_with_persons(
@@ -147,7 +149,12 @@ def presence_with_persons(
 
 
 def _with_persons(
-    store: Store, filters: Filters, *, presence: bool, since_beginning: bool
+    store: Store,
+    filters: Filters,
+    *,
+    presence: bool,
+    since_beginning: bool,
+    only: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """The identity join names its tenant as a constant (one branch per tenant of the chosen
     sites), so the database hash-joins on the identifier alone instead of joining the sites
@@ -180,12 +187,14 @@ def _with_persons(
         conditions = [f"{column} < ?"] if since_beginning else [f"{column} >= ?", f"{column} < ?"]
         if not every_site:
             conditions.append(f"e.site_id IN ({', '.join('?' * len(site_ids))})")
+        if only:
+            conditions.append(f"e.event IN ({', '.join('?' * len(only))})")
         parts.append(
             f"SELECT e.*, n.person_id, {pk} AS pk FROM {table} e "  # noqa: S608
             "LEFT JOIN identity_nodes n ON n.tenant = ? AND n.value = e.token "
             f"AND n.kind = e.id_kind AND {valid} WHERE {' AND '.join(conditions)}"
         )
-        params += [tenant, *bounds, *([] if every_site else site_ids)]
+        params += [tenant, *bounds, *([] if every_site else site_ids), *only]
     return " UNION ALL ".join(parts), params
 
 
@@ -1085,6 +1094,14 @@ _FORM_LOOKAROUND = timedelta(days=1)
 """How far beyond the range form events are read, so a session that crosses its start or
 end is still cut where it really starts and counted whole (in the range of its start)."""
 _FEEDBACK_EVENTS = "'message_like', 'message_dislike', 'click_through'"
+_SESSION_EVENTS = (
+    "form_viewed",
+    "answer_shown",
+    "ticket_submitted",
+    "message_like",
+    "message_dislike",
+    "click_through",
+)
 _DEFLECTION_DIMENSIONS = ("day", "site_id", "form", "chatbot", "popup", "grp", "question")
 _DEFLECTION_SETS = ((), ("day",), ("site_id", "form"), ("chatbot",), ("popup",), ("grp",))
 _DEFLECTION_COUNTS = (
@@ -1135,10 +1152,14 @@ def deflection(
     window = timedelta(days=window_days)
     around = _FORM_LOOKAROUND
     source, params = events_with_persons(
-        store, Filters(filters.sites, filters.start - around, filters.end + around)
+        store,
+        Filters(filters.sites, filters.start - around, filters.end + around),
+        only=_SESSION_EVENTS,
     )
     ticket_source, ticket_params = events_with_persons(
-        store, Filters(ticket_sites, filters.start - around, filters.end + window + around)
+        store,
+        Filters(ticket_sites, filters.start - around, filters.end + window + around),
+        only=("ticket_submitted",),
     )
     first, last = sql_dialect.first_by, sql_dialect.last_by
     gap, after = sql_dialect.seconds(), sql_dialect.seconds()
