@@ -97,6 +97,14 @@ class Dialect:
             return f"arg_max({value}, {order}){only}"
         return f"(array_agg({value} ORDER BY {order} DESC){only})[1]"
 
+    def row_key(self, *columns: str) -> str:
+        """One BIGINT hash of several text columns, to partition and group by an integer
+        (two of a million keys collide with a probability of about 1 in 10 million)."""
+        if self.name == "duckdb":
+            return f"CAST(hash({', '.join(columns)}) >> 1 AS BIGINT)"
+        joined = " || chr(31) || ".join(columns)
+        return f"hashtextextended({joined}, 0)"
+
     def items(self, column: str) -> str:
         """A lateral row source with one JSON ``item`` per element of a JSON array column."""
         if self.name == "duckdb":
@@ -1151,11 +1159,13 @@ def deflection(
     ticket_sites = tuple(site for site, t, *_ in sites if t in tenants)
     window = timedelta(days=window_days)
     around = _FORM_LOOKAROUND
-    source, params = events_with_persons(
-        store,
-        Filters(filters.sites, filters.start - around, filters.end + around),
-        only=_SESSION_EVENTS,
-    )
+    # The form events without persons: a session's person is looked up once, below.
+    read = Filters(filters.sites, filters.start - around, filters.end + around)
+    where, params = read.where()
+    kinds = ", ".join("?" * len(_SESSION_EVENTS))
+    source = f"SELECT * FROM events WHERE {where} AND event IN ({kinds})"  # noqa: S608
+    params = [*params, *_SESSION_EVENTS]
+    person = sql_dialect.person_key("n.person_id", "x.token")
     ticket_source, ticket_params = events_with_persons(
         store,
         Filters(ticket_sites, filters.start - around, filters.end + window + around),
@@ -1163,25 +1173,29 @@ def deflection(
     )
     first, last = sql_dialect.first_by, sql_dialect.last_by
     gap, after = sql_dialect.seconds(), sql_dialect.seconds()
-    partition = "PARTITION BY site_id, id_kind, token, form ORDER BY ts, event_id"
+    partition = "PARTITION BY k ORDER BY ts, event_id"
+    key = sql_dialect.row_key("site_id", "id_kind", "token", "form")
     text = _NORMALISED_TEXT.format(col="raw")
     columns = ", ".join(_DEFLECTION_DIMENSIONS)
     sets = ", ".join(
         "(" + ", ".join(("ephemeral", *dims)) + ")" for dims in (*_DEFLECTION_SETS, ("question",))
     )
     sql = (
-        f"{HASH_JOINS}WITH fe AS (SELECT event_id, site_id, id_kind, token, pk, ephemeral, ts, "  # noqa: S608
-        "event, ab_group, chatbot_id, popup_version, coalesce(data->>'form', '') AS form, "
-        "nullif(trim(data->>'question'), '') AS question "
-        f"FROM ({source}) ev WHERE event IN ('form_viewed', 'answer_shown', 'ticket_submitted') "
-        f"OR (event IN ({_FEEDBACK_EVENTS}) AND data->>'form' IS NOT NULL)), "
-        "marked AS (SELECT *, CASE WHEN lag(ts) OVER w IS NULL "
-        f"OR ts > lag(ts) OVER w + {gap} OR lag(event) OVER w = 'ticket_submitted' "
-        f"THEN 1 ELSE 0 END AS starts FROM fe WINDOW w AS ({partition})), "
+        f"{HASH_JOINS}WITH raw AS (SELECT event_id, site_id, id_kind, token, ephemeral, "  # noqa: S608
+        "ts, event, ab_group, chatbot_id, popup_version, data->>'form' AS raw_form, "
+        f"data->>'question' AS raw_question FROM ({source}) ev), "
+        "named AS (SELECT *, coalesce(raw_form, '') AS form FROM raw "
+        f"WHERE raw_form IS NOT NULL OR event NOT IN ({_FEEDBACK_EVENTS})), "
+        f"fe AS (SELECT *, {key} AS k, nullif(trim(raw_question), '') AS question FROM named), "
+        "lagged AS (SELECT *, lag(ts) OVER w AS prev_ts, lag(event) OVER w AS prev_event "
+        f"FROM fe WINDOW w AS ({partition})), "
+        "marked AS (SELECT *, CASE WHEN prev_ts IS NULL "
+        f"OR ts > prev_ts + {gap} OR prev_event = 'ticket_submitted' "
+        "THEN 1 ELSE 0 END AS starts FROM lagged), "
         "numbered AS (SELECT *, sum(starts) OVER "
         f"({partition} ROWS UNBOUNDED PRECEDING) AS sn FROM marked), "
-        "sessions AS (SELECT site_id, id_kind, token, form, sn, "
-        f"{first('pk', 'ts')} AS pk, bool_or(ephemeral) AS ephemeral, "
+        "sessions AS (SELECT k, sn, min(site_id) AS site_id, min(form) AS form, "
+        "min(id_kind) AS id_kind, min(token) AS token, bool_or(ephemeral) AS ephemeral, "
         "min(ts) AS first_ts, max(ts) AS last_ts, "
         "count(*) FILTER (WHERE event = 'form_viewed') > 0 AS viewed, "
         "count(*) FILTER (WHERE event = 'answer_shown') > 0 AS answered, "
@@ -1193,35 +1207,47 @@ def deflection(
         f"{first('chatbot_id', 'ts', 'chatbot_id IS NOT NULL')} AS chatbot, "
         f"{first('popup_version', 'ts', 'popup_version IS NOT NULL')} AS popup, "
         f"{last('question', 'ts', 'question IS NOT NULL')} AS raw_question "
-        "FROM numbered GROUP BY site_id, id_kind, token, form, sn "
+        "FROM numbered GROUP BY k, sn "
         "HAVING min(ts) >= ? AND min(ts) < ?), "
-        "tenanted AS (SELECT x.*, coalesce(s.tenant, s.site_id) AS tenant FROM sessions x "
+        "sited AS (SELECT x.*, coalesce(s.tenant, s.site_id) AS tenant FROM sessions x "
         "JOIN sites s ON s.site_id = x.site_id), "
+        # The person of the session's token when it started, resolved now.
+        f"tenanted AS (SELECT x.*, {person} AS pk FROM sited x LEFT JOIN identity_nodes n "
+        "ON n.tenant = x.tenant AND n.value = x.token AND n.kind = x.id_kind "
+        "AND x.first_ts >= n.valid_from AND x.first_ts < n.valid_to), "
         "tickets AS (SELECT coalesce(s.tenant, s.site_id) AS tenant, t.pk, t.ts "
         f"FROM ({ticket_source}) t JOIN sites s ON s.site_id = t.site_id "
         "WHERE t.event = 'ticket_submitted' AND NOT t.ephemeral), "
-        "later AS (SELECT DISTINCT x.site_id, x.id_kind, x.token, x.form, x.sn FROM tenanted x "
+        "later AS (SELECT DISTINCT x.k, x.sn FROM tenanted x "
         "JOIN tickets t ON t.tenant = x.tenant AND t.pk = x.pk AND t.ts >= x.first_ts "
         f"AND t.ts <= x.last_ts + {after} WHERE NOT x.ticket AND NOT x.ephemeral), "
         "flagged AS (SELECT x.*, l.sn IS NOT NULL AS later FROM tenanted x LEFT JOIN later l "
-        "ON l.site_id = x.site_id AND l.id_kind = x.id_kind AND l.token = x.token "
-        "AND l.form = x.form AND l.sn = x.sn), "
+        "ON l.k = x.k AND l.sn = x.sn), "
         "texts AS (SELECT raw, "
         f"{text} AS question FROM (SELECT DISTINCT raw_question AS raw FROM flagged "
         "WHERE raw_question IS NOT NULL) q), "
         "final AS (SELECT f.*, date_trunc('day', f.first_ts) AS day, "
         "nullif(t.question, '') AS question FROM flagged f LEFT JOIN texts t "
-        "ON t.raw = f.raw_question) "
-        f"SELECT GROUPING({columns}), ephemeral, {columns}, count(*), "
-        "count(*) FILTER (WHERE viewed), count(*) FILTER (WHERE question IS NOT NULL), "
-        "count(*) FILTER (WHERE answered), count(*) FILTER (WHERE engaged), "
-        "count(*) FILTER (WHERE ticket), count(*) FILTER (WHERE ticket AND NOT answered), "
-        "count(*) FILTER (WHERE answered AND NOT ticket AND NOT later), "
-        "count(*) FILTER (WHERE answered AND NOT ticket AND later), "
-        "count(*) FILTER (WHERE ticket OR later), sum(likes), sum(dislikes), "
-        "count(*) FILTER (WHERE answered AND NOT ticket AND NOT later "
-        f"AND last_ts + {after} > ?) "
-        f"FROM final GROUP BY GROUPING SETS ({sets})"
+        "ON t.raw = f.raw_question), "
+        # The sessions summed by every dimension at once first: the grouping sets then
+        # add up far fewer rows than there are sessions.
+        f"base AS (SELECT ephemeral, {columns}, count(*) AS sessions, "
+        "count(*) FILTER (WHERE viewed) AS viewed, "
+        "count(*) FILTER (WHERE question IS NOT NULL) AS asked, "
+        "count(*) FILTER (WHERE answered) AS answered, "
+        "count(*) FILTER (WHERE engaged) AS engaged, "
+        "count(*) FILTER (WHERE ticket) AS tickets, "
+        "count(*) FILTER (WHERE ticket AND NOT answered) AS unanswered, "
+        "count(*) FILTER (WHERE answered AND NOT ticket AND NOT later) AS deflected, "
+        "count(*) FILTER (WHERE answered AND NOT ticket AND later) AS deferred, "
+        "count(*) FILTER (WHERE ticket OR later) AS filed, sum(likes) AS likes, "
+        "sum(dislikes) AS dislikes, count(*) FILTER (WHERE answered AND NOT ticket "
+        f"AND NOT later AND last_ts + {after} > ?) AS open_window "
+        f"FROM final GROUP BY ephemeral, {columns}) "
+        f"SELECT GROUPING({columns}), ephemeral, {columns}, sum(sessions), sum(viewed), "
+        "sum(asked), sum(answered), sum(engaged), sum(tickets), sum(unanswered), "
+        "sum(deflected), sum(deferred), sum(filed), sum(likes), sum(dislikes), "
+        f"sum(open_window) FROM base GROUP BY GROUPING SETS ({sets})"
     )
     seconds = session_minutes * 60
     window_s = window_days * 86400
