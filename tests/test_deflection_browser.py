@@ -133,6 +133,15 @@ def report_via_api(srv: Server, key: str) -> dict[str, Any]:
     return result
 
 
+def put_cost(srv: Server, key: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.put(
+        srv.url + "/api/admin/sites/default/ticket-cost",
+        headers={"authorization": f"Bearer {key}"},
+        json=body,
+        timeout=30,
+    )
+
+
 def cli_report(srv: Server, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "footfall", "report", "deflection", "--days", "2", "--json", *args],
@@ -209,6 +218,27 @@ def test_four_visitors_of_a_support_form_give_the_hand_computed_totals(
     assert (gaps["where is my order"]["sessions"], gaps["where is my order"]["deferred"]) == (3, 1)
     assert [s["sessions"] for s in api["funnel"]] == [5, 5, 3, 1, 3]
 
+    # The site's cost per ticket through the admin API (a site key manages its own site).
+    assert api["savings"] == []
+    assert api["sites_without_cost"] == [{"site_id": "default", "deflected": 1}]
+    for bad, field in (
+        ({"cost_per_ticket": -1}, "cost_per_ticket"),
+        ({"cost_per_ticket": 5, "ticket_currency": "EURO"}, "ticket_currency"),
+    ):
+        refused = put_cost(srv, key, bad)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["field"] == field
+    saved = put_cost(srv, key, {"cost_per_ticket": 10, "ticket_currency": "eur"})
+    assert saved.json() == {
+        "success": True,
+        "site_id": "default",
+        "cost_per_ticket": 10.0,
+        "ticket_currency": "EUR",
+    }
+    assert report_via_api(srv, key)["savings"] == [
+        {"currency": "EUR", "amount": 10.0, "deflected": 1}
+    ]
+
     remote = cli_report(srv, "--server", srv.url, "--key", key)
     assert totals_of(remote) == TOTALS
     assert remote["ephemeral"] == EPHEMERAL
@@ -234,6 +264,16 @@ def test_four_visitors_of_a_support_form_give_the_hand_computed_totals(
         "rate": "33.3%",
     }
     assert dash.get_by_test_id("deflection-ephemeral").inner_text() == "1"
+    assert dash.get_by_test_id("deflection-saved").inner_text() == "10.00 EUR"
+    # The site's page sets the cost too; the Support form page shows the new savings.
+    dash.goto(srv.url + "/dashboard/site/default")
+    dash.get_by_test_id("ticket-cost").fill("12.50")
+    dash.get_by_test_id("ticket-currency").fill("usd")
+    dash.get_by_test_id("ticket-cost-save").click()
+    dash.wait_for_load_state()
+    assert dash.get_by_test_id("ticket-cost").input_value() == "12.5"
+    dash.goto(srv.url + "/dashboard/support-form?days=2")
+    assert dash.get_by_test_id("deflection-saved").inner_text() == "12.50 USD"
     shots = os.environ.get("FOOTFALL_SCREENSHOTS")
     if shots:
         dash.screenshot(
@@ -246,3 +286,10 @@ def test_four_visitors_of_a_support_form_give_the_hand_computed_totals(
     local = cli_report(srv, "--database", srv.target, "--site", "default")
     assert totals_of(local) == TOTALS
     assert local["ephemeral"] == EPHEMERAL
+    assert local["savings"] == [{"currency": "USD", "amount": 12.5, "deflected": 1}]
+    assert srv.sites_command("ticket-cost", "default", "none") == "site default: no cost per ticket"
+    assert cli_report(srv, "--database", srv.target, "--site", "default")["savings"] == []
+    assert (
+        srv.sites_command("ticket-cost", "default", "7", "--currency", "gbp")
+        == "site default: a ticket costs 7.00 GBP"
+    )
