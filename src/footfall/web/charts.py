@@ -454,7 +454,12 @@ def deflection_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             },
         ],
         barmode="stack",
-        xaxis={"type": "date", "tickformat": "%b %d", "dtick": 86_400_000},
+        # One tick a day while they fit; Plotly spaces them itself over longer ranges.
+        xaxis={
+            "type": "date",
+            "tickformat": "%b %d",
+            **({"dtick": 86_400_000} if len(days) <= 14 else {}),
+        },
         yaxis={"rangemode": "tozero"},
     )
 
