@@ -1102,14 +1102,6 @@ _FORM_LOOKAROUND = timedelta(days=1)
 """How far beyond the range form events are read, so a session that crosses its start or
 end is still cut where it really starts and counted whole (in the range of its start)."""
 _FEEDBACK_EVENTS = "'message_like', 'message_dislike', 'click_through'"
-_SESSION_EVENTS = (
-    "form_viewed",
-    "answer_shown",
-    "ticket_submitted",
-    "message_like",
-    "message_dislike",
-    "click_through",
-)
 _DEFLECTION_DIMENSIONS = ("day", "site_id", "form", "chatbot", "popup", "grp", "question")
 _DEFLECTION_SETS = ((), ("day",), ("site_id", "form"), ("chatbot",), ("popup",), ("grp",))
 _DEFLECTION_COUNTS = (
@@ -1162,9 +1154,18 @@ def deflection(
     # The form events without persons: a session's person is looked up once, below.
     read = Filters(filters.sites, filters.start - around, filters.end + around)
     where, params = read.where()
-    kinds = ", ".join("?" * len(_SESSION_EVENTS))
-    source = f"SELECT * FROM events WHERE {where} AND event IN ({kinds})"  # noqa: S608
-    params = [*params, *_SESSION_EVENTS]
+    # Feedback and clicks belong to a form only when they name one: a cheap text test
+    # first spares parsing the JSON of the chat widget's many others.
+    named_form = (
+        "contains(CAST(data AS VARCHAR), '\"form\"')"
+        if sql_dialect.name == "duckdb"
+        else "data->'form' IS NOT NULL"
+    )
+    source = (
+        f"SELECT * FROM events WHERE {where} AND (event IN "  # noqa: S608
+        "('form_viewed', 'answer_shown', 'ticket_submitted') OR (event IN "
+        f"({_FEEDBACK_EVENTS}) AND {named_form}))"
+    )
     person = sql_dialect.person_key("n.person_id", "x.token")
     ticket_source, ticket_params = events_with_persons(
         store,
