@@ -293,3 +293,68 @@ def test_four_visitors_of_a_support_form_give_the_hand_computed_totals(
         srv.sites_command("ticket-cost", "default", "7", "--currency", "gbp")
         == "site default: a ticket costs 7.00 GBP"
     )
+
+
+MULTI_STEP = (
+    '<form id="support" onsubmit="event.preventDefault(); '
+    "document.getElementById('step2').hidden = false\">"
+    '<textarea id="q"></textarea><button type="submit" id="next">Next</button></form>'
+    '<div id="step2" hidden><button type="button" id="file">File the ticket</button></div>'
+    '<div id="answer" hidden></div>'
+)
+
+
+@pytest.fixture
+def duckdb_footfall(tmp_path: Path, pages: PageServer) -> Iterator[Server]:
+    config = f'default_site = "default"\nallowed_origins = ["http://*.shop.test:{pages.port}"]\n'
+    srv = Server(tmp_path / "footfall", config=config).start()
+    yield srv
+    if srv.process is not None:
+        srv.stop()
+
+
+def test_ticket_selector_code_and_holdout_group(
+    duckdb_footfall: Server, pages: PageServer, browser: Browser
+) -> None:
+    """A multi-step form: its submit is not the ticket, the ticket element's click is; an
+    integrator's own ``footfall.track('answer_shown')`` gets the form and question filled
+    in; ``footfall.group()`` is the group the server gives the events."""
+    srv = duckdb_footfall
+    attrs = {
+        "data-form-selector": "#support",
+        "data-ticket-selector": "#file",
+        "data-question-selector": "#q",
+        "data-answer-selector": "#answer",
+        "data-ab-test": "true",
+    }
+    pages.pages["/multi.html"] = tracker_page(srv, attrs=attrs, body=MULTI_STEP)
+    context = browser.new_context()
+    context.set_default_timeout(WAIT_S * 1000)
+    page = context.new_page()
+    page.goto(pages.url("help.shop.test", "/multi.html"))
+    wait_loaded(page)
+    group = page.evaluate("footfall.group()")
+    assert group in ("control", "test")
+    page.fill("#q", "  Can I change my address?  ")
+    page.evaluate("footfall.track('answer_shown', {answer_id: 'kb-7'})")
+    page.click("#next")
+    page.click("#file")
+    wait_until(lambda: committed(srv, "ticket_submitted") >= 1, "the ticket")
+    wait_until(lambda: committed(srv, "answer_shown") >= 1, "the answer")
+    context.close()
+    srv.stop()
+    rows = srv.rows(
+        "SELECT event, ab_group, data FROM events WHERE event <> 'visitor' ORDER BY ts, event_id"
+    )
+    assert [(event, grp) for event, grp, _ in rows] == [
+        ("form_viewed", group),
+        ("answer_shown", group),
+        ("ticket_submitted", group),
+    ]
+    data = [json.loads(text) for _, _, text in rows]
+    assert data[1] == {
+        "answer_id": "kb-7",
+        "form": "support",
+        "question": "Can I change my address?",
+    }
+    assert data[2] == {"form": "support", "question": "Can I change my address?"}
