@@ -97,6 +97,10 @@ class Dialect:
             return f"arg_max({value}, {order}){only}"
         return f"(array_agg({value} ORDER BY {order} DESC){only})[1]"
 
+    def any_value(self, value: str) -> str:
+        """Any one value of a group whose rows all hold the same (DuckDB: without comparing)."""
+        return f"any_value({value})" if self.name == "duckdb" else f"min({value})"
+
     def row_key(self, *columns: str) -> str:
         """One BIGINT hash of several text columns, to partition and group by an integer
         (two of a million keys collide with a probability of about 1 in 10 million)."""
@@ -1101,6 +1105,8 @@ DEFLECTION_WINDOW_DAYS = 7
 _FORM_LOOKAROUND = timedelta(days=1)
 """How far beyond the range form events are read, so a session that crosses its start or
 end is still cut where it really starts and counted whole (in the range of its start)."""
+_SESSION_BUCKETS = 4
+"""Buckets of form keys the session windows sort apart (in parallel)."""
 _FEEDBACK_EVENTS = "'message_like', 'message_dislike', 'click_through'"
 _DEFLECTION_DIMENSIONS = ("day", "site_id", "form", "chatbot", "popup", "grp", "question")
 _DEFLECTION_SETS = ((), ("day",), ("site_id", "form"), ("chatbot",), ("popup",), ("grp",))
@@ -1172,9 +1178,9 @@ def deflection(
         Filters(ticket_sites, filters.start - around, filters.end + window + around),
         only=("ticket_submitted",),
     )
-    first, last = sql_dialect.first_by, sql_dialect.last_by
+    first, last, any_of = sql_dialect.first_by, sql_dialect.last_by, sql_dialect.any_value
     gap, after = sql_dialect.seconds(), sql_dialect.seconds()
-    partition = "PARTITION BY k ORDER BY ts, event_id"
+    order = "PARTITION BY b ORDER BY k, ts, event_id"
     key = sql_dialect.row_key("site_id", "id_kind", "token", "form")
     text = _NORMALISED_TEXT.format(col="raw")
     columns = ", ".join(_DEFLECTION_DIMENSIONS)
@@ -1187,19 +1193,26 @@ def deflection(
         f"data->>'question' AS raw_question FROM ({source}) ev), "
         "named AS (SELECT *, coalesce(raw_form, '') AS form FROM raw "
         f"WHERE raw_form IS NOT NULL OR event NOT IN ({_FEEDBACK_EVENTS})), "
-        f"fe AS (SELECT *, {key} AS k, nullif(trim(raw_question), '') AS question FROM named), "
-        # The windows sort narrow rows (key, time, id): sorting every column twice cost
-        # most of the report; the session numbers are joined back by event id.
-        "lagged AS (SELECT k, ts, event_id, lag(ts) OVER w AS prev_ts, "
-        f"lag(event) OVER w AS prev_event FROM fe WINDOW w AS ({partition})), "
-        "marked AS (SELECT k, ts, event_id, CASE WHEN prev_ts IS NULL "
+        f"keyed AS (SELECT *, {key} AS k, nullif(trim(raw_question), '') AS question "
+        "FROM named), "
+        f"fe AS (SELECT *, k % {_SESSION_BUCKETS} AS b FROM keyed), "
+        # The windows sort narrow rows (key, time, id) in a few buckets of keys, not one
+        # partition per key: a session starts where the key changes, after a quiet gap or
+        # after a ticket, and the running count of starts numbers the sessions of a whole
+        # bucket at once (bucket and number name a session). Sorting every column, or a
+        # partition per key, cost most of the report; the numbers are joined back by id.
+        "lagged AS (SELECT b, k, ts, event_id, lag(k) OVER w AS prev_k, "
+        "lag(ts) OVER w AS prev_ts, "
+        f"lag(event) OVER w AS prev_event FROM fe WINDOW w AS ({order})), "
+        "marked AS (SELECT b, k, ts, event_id, CASE WHEN prev_k IS NULL OR prev_k <> k "
         f"OR ts > prev_ts + {gap} OR prev_event = 'ticket_submitted' "
         "THEN 1 ELSE 0 END AS starts FROM lagged), "
         "counted AS (SELECT event_id, sum(starts) OVER "
-        f"({partition} ROWS UNBOUNDED PRECEDING) AS sn FROM marked), "
+        f"({order} ROWS UNBOUNDED PRECEDING) AS sn FROM marked), "
         "numbered AS (SELECT fe.*, c.sn FROM fe JOIN counted c ON c.event_id = fe.event_id), "
-        "sessions AS (SELECT k, sn, min(site_id) AS site_id, min(form) AS form, "
-        "min(id_kind) AS id_kind, min(token) AS token, bool_or(ephemeral) AS ephemeral, "
+        f"sessions AS (SELECT b, sn, {any_of('site_id')} AS site_id, {any_of('form')} AS form, "
+        f"{any_of('id_kind')} AS id_kind, {any_of('token')} AS token, "
+        "bool_or(ephemeral) AS ephemeral, "
         "min(ts) AS first_ts, max(ts) AS last_ts, "
         "count(*) FILTER (WHERE event = 'form_viewed') > 0 AS viewed, "
         "count(*) FILTER (WHERE event = 'answer_shown') > 0 AS answered, "
@@ -1211,7 +1224,7 @@ def deflection(
         f"{first('chatbot_id', 'ts', 'chatbot_id IS NOT NULL')} AS chatbot, "
         f"{first('popup_version', 'ts', 'popup_version IS NOT NULL')} AS popup, "
         f"{last('question', 'ts', 'question IS NOT NULL')} AS raw_question "
-        "FROM numbered GROUP BY k, sn "
+        "FROM numbered GROUP BY b, sn "
         "HAVING min(ts) >= ? AND min(ts) < ?), "
         "sited AS (SELECT x.*, coalesce(s.tenant, s.site_id) AS tenant FROM sessions x "
         "JOIN sites s ON s.site_id = x.site_id), "
@@ -1222,11 +1235,11 @@ def deflection(
         "tickets AS (SELECT coalesce(s.tenant, s.site_id) AS tenant, t.pk, t.ts "
         f"FROM ({ticket_source}) t JOIN sites s ON s.site_id = t.site_id "
         "WHERE t.event = 'ticket_submitted' AND NOT t.ephemeral), "
-        "later AS (SELECT DISTINCT x.k, x.sn FROM tenanted x "
+        "later AS (SELECT DISTINCT x.b, x.sn FROM tenanted x "
         "JOIN tickets t ON t.tenant = x.tenant AND t.pk = x.pk AND t.ts >= x.first_ts "
         f"AND t.ts <= x.last_ts + {after} WHERE NOT x.ticket AND NOT x.ephemeral), "
         "flagged AS (SELECT x.*, l.sn IS NOT NULL AS later FROM tenanted x LEFT JOIN later l "
-        "ON l.k = x.k AND l.sn = x.sn), "
+        "ON l.b = x.b AND l.sn = x.sn), "
         "texts AS (SELECT raw, "
         f"{text} AS question FROM (SELECT DISTINCT raw_question AS raw FROM flagged "
         "WHERE raw_question IS NOT NULL) q), "
