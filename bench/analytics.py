@@ -114,6 +114,7 @@ def main() -> int:
         ("answer feedback", lambda: reports.feedback(store, everything)),
         ("popup open rate", lambda: reports.popups(store, everything)),
         ("client errors", lambda: reports.client_errors(store, everything)),
+        ("support form deflection", lambda: reports.deflection(store, everything)),
     ]
     rows: list[dict[str, Any]] = []
     print(f"\nbaseline COUNT(DISTINCT token): {baseline * 1000:.0f} ms\n")

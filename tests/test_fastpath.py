@@ -98,6 +98,9 @@ _data_values = {
         _json,
     ),
     "text": _json,
+    "form": mostly(_strings | st.none(), _odd | st.integers() | st.just("a\nb")),
+    "question": mostly(st.text(max_size=12) | st.none(), _odd | st.just("q" * 2001)),
+    "answer_id": mostly(_strings | st.integers() | st.none(), _odd),
     "a:b": _json,
 }
 _data = mostly(st.fixed_dictionaries({}, optional=_data_values), _json)
@@ -270,6 +273,7 @@ _messages = st.fixed_dictionaries(
             st.sampled_from(
                 [
                     *("Product Added", "Order Completed", "Cart Viewed", "visitor", "purchase"),
+                    *("Form Viewed", "Answer Shown", "Ticket Submitted"),
                     *("Clicked Help", " Signed Up ", "tracktrans", "x" * 255),
                 ]
             ),

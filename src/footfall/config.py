@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     """How often a server re-reads tombstones and sites that other processes sharing its
     (PostgreSQL) database wrote: an erase elsewhere stops late events here within this time."""
 
+    deflection_session_minutes: int = Field(default=30, ge=1, le=1440)
+    """The support form's deflection report: a form session ends with a ticket or after this
+    many minutes without events (a report may ask for another: ``session_minutes``)."""
+    deflection_window_days: int = Field(default=7, ge=1, le=90)
+    """...and an answered session followed by a ticket from the same person within this
+    many days of its last event is deferred, not deflected (``window_days``)."""
+
     log_level: str = "info"
     metrics_token: str | None = None
     """If set, /metrics requires ``Authorization: Bearer <token>``."""

@@ -6,7 +6,10 @@ probabilities that depend on the popup version and the A/B group (the test group
 converts better), asks questions drawn from a pool written in many spellings, leaves
 feedback, fills carts and buys in several currencies, sometimes re-sending an order. A share
 of visitors identify themselves (email, client id) on both sites, so their tokens merge into
-one person. Everything is generated column-wise with numpy and bulk-loaded through the
+one person. Help-site visits use the support form with its deflector: the form is viewed,
+a question typed, an answer shown (never to the holdout's control group), liked or not,
+and a ticket filed in the visit, days later (deferred) or not at all (deflected). Everything
+is generated column-wise with numpy and bulk-loaded through the
 store in large Arrow batches, so ten million events take about a minute.
 """
 
@@ -277,6 +280,7 @@ def _visits(
         return np.nonzero(mask)[0]
 
     emit(np.arange(v), "visitor", 0)
+    _form_sessions(rng, emit, where(on_help), group, when, start_us + span_us)
     on_shop = ~on_help
     version = np.where(rng.random(v) < 0.5, "v1", "v2").astype(object)
     shown = where(on_shop & (rng.random(v) < 0.6))
@@ -352,6 +356,70 @@ def _visits(
         payload = np.array([json.dumps({"message": ERRORS[i]}) for i in picked], dtype=object)
         emit(failed, "error", 2, data=payload)
     return chunk.table()
+
+
+FORM = "support-form"
+_FORM_DATA = json.dumps({"form": FORM})
+_ASKED = tuple(
+    (q, s, json.dumps({"form": FORM, "question": _SPELLINGS[s](text)}))
+    for q, text in enumerate(QUESTIONS)
+    for s in range(len(_SPELLINGS))
+)
+
+
+def _form_sessions(
+    rng: np.random.Generator,
+    emit: Callable[..., None],
+    rows: np.ndarray,
+    group: np.ndarray,
+    when: np.ndarray,
+    end_us: int,
+) -> None:
+    """The support form's deflector on help-site visits ``rows``: some questions are hard
+    (the later ones of the pool), so their answers defer or fail more often."""
+    if not len(rows):
+        return
+    n = len(rows)
+    emit(rows, "form_viewed", 2, data=np.full(n, _FORM_DATA, dtype=object))
+    asked = rng.random(n) < 0.85
+    question = (rng.zipf(1.6, n) - 1) % len(QUESTIONS)
+    spelling = rng.integers(0, len(_SPELLINGS), n)
+    texts = np.array([entry[2] for entry in _ASKED], dtype=object)[
+        question * len(_SPELLINGS) + spelling
+    ]
+    control = group[rows] == "control"
+    answered = asked & ~control & (rng.random(n) < 0.8)
+    shown = rows[answered]
+    answers = np.array(
+        [
+            json.dumps(
+                {"form": FORM, "question": _SPELLINGS[s](QUESTIONS[q]), "answer_id": f"kb-{q}"}
+            )
+            for q, s in zip(question[answered].tolist(), spelling[answered].tolist(), strict=True)
+        ],
+        dtype=object,
+    )
+    emit(shown, "answer_shown", 30, data=answers)
+    hard = question >= 8
+    roll = rng.random(n)
+    liked = answered & (roll < np.where(hard, 0.1, 0.3))
+    disliked = answered & ~liked & (roll < np.where(hard, 0.35, 0.38))
+    emit(rows[liked], "message_like", 45, data=np.full(int(liked.sum()), _FORM_DATA, dtype=object))
+    emit(
+        rows[disliked],
+        "message_dislike",
+        45,
+        data=np.full(int(disliked.sum()), _FORM_DATA, dtype=object),
+    )
+    outcome = rng.random(n)
+    now_rate = np.where(answered, np.where(hard, 0.35, 0.12), np.where(asked, 0.55, 0.25))
+    now = outcome < now_rate
+    later_rate = np.where(answered, np.where(hard, 0.15, 0.06), 0.05)
+    later_s = rng.uniform(3 * 3600, 6 * 86400, n)
+    later = ~now & (outcome < now_rate + later_rate)
+    later &= when[rows] + (later_s * 1e6).astype(np.int64) < end_us
+    emit(rows[now], "ticket_submitted", 120, data=texts[now])
+    emit(rows[later], "ticket_submitted", later_s[later], data=texts[later])
 
 
 def _baskets(rng: np.random.Generator, currency: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -767,3 +767,71 @@ def key_document(key: ApiKey) -> dict[str, Any]:
         "revoked": key.revoked,
         "revoked_at": _iso(key.revoked_at),
     }
+
+
+MAX_TICKET_COST = 1_000_000.0
+CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
+
+
+@dataclass(frozen=True, slots=True)
+class TicketCost:
+    """What one support ticket costs a site (the deflection report's savings)."""
+
+    amount: float
+    currency: str
+
+
+def clean_ticket_cost(amount: object, currency: object) -> TicketCost | None:
+    """A cost per ticket (0 to a million, in a three-letter currency such as EUR), or None
+    to clear it (amount None or empty); 422 naming the field otherwise."""
+    if amount is None or amount == "":
+        return None
+    if isinstance(amount, str):
+        try:
+            amount = float(amount.strip())
+        except ValueError:
+            raise invalid("cost_per_ticket", "must be a number such as 12.50") from None
+    if isinstance(amount, bool) or not isinstance(amount, int | float):
+        raise invalid("cost_per_ticket", "must be a number such as 12.50")
+    value = float(amount)
+    if not 0 <= value <= MAX_TICKET_COST:  # NaN fails this too
+        raise invalid("cost_per_ticket", f"must be from 0 to {MAX_TICKET_COST:,.0f}")
+    code = currency.strip().upper() if isinstance(currency, str) else ""
+    if CURRENCY_PATTERN.fullmatch(code) is None:
+        raise invalid("ticket_currency", "must be a three-letter currency code such as EUR")
+    return TicketCost(round(value, 4), code)
+
+
+def ticket_cost(store: Store, site_id: str) -> TicketCost | None:
+    rows = store.query(
+        "SELECT cost_per_ticket, ticket_currency FROM sites WHERE site_id = ?", [site_id]
+    )
+    if not rows or rows[0][0] is None:
+        return None
+    return TicketCost(float(rows[0][0]), str(rows[0][1]))
+
+
+def set_ticket_cost(store: Store, site_id: str, amount: object, currency: object = "EUR") -> None:
+    """Set (or, with amount None, clear) a site's cost per ticket; checked first."""
+    cost = clean_ticket_cost(amount, currency)
+    store.query(
+        "UPDATE sites SET cost_per_ticket = ?, ticket_currency = ? WHERE site_id = ?",
+        [cost.amount if cost else None, cost.currency if cost else None, site_id],
+    )
+
+
+def manage_ticket_cost(
+    store: Store, authority: Authority, site_id: str, amount: object, currency: object = "EUR"
+) -> TicketCost | None:
+    """``set_ticket_cost`` for someone who may manage the site (the admin API, the CLI)."""
+    site = managed_site(store, authority, site_id)
+    set_ticket_cost(store, site.id, amount, currency)
+    return ticket_cost(store, site.id)
+
+
+def ticket_cost_document(site_id: str, cost: TicketCost | None) -> dict[str, Any]:
+    return {
+        "site_id": site_id,
+        "cost_per_ticket": cost.amount if cost else None,
+        "ticket_currency": cost.currency if cost else None,
+    }

@@ -11,6 +11,8 @@ from typing import Any
 from footfall.analytics.reports import (
     BREAKDOWNS,
     DEFAULT_DAYS,
+    DEFLECTION_SESSION_MINUTES,
+    DEFLECTION_WINDOW_DAYS,
     INTERVALS,
     MAX_FUNNEL_STEPS,
     Filters,
@@ -92,9 +94,14 @@ def report_filters(params: Mapping[str, str], sites: Sequence[str] | None) -> Fi
     return Filters(tuple(sites) if sites else None, start, end)
 
 
-def report_options(report: Report, params: Mapping[str, str]) -> dict[str, Any]:
-    """The report's own options, validated; unknown values answer 422 naming the field."""
+def report_options(
+    report: Report, params: Mapping[str, str], defaults: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """The report's own options, validated; unknown values answer 422 naming the field.
+    ``defaults`` are the operator's settings for options that have one (the deflection
+    report's session and window)."""
     options: dict[str, Any] = {}
+    given = defaults or {}
     for name in report.options:
         if name == "interval":
             default = "week" if report.name == "retention" else "day"
@@ -119,9 +126,19 @@ def report_options(report: Report, params: Mapping[str, str]) -> dict[str, Any]:
             options[name] = _choice(params, "breakdown", "", BREAKDOWNS)
         elif name == "name" and params.get("name"):
             options[name] = custom_event_name(params["name"], "name")
+        elif name == "session_minutes":
+            minutes = given.get(name, DEFLECTION_SESSION_MINUTES)
+            options[name] = _int(params, name, minutes, 1, 1440)
+        elif name == "window_days":
+            options[name] = _int(params, name, given.get(name, DEFLECTION_WINDOW_DAYS), 1, 90)
         elif name == "goal" and params.get("goal"):
             options[name] = _choice(params, "goal", "purchase", sorted(EVENT_TYPES))
     return options
+
+
+def deflection_defaults(session_minutes: int, window_days: int) -> dict[str, int]:
+    """The deflection report's defaults from the operator's settings."""
+    return {"session_minutes": session_minutes, "window_days": window_days}
 
 
 def site_scope(key_site: Site, requested: str | None, known: Mapping[str, Site]) -> list[str]:

@@ -33,6 +33,7 @@ from typing import Any
 from footfall.analytics import funnel_steps
 from footfall.ingest.validate import EUR_RATES, EVENT_TYPES, custom_event_name
 from footfall.store.base import HASH_JOINS, Store
+from footfall.store.migrations import FUNNEL_STEP_TYPES
 
 INTERVALS = ("day", "week", "month")
 BREAKDOWNS = ("popup_version", "open_way", "chatbot_id", "ab_group")
@@ -89,6 +90,25 @@ class Dialect:
             return f"arg_min({value}, {order}){only}"
         return f"(array_agg({value} ORDER BY {order}){only})[1]"
 
+    def last_by(self, value: str, order: str, where: str | None = None) -> str:
+        """The value of the row with the largest ``order`` in a group (among ``where``)."""
+        only = f" FILTER (WHERE {where})" if where else ""
+        if self.name == "duckdb":
+            return f"arg_max({value}, {order}){only}"
+        return f"(array_agg({value} ORDER BY {order} DESC){only})[1]"
+
+    def any_value(self, value: str) -> str:
+        """Any one value of a group whose rows all hold the same (DuckDB: without comparing)."""
+        return f"any_value({value})" if self.name == "duckdb" else f"min({value})"
+
+    def row_key(self, *columns: str) -> str:
+        """One BIGINT hash of several text columns, to partition and group by an integer
+        (two of a million keys collide with a probability of about 1 in 10 million)."""
+        if self.name == "duckdb":
+            return f"CAST(hash({', '.join(columns)}) >> 1 AS BIGINT)"
+        joined = " || chr(31) || ".join(columns)
+        return f"hashtextextended({joined}, 0)"
+
     def items(self, column: str) -> str:
         """A lateral row source with one JSON ``item`` per element of a JSON array column."""
         if self.name == "duckdb":
@@ -121,12 +141,14 @@ def events_with_persons(
     filters: Filters,
     *,
     since_beginning: bool = False,
+    only: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """A row source: the filtered events, each with its ``person_id`` and person key ``pk``.
 
-    ``since_beginning`` drops the range's start (cohorts need each person's first visit).
+    ``since_beginning`` drops the range's start (cohorts need each person's first visit);
+    ``only`` keeps these event types alone, before the identity join (a few types of many).
     """
-    return _with_persons(store, filters, presence=False, since_beginning=since_beginning)
+    return _with_persons(store, filters, presence=False, since_beginning=since_beginning, only=only)
 
 
 def presence_with_persons(
@@ -139,7 +161,12 @@ def presence_with_persons(
 
 
 def _with_persons(
-    store: Store, filters: Filters, *, presence: bool, since_beginning: bool
+    store: Store,
+    filters: Filters,
+    *,
+    presence: bool,
+    since_beginning: bool,
+    only: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """The identity join names its tenant as a constant (one branch per tenant of the chosen
     sites), so the database hash-joins on the identifier alone instead of joining the sites
@@ -172,12 +199,14 @@ def _with_persons(
         conditions = [f"{column} < ?"] if since_beginning else [f"{column} >= ?", f"{column} < ?"]
         if not every_site:
             conditions.append(f"e.site_id IN ({', '.join('?' * len(site_ids))})")
+        if only:
+            conditions.append(f"e.event IN ({', '.join('?' * len(only))})")
         parts.append(
             f"SELECT e.*, n.person_id, {pk} AS pk FROM {table} e "  # noqa: S608
             "LEFT JOIN identity_nodes n ON n.tenant = ? AND n.value = e.token "
             f"AND n.kind = e.id_kind AND {valid} WHERE {' AND '.join(conditions)}"
         )
-        params += [tenant, *bounds, *([] if every_site else site_ids)]
+        params += [tenant, *bounds, *([] if every_site else site_ids), *only]
     return " UNION ALL ".join(parts), params
 
 
@@ -666,8 +695,8 @@ def funnel_query(
         raise ValueError(f"breakdown must be one of {', '.join(BREAKDOWNS)}")
     if window_seconds <= 0:
         raise ValueError("the conversion window must be positive")
-    # The step tables hold the 13 types only: a custom step reads the events.
-    custom = any(step not in EVENT_TYPES for step in steps)
+    # The step tables hold the 13 types only: a custom or form step reads the events.
+    custom = any(step not in FUNNEL_STEP_TYPES for step in steps)
     if funnel_steps.usable(store) and not events_path and not custom:
         funnel_steps.refresh(store)
         return _funnel_from_step_tables(filters, list(steps), window_seconds, breakdown)
@@ -1100,6 +1129,342 @@ def custom_events(
     }
 
 
+DEFLECTION_SESSION_MINUTES = 30
+DEFLECTION_WINDOW_DAYS = 7
+_FORM_LOOKAROUND = timedelta(days=1)
+"""How far beyond the range form events are read, so a session that crosses its start or
+end is still cut where it really starts and counted whole (in the range of its start)."""
+_SESSION_BUCKETS = 4
+"""Buckets of form keys the session windows sort apart (in parallel)."""
+_FEEDBACK_EVENTS = "'message_like', 'message_dislike', 'click_through'"
+_DEFLECTION_DIMENSIONS = ("day", "site_id", "form", "chatbot", "popup", "grp", "question")
+_DEFLECTION_SETS = ((), ("day",), ("site_id", "form"), ("chatbot",), ("popup",), ("grp",))
+_DEFLECTION_COUNTS = (
+    "sessions",
+    "viewed",
+    "asked",
+    "answered",
+    "engaged",
+    "tickets",
+    "tickets_without_answer",
+    "deflected",
+    "deferred",
+    "filed",
+    "likes",
+    "dislikes",
+    "window_open",
+)
+
+
+def deflection(
+    store: Store,
+    filters: Filters,
+    session_minutes: int = DEFLECTION_SESSION_MINUTES,
+    window_days: int = DEFLECTION_WINDOW_DAYS,
+    limit: int = 20,
+) -> dict[str, Any]:
+    """The support form's deflection: form sessions, answers shown, tickets filed in the
+    session or later by the same person, per day, form, chatbot, popup version and
+    question; the holdout's lift; the savings at each site's cost per ticket.
+
+    A form session is one token's events on one form (``data.form``), cut by a ticket or
+    by ``session_minutes`` without events. Its person is resolved through the identity graph
+    now, and a ticket by that person (any identifier, any site of the tenant) from the
+    session's start until ``window_days`` after its last event makes it deferred rather
+    than deflected. Ephemeral sessions are counted apart: their person is never known.
+    One query, grouping sets for every breakdown, so the sessions are built once.
+    """
+    if not 1 <= session_minutes <= 24 * 60:
+        raise ValueError("session_minutes must be from 1 to 1440")
+    if not 1 <= window_days <= 90:
+        raise ValueError("window_days must be from 1 to 90")
+    sql_dialect = dialect_of(store)
+    sites = store.query(
+        "SELECT site_id, coalesce(tenant, site_id), cost_per_ticket, ticket_currency FROM sites"
+    )
+    tenants = {t for site, t, *_ in sites if filters.sites is None or site in filters.sites}
+    ticket_sites = tuple(site for site, t, *_ in sites if t in tenants)
+    window = timedelta(days=window_days)
+    around = _FORM_LOOKAROUND
+    # The form events without persons: a session's person is looked up once, below.
+    read = Filters(filters.sites, filters.start - around, filters.end + around)
+    where, params = read.where()
+    # Feedback and clicks belong to a form only when they name one: a cheap text test
+    # first spares parsing the JSON of the chat widget's many others.
+    named_form = (
+        "contains(CAST(data AS VARCHAR), '\"form\"')"
+        if sql_dialect.name == "duckdb"
+        else "data->'form' IS NOT NULL"
+    )
+    source = (
+        f"SELECT * FROM events WHERE {where} AND (event IN "  # noqa: S608
+        "('form_viewed', 'answer_shown', 'ticket_submitted') OR (event IN "
+        f"({_FEEDBACK_EVENTS}) AND {named_form}))"
+    )
+    person = sql_dialect.person_key("n.person_id", "x.token")
+    ticket_source, ticket_params = events_with_persons(
+        store,
+        Filters(ticket_sites, filters.start - around, filters.end + window + around),
+        only=("ticket_submitted",),
+    )
+    first, last, any_of = sql_dialect.first_by, sql_dialect.last_by, sql_dialect.any_value
+    gap, after = sql_dialect.seconds(), sql_dialect.seconds()
+    order = "PARTITION BY b ORDER BY k, ts, event_id"
+    key = sql_dialect.row_key("site_id", "id_kind", "token", "form")
+    text = _NORMALISED_TEXT.format(col="raw")
+    columns = ", ".join(_DEFLECTION_DIMENSIONS)
+    sets = ", ".join(
+        "(" + ", ".join(("ephemeral", *dims)) + ")" for dims in (*_DEFLECTION_SETS, ("question",))
+    )
+    sql = (
+        f"{HASH_JOINS}WITH raw AS (SELECT event_id, site_id, id_kind, token, ephemeral, "  # noqa: S608
+        "ts, event, ab_group, chatbot_id, popup_version, data->>'form' AS raw_form, "
+        f"data->>'question' AS raw_question FROM ({source}) ev), "
+        "named AS (SELECT *, coalesce(raw_form, '') AS form FROM raw "
+        f"WHERE raw_form IS NOT NULL OR event NOT IN ({_FEEDBACK_EVENTS})), "
+        f"keyed AS (SELECT *, {key} AS k, nullif(trim(raw_question), '') AS question "
+        "FROM named), "
+        f"fe AS (SELECT *, k % {_SESSION_BUCKETS} AS b FROM keyed), "
+        # The windows sort narrow rows (key, time, id) in a few buckets of keys, not one
+        # partition per key: a session starts where the key changes, after a quiet gap or
+        # after a ticket, and the running count of starts numbers the sessions of a whole
+        # bucket at once (bucket and number name a session). Sorting every column, or a
+        # partition per key, cost most of the report; the numbers are joined back by id.
+        "lagged AS (SELECT b, k, ts, event_id, lag(k) OVER w AS prev_k, "
+        "lag(ts) OVER w AS prev_ts, "
+        f"lag(event) OVER w AS prev_event FROM fe WINDOW w AS ({order})), "
+        "marked AS (SELECT b, k, ts, event_id, CASE WHEN prev_k IS NULL OR prev_k <> k "
+        f"OR ts > prev_ts + {gap} OR prev_event = 'ticket_submitted' "
+        "THEN 1 ELSE 0 END AS starts FROM lagged), "
+        "counted AS (SELECT event_id, sum(starts) OVER "
+        f"({order} ROWS UNBOUNDED PRECEDING) AS sn FROM marked), "
+        "numbered AS (SELECT fe.*, c.sn FROM fe JOIN counted c ON c.event_id = fe.event_id), "
+        f"sessions AS (SELECT b, sn, {any_of('site_id')} AS site_id, {any_of('form')} AS form, "
+        f"{any_of('id_kind')} AS id_kind, {any_of('token')} AS token, "
+        "bool_or(ephemeral) AS ephemeral, "
+        "min(ts) AS first_ts, max(ts) AS last_ts, "
+        "count(*) FILTER (WHERE event = 'form_viewed') > 0 AS viewed, "
+        "count(*) FILTER (WHERE event = 'answer_shown') > 0 AS answered, "
+        "count(*) FILTER (WHERE event = 'ticket_submitted') > 0 AS ticket, "
+        f"count(*) FILTER (WHERE event IN ({_FEEDBACK_EVENTS})) > 0 AS engaged, "
+        "count(*) FILTER (WHERE event = 'message_like') AS likes, "
+        "count(*) FILTER (WHERE event = 'message_dislike') AS dislikes, "
+        f"{first('ab_group', 'ts', 'ab_group IS NOT NULL')} AS grp, "
+        f"{first('chatbot_id', 'ts', 'chatbot_id IS NOT NULL')} AS chatbot, "
+        f"{first('popup_version', 'ts', 'popup_version IS NOT NULL')} AS popup, "
+        f"{last('question', 'ts', 'question IS NOT NULL')} AS raw_question "
+        "FROM numbered GROUP BY b, sn "
+        "HAVING min(ts) >= ? AND min(ts) < ?), "
+        "sited AS (SELECT x.*, coalesce(s.tenant, s.site_id) AS tenant FROM sessions x "
+        "JOIN sites s ON s.site_id = x.site_id), "
+        # The person of the session's token when it started, resolved now.
+        f"tenanted AS (SELECT x.*, {person} AS pk FROM sited x LEFT JOIN identity_nodes n "
+        "ON n.tenant = x.tenant AND n.value = x.token AND n.kind = x.id_kind "
+        "AND x.first_ts >= n.valid_from AND x.first_ts < n.valid_to), "
+        "tickets AS (SELECT coalesce(s.tenant, s.site_id) AS tenant, t.pk, t.ts "
+        f"FROM ({ticket_source}) t JOIN sites s ON s.site_id = t.site_id "
+        "WHERE t.event = 'ticket_submitted' AND NOT t.ephemeral), "
+        "later AS (SELECT DISTINCT x.b, x.sn FROM tenanted x "
+        "JOIN tickets t ON t.tenant = x.tenant AND t.pk = x.pk AND t.ts >= x.first_ts "
+        f"AND t.ts <= x.last_ts + {after} WHERE NOT x.ticket AND NOT x.ephemeral), "
+        "flagged AS (SELECT x.*, l.sn IS NOT NULL AS later FROM tenanted x LEFT JOIN later l "
+        "ON l.b = x.b AND l.sn = x.sn), "
+        "texts AS (SELECT raw, "
+        f"{text} AS question FROM (SELECT DISTINCT raw_question AS raw FROM flagged "
+        "WHERE raw_question IS NOT NULL) q), "
+        "final AS (SELECT f.*, date_trunc('day', f.first_ts) AS day, "
+        "nullif(t.question, '') AS question FROM flagged f LEFT JOIN texts t "
+        "ON t.raw = f.raw_question), "
+        # The sessions summed by every dimension at once first: the grouping sets then
+        # add up far fewer rows than there are sessions.
+        f"base AS (SELECT ephemeral, {columns}, count(*) AS sessions, "
+        "count(*) FILTER (WHERE viewed) AS viewed, "
+        "count(*) FILTER (WHERE question IS NOT NULL) AS asked, "
+        "count(*) FILTER (WHERE answered) AS answered, "
+        "count(*) FILTER (WHERE engaged) AS engaged, "
+        "count(*) FILTER (WHERE ticket) AS tickets, "
+        "count(*) FILTER (WHERE ticket AND NOT answered) AS unanswered, "
+        "count(*) FILTER (WHERE answered AND NOT ticket AND NOT later) AS deflected, "
+        "count(*) FILTER (WHERE answered AND NOT ticket AND later) AS deferred, "
+        "count(*) FILTER (WHERE ticket OR later) AS filed, sum(likes) AS likes, "
+        "sum(dislikes) AS dislikes, count(*) FILTER (WHERE answered AND NOT ticket "
+        f"AND NOT later AND last_ts + {after} > ?) AS open_window "
+        f"FROM final GROUP BY ephemeral, {columns}) "
+        f"SELECT GROUPING({columns}), ephemeral, {columns}, sum(sessions), sum(viewed), "
+        "sum(asked), sum(answered), sum(engaged), sum(tickets), sum(unanswered), "
+        "sum(deflected), sum(deferred), sum(filed), sum(likes), sum(dislikes), "
+        f"sum(open_window) FROM base GROUP BY GROUPING SETS ({sets})"
+    )
+    seconds = session_minutes * 60
+    window_s = window_days * 86400
+    rows = store.query(
+        sql,
+        [
+            *params,
+            seconds,
+            filters.start,
+            filters.end,
+            *ticket_params,
+            window_s,
+            window_s,
+            utcnow(),
+        ],
+    )
+    return _deflection_document(filters, rows, sites, session_minutes, window_days, limit)
+
+
+def _deflection_document(
+    filters: Filters,
+    rows: Sequence[tuple[Any, ...]],
+    sites: Sequence[tuple[Any, ...]],
+    session_minutes: int,
+    window_days: int,
+    limit: int,
+) -> dict[str, Any]:
+    """The grouping sets' rows shaped into the report: each row's GROUPING() bits say which
+    of the dimensions it is grouped by (a bit set: rolled up)."""
+    width = len(_DEFLECTION_DIMENSIONS)
+    groups: dict[tuple[str, ...], list[tuple[bool, dict[str, Any], dict[str, int]]]] = {}
+    for row in rows:
+        mask, ephemeral = int(row[0]), bool(row[1])
+        keys = row[2 : 2 + width]
+        present = tuple(
+            name
+            for bit, name in enumerate(_DEFLECTION_DIMENSIONS)
+            if not mask & (1 << (width - 1 - bit))
+        )
+        counts = {
+            name: int(value or 0)
+            for name, value in zip(_DEFLECTION_COUNTS, row[2 + width :], strict=True)
+        }
+        values = dict(zip(_DEFLECTION_DIMENSIONS, keys, strict=True))
+        groups.setdefault(present, []).append((ephemeral, values, counts))
+
+    def persistent(dims: tuple[str, ...]) -> list[tuple[dict[str, Any], dict[str, int]]]:
+        return [(values, counts) for eph, values, counts in groups.get(dims, []) if not eph]
+
+    def figures(counts: dict[str, int]) -> dict[str, Any]:
+        return {
+            "sessions": counts["sessions"],
+            "answered": counts["answered"],
+            "tickets": counts["tickets"],
+            "deflected": counts["deflected"],
+            "deferred": counts["deferred"],
+            "deflection_rate": _ratio(counts["deflected"], counts["answered"]),
+        }
+
+    empty = dict.fromkeys(_DEFLECTION_COUNTS, 0)
+    whole = next((c for _, c in persistent(())), empty)
+    apart = next((c for eph, _, c in groups.get((), []) if eph), empty)
+    totals = {
+        **figures(whole),
+        "viewed": whole["viewed"],
+        "asked": whole["asked"],
+        "tickets_after_answer": whole["tickets"] - whole["tickets_without_answer"],
+        "tickets_without_answer": whole["tickets_without_answer"],
+        "deflected_window_open": whole["window_open"],
+        "likes": whole["likes"],
+        "dislikes": whole["dislikes"],
+    }
+    funnel_counts = [
+        ("form_viewed", whole["viewed"]),
+        ("question", whole["asked"]),
+        ("answer_shown", whole["answered"]),
+        ("feedback_or_click", whole["engaged"]),
+        ("ticket_submitted", whole["tickets"]),
+    ]
+    per_site: dict[str, int] = {}
+    forms = []
+    for values, counts in persistent(("site_id", "form")):
+        per_site[values["site_id"]] = per_site.get(values["site_id"], 0) + counts["deflected"]
+        forms.append({"site_id": values["site_id"], "form": values["form"], **figures(counts)})
+    forms.sort(key=lambda f: (-f["sessions"], f["site_id"], f["form"]))
+
+    def breakdown(dim: str, label: str) -> list[dict[str, Any]]:
+        found = [{label: v[dim], **figures(c)} for v, c in persistent((dim,))]
+        return sorted(found, key=lambda f: (-f["sessions"], str(f[label])))
+
+    questions = [
+        {
+            "question": values["question"],
+            **figures(counts),
+            "dislikes": counts["dislikes"],
+        }
+        for values, counts in persistent(("question",))
+        if values["question"] is not None
+    ]
+    questions.sort(key=lambda q: (-q["tickets"], -q["deferred"], -q["sessions"], q["question"]))
+    by_group = {v["grp"]: c for v, c in persistent(("grp",)) if v["grp"] is not None}
+    lift_groups = [
+        {
+            "group": name,
+            "sessions": by_group[name]["sessions"],
+            "answered": by_group[name]["answered"],
+            "tickets": by_group[name]["filed"],
+            "ticket_rate": _ratio(by_group[name]["filed"], by_group[name]["sessions"]),
+        }
+        for name in ("control", "test")
+        if name in by_group
+    ]
+    control, test = by_group.get("control"), by_group.get("test")
+    comparison = (
+        two_proportion_test(control["filed"], control["sessions"], test["filed"], test["sessions"])
+        if control and test
+        else None
+    )
+    avoided = None
+    if comparison is not None and test is not None:
+        n = test["sessions"]
+        low, high = comparison["ci95"]
+        avoided = {
+            "tickets": round(-comparison["difference"] * n, 2),
+            "ci95": [round(-high * n, 2), round(-low * n, 2)],
+        }
+    costs = {site: (cost, currency) for site, _, cost, currency in sites}
+    savings: dict[str, dict[str, Any]] = {}
+    uncosted = []
+    for site_id, count in sorted(per_site.items()):
+        cost, currency = costs.get(site_id, (None, None))
+        if cost is None:
+            uncosted.append({"site_id": site_id, "deflected": count})
+            continue
+        entry = savings.setdefault(currency, {"currency": currency, "amount": 0.0, "deflected": 0})
+        entry["amount"] = round(entry["amount"] + count * float(cost), 2)
+        entry["deflected"] += count
+    return {
+        "filters": filters.describe(),
+        "session_minutes": session_minutes,
+        "window_days": window_days,
+        "totals": totals,
+        "ephemeral": {
+            "sessions": apart["sessions"],
+            "answered": apart["answered"],
+            "tickets": apart["tickets"],
+            "answered_without_ticket": apart["deflected"],
+        },
+        "funnel": [
+            {"step": step, "sessions": count, "of_sessions": _ratio(count, whole["sessions"])}
+            for step, count in funnel_counts
+        ],
+        "series": sorted(
+            ({"day": _period(v["day"]), **figures(c)} for v, c in persistent(("day",))),
+            key=lambda d: d["day"],
+        ),
+        "forms": forms,
+        "chatbots": breakdown("chatbot", "chatbot_id"),
+        "popup_versions": breakdown("popup", "popup_version"),
+        "questions": questions[:limit],
+        "lift": {
+            "outcome": "a ticket in the session or by the same person within the window",
+            "groups": lift_groups,
+            "comparison": comparison,
+            "avoided_tickets": avoided,
+        },
+        "savings": sorted(savings.values(), key=lambda e: str(e["currency"])),
+        "sites_without_cost": uncosted,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     """A named report: what the API path, the CLI name and the dashboard share."""
@@ -1124,5 +1489,11 @@ REPORTS: dict[str, Report] = {
         Report("popups", "Popup open rate", popups),
         Report("errors", "Client errors", client_errors, ("limit",)),
         Report("custom-events", "Custom events", custom_events, ("name", "limit")),
+        Report(
+            "deflection",
+            "Support form deflection",
+            deflection,
+            ("session_minutes", "window_days", "limit"),
+        ),
     )
 }

@@ -29,7 +29,7 @@ def report_command(
         str,
         typer.Argument(
             help="overview, people, retention, power-users, "
-            "funnel, ab, revenue, feedback, popups, errors, custom-events"
+            "funnel, ab, revenue, feedback, popups, errors, custom-events, deflection"
         ),
     ],
     site: Annotated[
@@ -64,6 +64,14 @@ def report_command(
         str | None, typer.Option("--name", help="custom-events: only this custom event.")
     ] = None,
     periods: Annotated[int | None, typer.Option(help="Retention periods (8).")] = None,
+    session_minutes: Annotated[
+        int | None,
+        typer.Option(help="deflection: minutes without events that end a form session."),
+    ] = None,
+    window_days: Annotated[
+        int | None,
+        typer.Option(help="deflection: days after a session in which a ticket defers it."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the JSON the API returns.")
     ] = False,
@@ -73,7 +81,7 @@ def report_command(
     database: DatabaseOpt = None,
 ) -> None:
     """Print an analytics report as tables (the same numbers as the API and dashboard)."""
-    from footfall.analytics.params import report_filters, report_options
+    from footfall.analytics.params import deflection_defaults, report_filters, report_options
     from footfall.analytics.reports import REPORTS
     from footfall.cli.terminal import show_report
 
@@ -92,6 +100,8 @@ def report_command(
         "limit": limit,
         "periods": periods,
         "name": event_name,
+        "session_minutes": session_minutes,
+        "window_days": window_days,
     }
     params = {k: str(v) for k, v in given.items() if v is not None}
     if server:
@@ -105,7 +115,10 @@ def report_command(
         )
         try:
             filters = report_filters(params, sites)
-            options = report_options(report, params)
+            defaults = deflection_defaults(
+                settings.deflection_session_minutes, settings.deflection_window_days
+            )
+            options = report_options(report, params, defaults)
         except ApiError as exc:
             raise fail(exc.message, 2) from None
         store = open_store_or_exit(settings, existing=True)

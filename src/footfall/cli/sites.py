@@ -72,6 +72,8 @@ class Sites(Protocol):
 
     def revoke_write_key(self, site_id: str) -> None: ...
 
+    def ticket_cost(self, site_id: str, amount: str | None, currency: str) -> dict[str, Any]: ...
+
 
 class LocalSites:
     """The database file, opened at first use, with the administrator's authority."""
@@ -145,6 +147,10 @@ class LocalSites:
     def revoke_write_key(self, site_id: str) -> None:
         self._run(sites.drop_write_key, site_id)
 
+    def ticket_cost(self, site_id: str, amount: str | None, currency: str) -> dict[str, Any]:
+        cost = self._run(sites.manage_ticket_cost, site_id, amount, currency)
+        return sites.ticket_cost_document(site_id, cost)
+
 
 class RemoteSites:
     """The same through a running server's admin API."""
@@ -192,6 +198,10 @@ class RemoteSites:
 
     def revoke_write_key(self, site_id: str) -> None:
         self.remote.call("DELETE", self._site_path(site_id) + "/write-key")
+
+    def ticket_cost(self, site_id: str, amount: str | None, currency: str) -> dict[str, Any]:
+        body = {"cost_per_ticket": amount, "ticket_currency": currency}
+        return dict(self.remote.call("PUT", self._site_path(site_id) + "/ticket-cost", body))
 
 
 def _sites(server: str | None, key: str | None, config: str | None, database: str | None) -> Sites:
@@ -356,3 +366,26 @@ def sites_write_key(
         console.print(f"write key of {site_id} revoked")
         return
     console.print(target.write_key(site_id, rotate)["write_key"], soft_wrap=True, highlight=False)
+
+
+@app.command("ticket-cost")
+@sites_command
+def sites_ticket_cost(
+    target: Sites,
+    site_id: str,
+    amount: Annotated[
+        str, typer.Argument(help="What one support ticket costs, e.g. 12.50; 'none' clears it.")
+    ],
+    currency: Annotated[str, typer.Option(help="Three-letter currency code.")] = "EUR",
+) -> None:
+    """Set a site's cost per support ticket: the deflection report's savings are its
+    deflected tickets times this."""
+    cleared = amount.strip().lower() in ("none", "")
+    document = target.ticket_cost(site_id, None if cleared else amount, currency)
+    if document["cost_per_ticket"] is None:
+        console.print(f"site {shown(site_id)}: no cost per ticket")
+    else:
+        console.print(
+            f"site {shown(site_id)}: a ticket costs {document['cost_per_ticket']:,.2f} "
+            f"{shown(document['ticket_currency'])}"
+        )

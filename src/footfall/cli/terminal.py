@@ -263,6 +263,94 @@ def _custom_events(r: dict[str, Any]) -> RenderableType:
     return table
 
 
+def _money(amount: float, currency: str | None) -> str:
+    return f"{amount:,.2f} {shown(currency or '')}".strip()
+
+
+def _deflection(r: dict[str, Any]) -> RenderableType:
+    t = r["totals"]
+    labels = ("sessions", "answered", "tickets", "deflected", "deferred", "deflection rate")
+    head = Table.grid(padding=(0, 3))
+    head.add_row(*(Text(label, style="dim") for label in labels))
+    head.add_row(
+        *(Text(_int(t[k]), style="bold") for k in labels[:5]),
+        Text(_pct(t["deflection_rate"]), style="bold"),
+    )
+    e = r["ephemeral"]
+    notes = [
+        f"{t['tickets_without_answer']:,} tickets without an answer shown; "
+        f"{t['deflected_window_open']:,} deflected sessions still inside their "
+        f"{r['window_days']}-day window",
+        f"without consent (ephemeral, counted apart): {e['sessions']:,} sessions, "
+        f"{e['answered']:,} answered, {e['tickets']:,} tickets",
+    ]
+    for saving in r["savings"]:
+        notes.append(
+            f"saved {_money(saving['amount'], saving['currency'])} "
+            f"({saving['deflected']:,} deflected tickets)"
+        )
+    for site in r["sites_without_cost"]:
+        notes.append(f"site {shown(site['site_id'])} has no cost per ticket set")
+    funnel = Table("step", "sessions", "of all sessions", title="funnel")
+    for step in r["funnel"]:
+        funnel.add_row(shown(step["step"]), _int(step["sessions"]), _pct(step["of_sessions"]))
+    gaps = Table(
+        "question",
+        "sessions",
+        "answered",
+        "tickets",
+        "deferred",
+        "dislikes",
+        "deflected",
+        title="questions that still end in tickets",
+    )
+    for q in r["questions"]:
+        gaps.add_row(
+            shown(q["question"]),
+            _int(q["sessions"]),
+            _int(q["answered"]),
+            _int(q["tickets"]),
+            _int(q["deferred"]),
+            _int(q["dislikes"]),
+            _pct(q["deflection_rate"]),
+        )
+    forms = Table("site", "form", "sessions", "answered", "tickets", "deflected", title="forms")
+    for f in r["forms"]:
+        forms.add_row(
+            shown(f["site_id"]),
+            shown(f["form"] or "(none)"),
+            _int(f["sessions"]),
+            _int(f["answered"]),
+            _int(f["tickets"]),
+            _pct(f["deflection_rate"]),
+        )
+    parts: list[RenderableType] = [head, *(Text(n, style="dim") for n in notes), funnel]
+    lift = r["lift"]
+    if lift["groups"]:
+        table = Table("group", "sessions", "answered", "tickets", "ticket rate", title="holdout")
+        for g in lift["groups"]:
+            table.add_row(
+                shown(g["group"]),
+                _int(g["sessions"]),
+                _int(g["answered"]),
+                _int(g["tickets"]),
+                _pct(g["ticket_rate"]),
+            )
+        parts.append(table)
+        c, avoided = lift["comparison"], lift["avoided_tickets"]
+        if c is not None and avoided is not None:
+            low, high = avoided["ci95"]
+            parts.append(
+                Text(
+                    f"tickets avoided by the answers: {avoided['tickets']:,.1f} "
+                    f"(95% CI {low:,.1f} to {high:,.1f}), "
+                    + ("p < 0.0001" if c["p_value"] < 0.0001 else f"p = {c['p_value']:.4f}"),
+                    style="bold green" if c["significant"] else "yellow",
+                )
+            )
+    return Group(*parts, gaps, forms)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], RenderableType]] = {
     "overview": _overview,
     "people": _people,
@@ -275,6 +363,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], RenderableType]] = {
     "popups": _popups,
     "errors": _errors,
     "custom-events": _custom_events,
+    "deflection": _deflection,
 }
 
 

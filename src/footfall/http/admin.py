@@ -123,6 +123,23 @@ class AdminApi:
         [document] = await self._documents(services, [site])
         return json_response({"success": True, "site": document})
 
+    async def set_ticket_cost(self, request: Request) -> Response:
+        """The site's cost per support ticket (the deflection report's savings)."""
+        authority = self.authority(request)
+        body = await self._body(request, frozenset({"cost_per_ticket", "ticket_currency"}))
+        services = self.gate.running()
+        site_id = request.path_params["site_id"]
+        cost = await run_blocking(
+            sites.manage_ticket_cost,
+            services.store,
+            authority,
+            site_id,
+            body.get("cost_per_ticket"),
+            body.get("ticket_currency", "EUR"),
+        )
+        log.info("ticket cost changed", extra={"site": site_id, "actor": authority.actor})
+        return json_response({"success": True, **sites.ticket_cost_document(site_id, cost)})
+
     async def get_write_key(self, request: Request) -> Response:
         authority = self.authority(request)
         services = self.gate.running()
@@ -204,6 +221,7 @@ def routes(gate: Gate) -> list[Route]:
         ("/sites", api.create_site, ["POST"]),
         ("/sites/{site_id}", api.get_site, ["GET"]),
         ("/sites/{site_id}", api.update_site, ["PATCH"]),
+        ("/sites/{site_id}/ticket-cost", api.set_ticket_cost, ["PUT"]),
         ("/sites/{site_id}/keys", api.list_keys, ["GET"]),
         ("/sites/{site_id}/keys", api.create_key, ["POST"]),
         ("/sites/{site_id}/write-key", api.get_write_key, ["GET"]),

@@ -13,10 +13,12 @@ from footfall.ingest.validate import (
     EVENT_TYPES,
     MAX_AMOUNT,
     MAX_CURRENCY_CHARS,
+    MAX_FORM_CHARS,
     MAX_ID_CHARS,
     MAX_ITEM_ID_CHARS,
     MAX_ITEMS,
     MAX_QUANTITY,
+    MAX_QUESTION_CHARS,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +57,30 @@ class EventData(msgspec.Struct, omit_defaults=True):
     currency: Annotated[str, Meta(max_length=MAX_CURRENCY_CHARS)] | None = None
     value: Amount | None = None
     text: Annotated[Any, Meta(description="A chat message (any JSON value is kept)")] = None
+    form: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_FORM_CHARS,
+                description="form_viewed, answer_shown, ticket_submitted: the form (its id, "
+                "else the page path); the deflection report's form sessions and per-form rows",
+            ),
+        ]
+        | None
+    ) = None
+    question: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_QUESTION_CHARS,
+                description="answer_shown, ticket_submitted: the question field's text "
+                "(grouped like the questions report)",
+            ),
+        ]
+        | None
+    ) = None
+    answer_id: ShortId | None = None
+    """answer_shown: the article or answer shown."""
 
 
 class TrackRequest(msgspec.Struct, omit_defaults=True):
@@ -254,6 +280,22 @@ class WriteKeyAnswer(msgspec.Struct):
     write_key: str
     site_id: str
     created_at: str | None
+
+
+class TicketCostChange(msgspec.Struct):
+    """What one support ticket costs the site: the deflection report's savings."""
+
+    cost_per_ticket: (
+        Annotated[float, Meta(ge=0, le=1_000_000, description="null clears it")] | str | None
+    )
+    ticket_currency: Annotated[str, Meta(pattern="^[A-Za-z]{3}$")] = "EUR"
+
+
+class TicketCostSaved(msgspec.Struct):
+    success: bool
+    site_id: str
+    cost_per_ticket: float | None
+    ticket_currency: str | None
 
 
 class WriteKeyRotated(msgspec.Struct):
@@ -463,6 +505,18 @@ _REPORT_PARAMS = [
     _query("goal", "ab: the conversion event (purchase)"),
     _query("limit", "power-users, errors: rows (1-1000)", pattern="^[0-9]*$"),
     _query("top", "revenue: top items (1-1000)", pattern="^[0-9]*$"),
+    _query(
+        "session_minutes",
+        "deflection: minutes without events that end a form session (1-1440; default the "
+        "deflection_session_minutes setting, 30)",
+        pattern="^[0-9]*$",
+    ),
+    _query(
+        "window_days",
+        "deflection: days after an answered session in which the same person's ticket makes "
+        "it deferred (1-90; default the deflection_window_days setting, 7)",
+        pattern="^[0-9]*$",
+    ),
 ]
 
 
@@ -621,6 +675,17 @@ def _admin_paths() -> dict[str, Any]:
                 created=True,
             ),
         },
+        "/api/admin/sites/{site_id}/ticket-cost": {
+            "parameters": [_SITE_ID_PARAM],
+            "put": _admin(
+                "Set (or with null clear) the site's cost per support ticket and its currency",
+                "TicketCostSaved",
+                400,
+                404,
+                422,
+                body="TicketCostChange",
+            ),
+        },
         "/api/admin/sites/{site_id}/write-key": {
             "parameters": [_SITE_ID_PARAM],
             "get": _admin(
@@ -677,6 +742,8 @@ def build_document() -> dict[str, Any]:
             KeyRevoked,
             WriteKeyAnswer,
             WriteKeyRotated,
+            TicketCostChange,
+            TicketCostSaved,
             WriteKeyRevoked,
         ],
         ref_template="#/components/schemas/{name}",
@@ -866,7 +933,13 @@ def build_document() -> dict[str, Any]:
         },
         "/api/reports/{name}": {
             "get": {
-                **_keyed("One analytics report for the key's site (or others of its tenant)"),
+                **_keyed(
+                    "One analytics report for the key's site (or others of its tenant). "
+                    "deflection: the support form's sessions (totals: sessions, answered, "
+                    "tickets, deflected, deferred, deflection_rate, ...; ephemeral apart; "
+                    "series, forms, chatbots, popup_versions, funnel, questions, lift, "
+                    "savings), as the README defines them"
+                ),
                 "tags": ["reports"],
                 "parameters": [
                     {

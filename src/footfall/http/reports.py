@@ -7,7 +7,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from footfall.analytics.params import report_filters, report_options, site_scope
+from footfall.analytics.params import (
+    deflection_defaults,
+    report_filters,
+    report_options,
+    site_scope,
+)
 from footfall.analytics.reports import REPORTS
 from footfall.errors import ApiError, invalid
 from footfall.http.shared import Gate, json_response, run_blocking
@@ -37,7 +42,11 @@ class AnalyticsApi:
         params = request.query_params
         sites = site_scope(key_site, params.get("site"), services.sites.sites)
         filters = report_filters(params, sites)
-        options = report_options(report, params)
+        settings = services.settings
+        defaults = deflection_defaults(
+            settings.deflection_session_minutes, settings.deflection_window_days
+        )
+        options = report_options(report, params, defaults)
         for other in REPORTS.values():  # a bad value is a 422 even where this report ignores it
             report_options(other, params)
         await services.committer.settled()

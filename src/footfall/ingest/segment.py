@@ -10,8 +10,10 @@ One mapping for the HTTP API (``/v1/...``, ``footfall.http.segment``) and for
 - ``userId`` is the client id (an event with only a ``userId`` is stored under it);
   ``traits.email`` the email; ``identify`` is Footfall's identify (same wrong-merge rules);
 - ``track`` names map to the types (``Order Completed`` purchase, ``Product Added``
-  added_to_cart, ``Cart Viewed`` go_to_cart, a name that is one of the 13 types that type);
-  every other name is a custom event;
+  added_to_cart, ``Cart Viewed`` go_to_cart, a name that is one of the types that type;
+  the support form's ``Form Viewed`` form_viewed, ``Answer Shown`` answer_shown, ``Ticket
+  Submitted`` ticket_submitted, their properties as the event's data); every other name is
+  a custom event;
 - time: ``receivedAt - (sentAt - originalTimestamp)`` (``timestamp`` when there is no
   ``originalTimestamp``), Segment's correction of the sender's clock skew;
 - ``context.ip`` is never read into anything stored; ``context.userAgent`` and
@@ -76,6 +78,12 @@ ECOMMERCE = {
     "Product Added": "added_to_cart",
     "Cart Viewed": "go_to_cart",
 }
+FORM_EVENTS = {
+    "Form Viewed": "form_viewed",
+    "Answer Shown": "answer_shown",
+    "Ticket Submitted": "ticket_submitted",
+}
+"""The support form's lifecycle under natural Segment-spec names (the deflection report)."""
 DEFAULT_CURRENCY = "USD"
 """Segment's spec: revenue without a currency is in US dollars."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -266,8 +274,8 @@ def _item(product: Any, currency: Any) -> Any:
 
 def _track_data(name: str, properties: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """The Footfall type (None: a custom event) and data of a ``track`` call."""
-    event = ECOMMERCE.get(name) or (name if name in EVENT_TYPES else None)
-    if event is None or name in EVENT_TYPES:
+    event = ECOMMERCE.get(name) or FORM_EVENTS.get(name) or (name if name in EVENT_TYPES else None)
+    if event is None or name in EVENT_TYPES or name in FORM_EVENTS:
         return event, dict(properties)
     currency = properties.get("currency")
     if currency is None:

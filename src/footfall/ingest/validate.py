@@ -40,8 +40,15 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "go_to_cart",
         "purchase",
         "error",
+        "form_viewed",
+        "answer_shown",
+        "ticket_submitted",
     }
 )
+FORM_EVENT_TYPES: frozenset[str] = frozenset({"form_viewed", "answer_shown", "ticket_submitted"})
+"""The support form's lifecycle (the deflection report): a form seen, an answer the deflector
+showed in it, a ticket filed through it. Their ``data`` keys ``form``, ``question`` and
+``answer_id`` have rules (``form_fields``); the 13 types before them keep theirs."""
 EVENT_ALIASES: Mapping[str, str] = {"tracktrans": "purchase"}
 
 EUR_RATES: Mapping[str, float] = {
@@ -82,6 +89,13 @@ MAX_CUSTOM_EVENT_CHARS = 255
 MAX_MESSAGE_ID_CHARS = 255
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 """Control characters, line and paragraph separators, lone surrogates: never in a name."""
+MAX_FORM_CHARS = 512
+MAX_QUESTION_CHARS = 2_000
+_FORM_FIELDS: Mapping[str, int] = {
+    "form": MAX_FORM_CHARS,
+    "question": MAX_QUESTION_CHARS,
+    "answer_id": MAX_ID_CHARS,
+}
 CLIENT_TIME_PAST_US = 7 * 24 * 3600 * 1_000_000
 CLIENT_TIME_FUTURE_US = 5 * 60 * 1_000_000
 
@@ -404,6 +418,21 @@ def printable(text: str, field: str) -> str:
     return text
 
 
+def form_fields(data: Mapping[str, Any], event: str) -> None:
+    """A form event's ``form`` (form id or page path), ``question`` and ``answer_id``, where
+    sent, are text of bounded length (an answer id may come as a number, like chatbot ids):
+    the deflection report groups by them and the dashboard shows them. Other keys, and
+    these keys on other types, are kept as sent."""
+    if event not in FORM_EVENT_TYPES:
+        return
+    for key, limit in _FORM_FIELDS.items():
+        value = data.get(key)
+        if value is not None:
+            text = _string(value, f"data.{key}", limit, key == "answer_id")
+            if key != "question":
+                printable(text, f"data.{key}")
+
+
 def custom_event_name(value: Any, field: str) -> str:
     """A custom event's name: 1-255 characters once trimmed, none of them a control
     character, line separator or lone surrogate; kept as sent otherwise (case too)."""
@@ -628,6 +657,7 @@ def validate_event(
     elif not isinstance(data, dict):  # null too: data is an object or absent
         raise malformed("data must be a JSON object (or left out)")
 
+    form_fields(data, event)
     chatbot_id, popup_version, order_num, open_way, total, items_json = data_columns(data, event)
 
     url = body.get("url")
@@ -693,6 +723,9 @@ EventName = Literal[
     "go_to_cart",
     "purchase",
     "error",
+    "form_viewed",
+    "answer_shown",
+    "ticket_submitted",
     "tracktrans",
 ]
 if set(get_args(EventName)) != EVENT_TYPES | EVENT_ALIASES.keys():  # pragma: no cover
@@ -859,6 +892,8 @@ def row_with_data(
     cut to length (``user_agent`` comes cut). Fast paths only: the checks before are theirs."""
     chatbot_id = popup_version = order_num = open_way = items_json = None
     total = None
+    if event in FORM_EVENT_TYPES:
+        form_fields(data, event)
     if not data:
         rest = "{}"
     else:

@@ -5,6 +5,12 @@
  * Every request goes to the host this file was loaded from; nothing goes to a third party.
  * The server minifies this file once at start-up and serves the minified bytes.
  *
+ * Support form (form mode, attributes only): data-form-selector's form sends form_viewed
+ * once per page view, answer_shown when data-answer-selector's element becomes visible
+ * (its data-* attributes, e.g. data-answer-id, go along), ticket_submitted when the form is
+ * submitted (or data-ticket-selector's element clicked); each with data.form (the form's id,
+ * else the page path) and data.question (data-question-selector's text).
+ *
  * Identity modes (mode):
  *   "f" fingerprint: id derived from stable device signals; wins when enabled and allowed
  *   "c" cookie:      random id in a first-party cookie on the registrable domain
@@ -44,6 +50,9 @@
   var abTest = flag('ab-test', false);
   var emailSelector = attr('user-email-query-selector');
   var formSelector = attr('form-selector');
+  var ticketSelector = attr('ticket-selector');
+  var questionSelector = attr('question-selector');
+  var answerSelector = attr('answer-selector');
 
   // ------------------------------------------------------------------ ids
 
@@ -316,7 +325,29 @@
     });
   }
 
+  /** The first element matching a page's selector (null when none, or not a selector). */
+  function find(selector) {
+    return (selector && attempt(function () {
+      return doc.querySelector(selector);
+    })) || null;
+  }
+
+  function text(field) {
+    return field ? (field.tagName == 'INPUT' || field.tagName == 'TEXTAREA' ? field.value : field.textContent).trim() : '';
+  }
+
+  // The support form's events (and feedback or clicks while it is on the page) name the form
+  // and carry the question, unless the caller gave them.
+  var FORM_EVENT = /^(form_|answer_|ticket_|message_(dis)?like|click_)/;
+
   function track(event, data) {
+    var form = FORM_EVENT.test(event) && find(formSelector);
+    if (form) {
+      data = JSON.parse(JSON.stringify(data || {}));
+      if (data.form == null) data.form = form.getAttribute('id') || location.pathname;
+      var question = text(find(questionSelector)).slice(0, 2000);
+      if (data.question == null && question) data.question = question;
+    }
     checkUser();
     if (pending() && !dismissed) {
       held.push([event, data, Date.now()]);
@@ -375,15 +406,41 @@
   function onSubmit(e) {
     var form = e.target;
     if (formSelector && !attempt(function () { return form.matches(formSelector); })) return;
-    if (emailSelector) {
-      var field = attempt(function () {
-        return doc.querySelector(emailSelector);
-      });
-      userSettings().email = (field ? (field.tagName == 'INPUT' ? field.value : field.textContent) : '').trim();
-    }
+    if (emailSelector) userSettings().email = text(find(emailSelector));
     checkUser();
+    if (formSelector && !ticketSelector) track('ticket_submitted');
   }
   if (emailSelector || formSelector) doc.addEventListener('submit', onSubmit, true);
+  if (ticketSelector) {
+    doc.addEventListener('click', function (e) {
+      if (attempt(function () { return e.target.closest(ticketSelector); })) track('ticket_submitted');
+    }, true);
+  }
+
+  var viewed; // form_viewed sent on this page view
+  var shown = ''; // what the visible answer was last reported as ('' = none visible)
+
+  /** Run on every change of the page: the form appearing, the answer appearing. */
+  function watchForm() {
+    if (!viewed && find(formSelector)) {
+      viewed = 1;
+      track('form_viewed');
+    }
+    var answer = find(answerSelector);
+    if (!answer || !answer.getClientRects().length || getComputedStyle(answer).visibility == 'hidden') {
+      shown = '';
+      return;
+    }
+    var data = {};
+    for (var key in answer.dataset) {
+      data[key.replace(/[A-Z]/g, function (c) { return '_' + c.toLowerCase(); })] = answer.dataset[key];
+    }
+    var said = JSON.stringify([data, text(find(questionSelector))]);
+    if (said != shown) {
+      shown = said;
+      track('answer_shown', data);
+    }
+  }
 
   // ------------------------------------------------------------------ consent screen
 
@@ -476,6 +533,12 @@
   checkUser();
   flush(); // events queued by earlier pages
   if (formSelector && pending()) showConsent();
+  if (formSelector) {
+    ready(function () {
+      watchForm();
+      new MutationObserver(watchForm).observe(doc.documentElement, { childList: true, subtree: true, attributes: true, characterData: true });
+    });
+  }
   function leaving() {
     release(); // undecided: the held interactions go out ephemeral rather than not at all
   }
@@ -510,6 +573,11 @@
     },
     getId: function () {
       return token;
+    },
+    /** With data-ab-test: "control" or "test", the group the server gives this id's events
+     *  (e.g. to show the control group no answer); else null. */
+    group: function () {
+      return (abTest && { 0: 'control', 1: 'test' }[token.slice(-1)]) || null;
     },
     consent: {
       show: showConsent,

@@ -424,6 +424,21 @@ MIGRATIONS = (
 )
 
 
+# Version 11: what a ticket costs a site's support team (and in which currency), so the
+# deflection report can say what the tickets the form's answers avoided saved.
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        11,
+        "sites: cost per ticket and its currency",
+        (
+            "ALTER TABLE sites ADD COLUMN cost_per_ticket DOUBLE PRECISION",
+            "ALTER TABLE sites ADD COLUMN ticket_currency VARCHAR",
+        ),
+    ),
+)
+
+
 def render(statement: str | dict[str, str], json_type: str, backend: str) -> str | None:
     """The statement's text for ``backend``, or None where it has nothing to do there."""
     if isinstance(statement, dict):

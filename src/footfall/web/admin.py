@@ -190,6 +190,7 @@ class AdminPages:
             ("/site/{site_id}/keys/{key_id}/revoke", page(self.revoke_key), ["POST"]),
             ("/site/{site_id}/write-key", page(self.rotate_write_key), ["POST"]),
             ("/site/{site_id}/allow-origin", page(self.allow_origin), ["POST"]),
+            ("/site/{site_id}/ticket-cost", page(self.save_ticket_cost), ["POST"]),
         ]
 
     def store_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -445,6 +446,22 @@ class AdminPages:
         log.info("site changed", extra={"site": site.id, "actor": viewer.actor})
         return RedirectResponse(f"{PREFIX}/site/{site.id}?done=saved", status_code=303)
 
+    async def save_ticket_cost(self, request: Request) -> Response:
+        """The site's cost per support ticket, for the Support form page's savings."""
+        viewer, form = await self.core.checked_form(request)
+        site = await self._site(request, viewer)
+        try:
+            await self.store_call(
+                sites.set_ticket_cost,
+                site.id,
+                form.get("cost_per_ticket", "").strip() or None,
+                form.get("ticket_currency", ""),
+            )
+        except ApiError as error:
+            return await self._site_page(request, viewer, site, error=error)
+        log.info("ticket cost changed", extra={"site": site.id, "actor": viewer.actor})
+        return RedirectResponse(f"{PREFIX}/site/{site.id}?done=saved#ticket-cost", status_code=303)
+
     async def allow_origin(self, request: Request) -> Response:
         """The install check's one-click allow of a refused origin: the same rules as the
         settings form (the origin is checked and normalised as any other)."""
@@ -523,12 +540,13 @@ class AdminPages:
     ) -> HTMLResponse:
         services = self.core.services()
         await services.committer.settled()
-        activity, keys, recent, listed, writers = await asyncio.gather(
+        activity, keys, recent, listed, writers, cost = await asyncio.gather(
             self.store_call(sites.site_activity),
             self.store_call(lambda store: store.list_api_keys(site.id)),
             self.store_call(lambda store: _labelled(sites.recent_events(store, site.id))),
             self.store_call(lambda store: store.list_sites()),
             self.store_call(sites.active_write_keys),
+            self.store_call(sites.ticket_cost, site.id),
         )
         seen = activity.get(site.id)
         src = f"{self._public_base(request)}/footfall.js"
@@ -560,6 +578,7 @@ class AdminPages:
             new_key=new_key,
             new_key_message=NEW_KEY_MESSAGE,
             write_key=writers.get(site.id),
+            ticket_cost=cost,
             tenants=sorted({s.scope for s in viewer.authority.visible(listed)}),
             own_tenant=viewer.authority.tenant,
             analytics=f"{PREFIX}/?{urlencode({'site': site.id})}",

@@ -36,6 +36,9 @@ EVENT_LABELS = {
     "go_to_cart": "Went to cart",
     "purchase": "Purchase",
     "error": "Error",
+    "form_viewed": "Form viewed",
+    "answer_shown": "Answer shown",
+    "ticket_submitted": "Ticket submitted",
 }
 BREAKDOWN_LABELS = {
     "popup_version": "Popup version",
@@ -471,6 +474,69 @@ def errors_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         ],
         xaxis=period_axis([d["day"] for d in daily]),
         yaxis=count_axis([d["errors"] for d in daily]),
+        showlegend=False,
+    )
+
+
+DEFLECTION_STEPS = {
+    "form_viewed": "Form viewed",
+    "question": "Question typed",
+    "answer_shown": "Answer shown",
+    "feedback_or_click": "Feedback or click",
+    "ticket_submitted": "Ticket submitted",
+}
+
+
+def deflection_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per day: answered sessions split into deflected and deferred, and the tickets."""
+    days = [d["day"] for d in series]
+    return _figure(
+        [
+            {
+                "type": "bar",
+                "name": "Deflected",
+                "x": days,
+                "y": [d["deflected"] for d in series],
+                "marker": {"color": TEAL},
+            },
+            {
+                "type": "bar",
+                "name": "Deferred (ticket later)",
+                "x": days,
+                "y": [d["deferred"] for d in series],
+                "marker": {"color": AMBER},
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "Tickets",
+                "x": days,
+                "y": [d["tickets"] for d in series],
+                "line": {"color": RED},
+            },
+        ],
+        barmode="stack",
+        # One tick a day while they fit; Plotly spaces them itself over longer ranges.
+        xaxis={
+            "type": "date",
+            "tickformat": "%b %d",
+            **({"dtick": 86_400_000} if len(days) <= 14 else {}),
+        },
+        yaxis={"rangemode": "tozero"},
+    )
+
+
+def deflection_funnel(steps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return _figure(
+        [
+            {
+                "type": "funnel",
+                "y": [chart_text(DEFLECTION_STEPS.get(s["step"], s["step"])) for s in steps],
+                "x": [s["sessions"] for s in steps],
+                "marker": {"color": [BLUE, BLUE, TEAL, TEAL, RED]},
+                "textinfo": "value+percent initial",
+            }
+        ],
         showlegend=False,
     )
 

@@ -26,7 +26,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from footfall.access import admin_password_hash, revoke_session, session_revoked
-from footfall.analytics.params import report_filters, report_options, site_scope
+from footfall.analytics.params import (
+    deflection_defaults,
+    report_filters,
+    report_options,
+    site_scope,
+)
 from footfall.analytics.reports import (
     BREAKDOWNS,
     CUSTOM_PREFIX,
@@ -327,7 +332,10 @@ class Dashboard:
     async def report(self, view: View, name: str) -> dict[str, Any]:
         """One report, with the options parsed exactly as the JSON API parses them."""
         report = REPORTS[name]
-        options = report_options(report, view.params)
+        defaults = deflection_defaults(
+            self.settings.deflection_session_minutes, self.settings.deflection_window_days
+        )
+        options = report_options(report, view.params, defaults)
         services = self.services()
         await services.committer.settled()
         try:
@@ -594,6 +602,20 @@ class Dashboard:
             figure=charts.custom_events_chart(data["daily"]),
         )
 
+    async def deflection(self, request: Request) -> Response:
+        view = await self.view(request)
+        data = await self.report(view, "deflection")
+        return self.analytics(
+            request,
+            view,
+            "deflection.html",
+            "Support form",
+            data=data,
+            figure=charts.deflection_chart(data["series"]),
+            funnel_figure=charts.deflection_funnel(data["funnel"]),
+            step_labels=charts.DEFLECTION_STEPS,
+        )
+
     # ------------------------------------------------------------------ persons
 
     def _person_scope(self, viewer: Viewer, tenant: str | None) -> dict[str, list[str]]:
@@ -807,6 +829,7 @@ class Dashboard:
             ("/questions", page(self.questions), ["GET"]),
             ("/errors", page(self.errors), ["GET"]),
             ("/custom-events", page(self.custom_events), ["GET"]),
+            ("/support-form", page(self.deflection), ["GET"]),
             ("/persons", page(self.persons), ["GET"]),
             ("/person", page(self.person), ["GET"]),
             ("/person/export", page(self.export), ["GET"]),
@@ -836,6 +859,7 @@ _NAV = (
     ("Analytics", "/questions", "Questions", False),
     ("Analytics", "/errors", "Client errors", False),
     ("Analytics", "/custom-events", "Custom events", False),
+    ("Analytics", "/support-form", "Support form", False),
     ("People", "/persons", "Person search", False),
 )
 """(group, path, label, administrator only) of each sidebar link."""
