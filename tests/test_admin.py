@@ -354,6 +354,7 @@ def test_write_keys_through_the_admin_api_and_the_site_page(
         ({"id": "default"}, 409, "id"),
         ({"id": "x1", "allowed_origins": ["https://ok.test", "https://ok.test/p"]}, 422, None),
         ({"id": "x2", "origins": ["https://ok.test"]}, 422, "origins"),
+        ({"id": "x6", "": 1}, 422, '""'),
         ({"id": "Not An Id"}, 422, "id"),
         ({"name": "no id"}, 422, "id"),
         ({"id": "x3", "tenant": "Bad Tenant"}, 422, "tenant"),

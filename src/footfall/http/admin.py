@@ -58,7 +58,9 @@ class AdminApi:
             raise malformed("the body must be a JSON object")
         for name in body:
             if name not in allowed:
-                raise invalid(str(name)[:64], f"unknown field; known: {', '.join(sorted(allowed))}")
+                # A key named "" is named as JSON writes it, so the error still has a field.
+                field = str(name)[:64] or '""'
+                raise invalid(field, f"unknown field; known: {', '.join(sorted(allowed))}")
         return body
 
     async def _documents(self, services: Services, chosen: list[Site]) -> list[dict[str, Any]]:

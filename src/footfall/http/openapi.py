@@ -61,9 +61,9 @@ class EventData(msgspec.Struct, omit_defaults=True):
         Annotated[
             str,
             Meta(
-                max_length=MAX_FORM_CHARS,
                 description="form_viewed, answer_shown, ticket_submitted: the form (its id, "
-                "else the page path); the deflection report's form sessions and per-form rows",
+                f"else the page path), at most {MAX_FORM_CHARS} characters on those types (other "
+                "types keep it as sent); the deflection report's form sessions and per-form rows",
             ),
         ]
         | None
@@ -72,15 +72,23 @@ class EventData(msgspec.Struct, omit_defaults=True):
         Annotated[
             str,
             Meta(
-                max_length=MAX_QUESTION_CHARS,
                 description="answer_shown, ticket_submitted: the question field's text "
-                "(grouped like the questions report)",
+                f"(grouped like the questions report), at most {MAX_QUESTION_CHARS} characters "
+                "on the three form types (other types keep it as sent)",
             ),
         ]
         | None
     ) = None
-    answer_id: ShortId | None = None
-    """answer_shown: the article or answer shown."""
+    answer_id: (
+        Annotated[
+            str | int | float,
+            Meta(
+                description="answer_shown: the article or answer shown, at most "
+                f"{MAX_ID_CHARS} characters on the three form types (other types keep it as sent)"
+            ),
+        ]
+        | None
+    ) = None
 
 
 class TrackRequest(msgspec.Struct, omit_defaults=True):
