@@ -106,6 +106,22 @@ def test_the_funnel_chart_writes_numbers_as_its_table_does() -> None:
     assert 'exponentformat: "none"' in script  # every axis: 12,000, not 12k
 
 
+def test_the_support_form_charts_write_numbers_and_dates_as_the_other_pages() -> None:
+    steps = [
+        {"step": "form_viewed", "sessions": 16_759, "of_sessions": 1.0},
+        {"step": "ticket_submitted", "sessions": 5_974, "of_sessions": 5_974 / 16_759},
+    ]
+    [trace] = charts.deflection_funnel(steps)["data"]
+    assert "textinfo" not in trace  # Plotly's "value" text is SI: 16.759k
+    assert trace["texttemplate"] == "%{value:,}<br>%{text}"
+    assert trace["text"] == ["100.0%", "35.6%"]
+    day = {"day": "2026-12-05", "deflected": 1, "deferred": 1, "tickets": 2}
+    figure = charts.deflection_chart([day])
+    assert figure["layout"]["xaxis"]["tickformat"] == "%Y-%m-%d"  # one day shows its date
+    assert figure["layout"]["yaxis"]["dtick"] == 1  # whole sessions, not 1.5
+    assert all(bar.get("width") for bar in figure["data"][:2])  # a lone bar is visible
+
+
 @pytest.mark.parametrize(
     ("p_value", "clause"), [(0.00001, "p < 0.0001"), (0.0123, "p = 0.0123"), (0.5, "p = 0.5000")]
 )

@@ -497,6 +497,7 @@ def deflection_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "name": "Deflected",
                 "x": days,
                 "y": [d["deflected"] for d in series],
+                **one_bar(days),
                 "marker": {"color": TEAL},
             },
             {
@@ -504,6 +505,7 @@ def deflection_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "name": "Deferred (ticket later)",
                 "x": days,
                 "y": [d["deferred"] for d in series],
+                **one_bar(days),
                 "marker": {"color": AMBER},
             },
             {
@@ -516,13 +518,13 @@ def deflection_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             },
         ],
         barmode="stack",
-        # One tick a day while they fit; Plotly spaces them itself over longer ranges.
-        xaxis={
-            "type": "date",
-            "tickformat": "%b %d",
-            **({"dtick": 86_400_000} if len(days) <= 14 else {}),
+        xaxis=period_axis(days),
+        yaxis={
+            "rangemode": "tozero",
+            **count_axis(
+                [d["deflected"] + d["deferred"] for d in series], [d["tickets"] for d in series]
+            ),
         },
-        yaxis={"rangemode": "tozero"},
     )
 
 
@@ -534,7 +536,10 @@ def deflection_funnel(steps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "y": [chart_text(DEFLECTION_STEPS.get(s["step"], s["step"])) for s in steps],
                 "x": [s["sessions"] for s in steps],
                 "marker": {"color": [BLUE, BLUE, TEAL, TEAL, RED]},
-                "textinfo": "value+percent initial",
+                # The table's numbers (16,759, not Plotly's 16.759k), as the funnel page.
+                "text": [fmt_pct(s["of_sessions"]) for s in steps],
+                "texttemplate": "%{value:,}<br>%{text}",
+                "hovertemplate": "%{y}: %{x:,} sessions<extra></extra>",
             }
         ],
         showlegend=False,
