@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import duckdb
 import httpx
@@ -23,7 +25,7 @@ from footfall.store import Store, open_store
 from pgserver import PostgresServer
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Playwright
+    from playwright.sync_api import Browser, BrowserContext, Playwright, Route
 
 SHOP = "https://shop.test"
 OTHER = "https://other.test"
@@ -327,3 +329,25 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         opened = open_store(request.getfixturevalue("postgres_url"))
     yield opened
     opened.close()
+
+
+@contextmanager
+def loopback_context(browser: Browser, wait_ms: int, **options: Any) -> Iterator[BrowserContext]:
+    """A fresh browser profile (``options`` as for ``new_context``) that may only talk to
+    127.0.0.1 (and data: URLs); any request that tried to leave fails the test at the end."""
+    ctx = browser.new_context(**options)
+    ctx.set_default_timeout(wait_ms)
+    escaped: list[str] = []
+
+    def loopback_only(route: Route) -> None:
+        url = route.request.url
+        if url.startswith("data:") or urlsplit(url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            escaped.append(url)
+            route.abort()
+
+    ctx.route("**/*", loopback_only)
+    yield ctx
+    ctx.close()
+    assert escaped == [], f"the browser tried to leave the loopback interface: {escaped}"

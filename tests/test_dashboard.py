@@ -28,11 +28,10 @@ from playwright.sync_api import (
     Browser,
     BrowserContext,
     Page,
-    Route,
     expect,
 )
 
-from conftest import Server
+from conftest import Server, loopback_context
 from footfall.passwords import hash_password, verify_password
 
 PASSWORD = "admin password for the tests"
@@ -102,22 +101,9 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
     """A fresh browser profile at 1280x800 that may only talk to 127.0.0.1."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    ctx.set_default_timeout(WAIT_MS)
-    escaped: list[str] = []
-
-    def loopback_only(route: Route) -> None:
-        url = route.request.url
-        if url.startswith("data:") or urlsplit(url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            escaped.append(url)
-            route.abort()
-
-    ctx.route("**/*", loopback_only)
-    yield ctx
-    ctx.close()
-    assert escaped == [], f"the dashboard tried to leave the loopback interface: {escaped}"
+    viewport = {"width": 1280, "height": 800}
+    with loopback_context(browser, WAIT_MS, viewport=viewport, accept_downloads=True) as ctx:
+        yield ctx
 
 
 # --------------------------------------------------------------------------- helpers

@@ -17,13 +17,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from conftest import SHOP, Server
+from conftest import SHOP, Server, loopback_context
 from footfall.analytics.reports import retention_columns, step_name
 from footfall.ingest.validate import EVENT_TYPES
 from footfall.web import charts
@@ -214,22 +213,9 @@ def one_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneDay]:
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
     """A browser profile in en-US (the locale that writes dates mm/dd/yyyy), loopback only."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
-    ctx.set_default_timeout(WAIT_MS)
-    escaped: list[str] = []
-
-    def loopback_only(route: Route) -> None:
-        url = route.request.url
-        if url.startswith("data:") or urlsplit(url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            escaped.append(url)
-            route.abort()
-
-    ctx.route("**/*", loopback_only)
-    yield ctx
-    ctx.close()
-    assert escaped == [], escaped
+    viewport = {"width": 1280, "height": 800}
+    with loopback_context(browser, WAIT_MS, viewport=viewport, locale="en-US") as ctx:
+        yield ctx
 
 
 def signed_in(context: BrowserContext, one_day: OneDay, path: str) -> Page:
