@@ -57,38 +57,31 @@ class EventData(msgspec.Struct, omit_defaults=True):
     currency: Annotated[str, Meta(max_length=MAX_CURRENCY_CHARS)] | None = None
     value: Amount | None = None
     text: Annotated[Any, Meta(description="A chat message (any JSON value is kept)")] = None
-    form: (
-        Annotated[
-            str,
-            Meta(
-                description="form_viewed, answer_shown, ticket_submitted: the form (its id, "
-                f"else the page path), at most {MAX_FORM_CHARS} characters on those types (other "
-                "types keep it as sent); the deflection report's form sessions and per-form rows",
-            ),
-        ]
-        | None
-    ) = None
-    question: (
-        Annotated[
-            str,
-            Meta(
-                description="answer_shown, ticket_submitted: the question field's text "
-                f"(grouped like the questions report), at most {MAX_QUESTION_CHARS} characters "
-                "on the three form types (other types keep it as sent)",
-            ),
-        ]
-        | None
-    ) = None
-    answer_id: (
-        Annotated[
-            str | int | float,
-            Meta(
-                description="answer_shown: the article or answer shown, at most "
-                f"{MAX_ID_CHARS} characters on the three form types (other types keep it as sent)"
-            ),
-        ]
-        | None
-    ) = None
+    # The form events' keys: their rules hold on the three form types only (other types keep
+    # these keys as sent, any JSON value), so the schema states them in words, not as types.
+    form: Annotated[
+        Any,
+        Meta(
+            description="form_viewed, answer_shown, ticket_submitted: the form (its id, else the "
+            f"page path), text of at most {MAX_FORM_CHARS} characters on those types (other "
+            "types keep it as sent); the deflection report's form sessions and per-form rows",
+        ),
+    ] = None
+    question: Annotated[
+        Any,
+        Meta(
+            description="answer_shown, ticket_submitted: the question field's text (grouped like "
+            f"the questions report), at most {MAX_QUESTION_CHARS} characters on the three form "
+            "types (other types keep it as sent)",
+        ),
+    ] = None
+    answer_id: Annotated[
+        Any,
+        Meta(
+            description="answer_shown: the article or answer shown, text or a number of at most "
+            f"{MAX_ID_CHARS} characters on the three form types (other types keep it as sent)",
+        ),
+    ] = None
 
 
 class TrackRequest(msgspec.Struct, omit_defaults=True):
