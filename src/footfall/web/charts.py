@@ -137,6 +137,26 @@ def _figure(data: list[dict[str, Any]], **layout: Any) -> dict[str, Any]:
     return {"data": data, "layout": layout}
 
 
+def _bar(name: str, x: Sequence[Any], y: Sequence[Any], color: Any, **trace: Any) -> dict[str, Any]:
+    return {"type": "bar", "name": name, "x": x, "y": y, "marker": {"color": color}, **trace}
+
+
+def _line(
+    name: str, x: Sequence[Any], y: Sequence[Any], color: str, **trace: Any
+) -> dict[str, Any]:
+    """A series of points joined by a line, as the trend charts draw them."""
+    return {
+        "type": "scatter",
+        "mode": "lines+markers",
+        "name": name,
+        "x": x,
+        "y": y,
+        "line": {"color": color, "width": 2},
+        "marker": {"size": 4},
+        **trace,
+    }
+
+
 PERIOD_MS = {"day": 86_400_000, "week": 7 * 86_400_000}
 FEW_PERIODS = 14
 """Up to this many periods, a tick on each; beyond, Plotly spaces them (whole days still)."""
@@ -182,70 +202,69 @@ def period_axis(periods: Sequence[str], interval: str = "day") -> dict[str, Any]
     return axis
 
 
+def _period_bar(
+    name: str,
+    periods: Sequence[str],
+    values: Sequence[Any],
+    color: str,
+    interval: str = "day",
+    **trace: Any,
+) -> dict[str, Any]:
+    """A bar a period, wide enough when it stands alone."""
+    return _bar(name, periods, values, color, **one_bar(periods, interval), **trace)
+
+
+def _period_bars_figure(
+    name: str,
+    periods: Sequence[str],
+    values: Sequence[Any],
+    color: str,
+    interval: str = "day",
+    yaxis: dict[str, Any] | None = None,
+    **trace: Any,
+) -> dict[str, Any]:
+    """One series of bars on a date axis, without a legend: the daily panels."""
+    return _figure(
+        [_period_bar(name, periods, values, color, interval, **trace)],
+        xaxis=period_axis(periods, interval),
+        yaxis=count_axis(values) if yaxis is None else yaxis,
+        showlegend=False,
+    )
+
+
 def overview_trend(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     days = [d["day"] for d in daily]
+    people = [d["people"] for d in daily]
+    conversations = [d["conversations"] for d in daily]
     return _figure(
         [
-            {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "name": "Unique people",
-                "x": days,
-                "y": [d["people"] for d in daily],
-                "line": {"color": BLUE, "width": 2},
-                "marker": {"size": 4},
-            },
-            {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "name": "Conversations",
-                "x": days,
-                "y": [d["conversations"] for d in daily],
-                "line": {"color": TEAL, "width": 2},
-                "marker": {"size": 4},
-            },
+            _line("Unique people", days, people, BLUE),
+            _line("Conversations", days, conversations, TEAL),
         ],
         xaxis=period_axis(days),
-        yaxis=count_axis([d["people"] for d in daily], [d["conversations"] for d in daily]),
+        yaxis=count_axis(people, conversations),
     )
 
 
 def overview_revenue(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    days = [d["day"] for d in daily]
-    return _figure(
-        [
-            {
-                "type": "bar",
-                "name": "Revenue (EUR)",
-                "x": days,
-                "y": [d["revenue_eur"] for d in daily],
-                **one_bar(days),
-                "marker": {"color": AMBER},
-                "hovertemplate": "%{x|%Y-%m-%d}: %{y:,.2f} EUR<extra></extra>",
-            }
-        ],
-        xaxis=period_axis(days),
+    return _period_bars_figure(
+        "Revenue (EUR)",
+        [d["day"] for d in daily],
+        [d["revenue_eur"] for d in daily],
+        AMBER,
         yaxis={"ticksuffix": " €"},
-        showlegend=False,
+        hovertemplate="%{x|%Y-%m-%d}: %{y:,.2f} EUR<extra></extra>",
     )
 
 
 def people_series(series: Sequence[Mapping[str, Any]], interval: str) -> dict[str, Any]:
-    return _figure(
-        [
-            {
-                "type": "bar",
-                "name": "Unique people",
-                "x": [s["period"] for s in series],
-                "y": [s["people"] for s in series],
-                **one_bar([s["period"] for s in series], interval),
-                "marker": {"color": BLUE},
-                "hovertemplate": f"{interval} of %{{x|%Y-%m-%d}}: %{{y:,}} people<extra></extra>",
-            }
-        ],
-        xaxis=period_axis([s["period"] for s in series], interval),
-        yaxis=count_axis([s["people"] for s in series]),
-        showlegend=False,
+    return _period_bars_figure(
+        "Unique people",
+        [s["period"] for s in series],
+        [s["people"] for s in series],
+        BLUE,
+        interval,
+        hovertemplate=f"{interval} of %{{x|%Y-%m-%d}}: %{{y:,}} people<extra></extra>",
     )
 
 
@@ -317,14 +336,13 @@ def funnel_chart(report: Mapping[str, Any]) -> dict[str, Any]:
         )
     return _figure(
         [
-            {
-                "type": "bar",
-                "name": chart_text(g["group"]),
-                "x": labels,
-                "y": [s["people"] for s in g["steps"]],
-                "marker": {"color": PALETTE[i % len(PALETTE)]},
-                "hovertemplate": "%{fullData.name}<br>%{x}: %{y:,} people<extra></extra>",
-            }
+            _bar(
+                chart_text(g["group"]),
+                labels,
+                [s["people"] for s in g["steps"]],
+                PALETTE[i % len(PALETTE)],
+                hovertemplate="%{fullData.name}<br>%{x}: %{y:,} people<extra></extra>",
+            )
             for i, g in enumerate(groups)
         ],
         barmode="group",
@@ -351,33 +369,31 @@ def ab_chart(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def revenue_chart(series: Sequence[Mapping[str, Any]], interval: str = "day") -> dict[str, Any]:
+    periods = [s["period"] for s in series]
+    orders = [s["orders"] for s in series]
     return _figure(
         [
-            {
-                "type": "bar",
-                "name": "Revenue (EUR)",
-                "x": [s["period"] for s in series],
-                "y": [s["revenue_eur"] for s in series],
-                **one_bar([s["period"] for s in series], interval),
-                "marker": {"color": AMBER},
-                "hovertemplate": "%{x|%Y-%m-%d}: %{y:,.2f} EUR<extra></extra>",
-            },
-            {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "name": "Orders",
-                "x": [s["period"] for s in series],
-                "y": [s["orders"] for s in series],
-                "yaxis": "y2",
-                "line": {"color": BLUE, "width": 2},
-                "marker": {"size": 4},
-                "hovertemplate": "%{x|%Y-%m-%d}: %{y:,} orders<extra></extra>",
-            },
+            _period_bar(
+                "Revenue (EUR)",
+                periods,
+                [s["revenue_eur"] for s in series],
+                AMBER,
+                interval,
+                hovertemplate="%{x|%Y-%m-%d}: %{y:,.2f} EUR<extra></extra>",
+            ),
+            _line(
+                "Orders",
+                periods,
+                orders,
+                BLUE,
+                yaxis="y2",
+                hovertemplate="%{x|%Y-%m-%d}: %{y:,} orders<extra></extra>",
+            ),
         ],
-        xaxis=period_axis([s["period"] for s in series], interval),
+        xaxis=period_axis(periods, interval),
         yaxis={"ticksuffix": " €", "title": {"text": "Revenue"}},
         yaxis2={
-            **count_axis([s["orders"] for s in series]),
+            **count_axis(orders),
             # Plotly syncs an overlaying axis to the first one's grid: "3.7 orders".
             "tickmode": "auto",
             "overlaying": "y",
@@ -394,20 +410,8 @@ def popups_chart(versions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     names = [chart_text(v["popup_version"]) for v in versions]
     return _figure(
         [
-            {
-                "type": "bar",
-                "name": "Shown",
-                "x": names,
-                "y": [v["displays"] for v in versions],
-                "marker": {"color": "#bac8ff"},
-            },
-            {
-                "type": "bar",
-                "name": "Opened",
-                "x": names,
-                "y": [v["opens"] for v in versions],
-                "marker": {"color": BLUE},
-            },
+            _bar("Shown", names, [v["displays"] for v in versions], "#bac8ff"),
+            _bar("Opened", names, [v["opens"] for v in versions], BLUE),
         ],
         barmode="group",
         xaxis={"type": "category"},
@@ -418,22 +422,8 @@ def feedback_chart(chatbots: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     names = [chart_text(c["chatbot_id"]) for c in chatbots]
     return _figure(
         [
-            {
-                "type": "bar",
-                "orientation": "h",
-                "name": "Likes",
-                "y": names,
-                "x": [c["likes"] for c in chatbots],
-                "marker": {"color": TEAL},
-            },
-            {
-                "type": "bar",
-                "orientation": "h",
-                "name": "Dislikes",
-                "y": names,
-                "x": [c["dislikes"] for c in chatbots],
-                "marker": {"color": RED},
-            },
+            _bar("Likes", [c["likes"] for c in chatbots], names, TEAL, orientation="h"),
+            _bar("Dislikes", [c["dislikes"] for c in chatbots], names, RED, orientation="h"),
         ],
         barmode="stack",
         yaxis={"type": "category", "autorange": "reversed"},
@@ -461,20 +451,8 @@ def questions_chart(questions: Sequence[Mapping[str, Any]], top: int = 10) -> di
 
 
 def errors_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return _figure(
-        [
-            {
-                "type": "bar",
-                "name": "Errors",
-                "x": [d["day"] for d in daily],
-                "y": [d["errors"] for d in daily],
-                **one_bar([d["day"] for d in daily]),
-                "marker": {"color": RED},
-            }
-        ],
-        xaxis=period_axis([d["day"] for d in daily]),
-        yaxis=count_axis([d["errors"] for d in daily]),
-        showlegend=False,
+    return _period_bars_figure(
+        "Errors", [d["day"] for d in daily], [d["errors"] for d in daily], RED
     )
 
 
@@ -492,22 +470,8 @@ def deflection_chart(series: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     days = [d["day"] for d in series]
     return _figure(
         [
-            {
-                "type": "bar",
-                "name": "Deflected",
-                "x": days,
-                "y": [d["deflected"] for d in series],
-                **one_bar(days),
-                "marker": {"color": TEAL},
-            },
-            {
-                "type": "bar",
-                "name": "Deferred (ticket later)",
-                "x": days,
-                "y": [d["deferred"] for d in series],
-                **one_bar(days),
-                "marker": {"color": AMBER},
-            },
+            _period_bar("Deflected", days, [d["deflected"] for d in series], TEAL),
+            _period_bar("Deferred (ticket later)", days, [d["deferred"] for d in series], AMBER),
             {
                 "type": "scatter",
                 "mode": "lines+markers",
@@ -547,20 +511,8 @@ def deflection_funnel(steps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def custom_events_chart(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return _figure(
-        [
-            {
-                "type": "bar",
-                "name": "Custom events",
-                "x": [d["day"] for d in daily],
-                "y": [d["events"] for d in daily],
-                **one_bar([d["day"] for d in daily]),
-                "marker": {"color": PALETTE[1]},
-            }
-        ],
-        xaxis=period_axis([d["day"] for d in daily]),
-        yaxis=count_axis([d["events"] for d in daily]),
-        showlegend=False,
+    return _period_bars_figure(
+        "Custom events", [d["day"] for d in daily], [d["events"] for d in daily], PALETTE[1]
     )
 
 
