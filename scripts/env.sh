@@ -54,3 +54,44 @@ print("\n".join(extras[sys.argv[2]]))' "$ROOT/pyproject.toml" "$extra")
     echo "$want" > "$stamp"
   fi
 }
+
+# The `footfall` command where a new shell finds it: ~/.local/bin/footfall, a link to this
+# checkout's .venv/bin/footfall. A link of ours (to some checkout's .venv/bin/footfall) is
+# replaced; anything else there is someone else's and is left alone (returns 1).
+link_command() {
+  local bin="$HOME/.local/bin" want="$VENV/bin/footfall" link current
+  link="$bin/footfall"
+  if [ ! -x "$want" ]; then
+    echo "scripts/install: $want is missing (run scripts/install without FOOTFALL_LINK_ONLY)" >&2
+    return 1
+  fi
+  mkdir -p "$bin"
+  if [ -L "$link" ]; then
+    current="$(readlink "$link")"
+    if [ "$current" = "$want" ]; then
+      echo "footfall: $link already links to $want"
+    elif [[ "$current" == */.venv/bin/footfall ]]; then
+      ln -sfn "$want" "$link"
+      echo "footfall: $link now links to $want (it linked to $current)"
+    else
+      echo "footfall: $link is a link to $current, not to a checkout's .venv/bin/footfall;" \
+        "left as it is (remove it and run scripts/install again, or use $want)" >&2
+      return 1
+    fi
+  elif [ -e "$link" ]; then
+    echo "footfall: $link is a file of something else; left as it is" \
+      "(remove it and run scripts/install again, or use $want)" >&2
+    return 1
+  else
+    ln -s "$want" "$link"
+    echo "footfall: $link links to $want"
+  fi
+  case ":$PATH:" in
+    *":$bin:"*) ;;
+    *)
+      echo "$bin is not on your PATH; add this line to ~/.profile (or ~/.bashrc), then open a new shell:"
+      # shellcheck disable=SC2016 # printed as it is, for the user's profile
+      echo 'export PATH="$HOME/.local/bin:$PATH"'
+      ;;
+  esac
+}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -110,5 +111,9 @@ def hash_password_command() -> None:
 
 
 def version() -> None:
-    """Print the version."""
-    console.print(__version__)
+    """Print the version and the code folder it runs from: with two checkouts (or an
+    installed copy beside one), which ``footfall`` a shell found."""
+    import footfall
+
+    # Not through rich: a long path stays on one line.
+    sys.stdout.write(f"footfall {__version__} from {Path(footfall.__file__).parent}\n")
