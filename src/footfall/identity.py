@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from footfall.analytics import funnel_steps
+from footfall.analytics import form_events, funnel_steps
 from footfall.errors import ApiError, invalid
 from footfall.ingest.validate import TOKEN_PATTERN, printable
 from footfall.store.base import Store, Transaction
@@ -976,6 +976,8 @@ class IdentityGraph:
             )
             if funnel_steps.usable(self.store):
                 funnel_steps.forget_erased(tx, values)
+            if form_events.usable(self.store):
+                form_events.forget_erased(tx, doomed)
             tx.query(f"DELETE FROM identity_properties WHERE node_id IN ({marks})", ids)  # noqa: S608
             tx.query(
                 f"DELETE FROM links WHERE a_node IN ({marks}) OR b_node IN ({marks})",  # noqa: S608

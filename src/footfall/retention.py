@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from prometheus_client import Counter
 
-from footfall.analytics import funnel_steps
+from footfall.analytics import form_events, funnel_steps
 from footfall.store.base import Store, Transaction, affected_rows
 
 log = logging.getLogger("footfall.retention")
@@ -73,6 +73,8 @@ def apply_retention(store: Store, days: int, now: datetime | None = None) -> Ret
                 rollup += affected_rows(tx.query(f"DELETE FROM {table} WHERE {column} < ?", [day]))  # noqa: S608
         if funnel_steps.usable(store) and _has_table(tx, "funnel_state"):
             rollup += funnel_steps.forget_before(tx, cutoff)
+        if form_events.usable(store) and _has_table(tx, "form_events_state"):
+            rollup += form_events.forget_before(tx, cutoff)
     DELETED_EVENTS.inc(events)
     RUNS.inc()
     result = RetentionResult(cutoff, events, orders, rollup)

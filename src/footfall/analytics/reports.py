@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from footfall.analytics import funnel_steps
+from footfall.analytics import form_events, funnel_steps
 from footfall.ingest.validate import EUR_RATES, EVENT_TYPES, custom_event_name
 from footfall.store.base import HASH_JOINS, Store
 from footfall.store.migrations import FUNNEL_STEP_TYPES
@@ -167,8 +167,11 @@ def _with_persons(
     presence: bool,
     since_beginning: bool,
     only: Sequence[str] = (),
+    table: str | None = None,
 ) -> tuple[str, list[Any]]:
-    """The identity join names its tenant as a constant (one branch per tenant of the chosen
+    """``table`` reads another table with the events' columns it needs (form_events).
+
+    The identity join names its tenant as a constant (one branch per tenant of the chosen
     sites), so the database hash-joins on the identifier alone instead of joining the sites
     table for every row."""
     dialect = dialect_of(store)
@@ -176,7 +179,7 @@ def _with_persons(
     for site_id, tenant in store.query("SELECT site_id, coalesce(tenant, site_id) FROM sites"):
         if filters.sites is None or site_id in filters.sites:
             tenants.setdefault(tenant, []).append(site_id)
-    table = "daily_presence" if presence else "events"
+    table = table or ("daily_presence" if presence else "events")
     if not tenants:
         return (
             "SELECT e.*, CAST(NULL AS BIGINT) AS person_id, CAST(NULL AS BIGINT) AS pk "  # noqa: S608
@@ -1129,7 +1132,7 @@ def custom_events(
     }
 
 
-DEFLECTION_SESSION_MINUTES = 30
+DEFLECTION_SESSION_MINUTES = form_events.SESSION_MINUTES
 DEFLECTION_WINDOW_DAYS = 7
 _FORM_LOOKAROUND = timedelta(days=1)
 """How far beyond the range form events are read, so a session that crosses its start or
@@ -1162,6 +1165,7 @@ def deflection(
     session_minutes: int = DEFLECTION_SESSION_MINUTES,
     window_days: int = DEFLECTION_WINDOW_DAYS,
     limit: int = 20,
+    events_path: bool = False,
 ) -> dict[str, Any]:
     """The support form's deflection: form sessions, answers shown, tickets filed in the
     session or later by the same person, per day, form, chatbot, popup version and
@@ -1173,6 +1177,9 @@ def deflection(
     session's start until ``window_days`` after its last event makes it deferred rather
     than deflected. Ephemeral sessions are counted apart: their person is never known.
     One query, grouping sets for every breakdown, so the sessions are built once.
+
+    On DuckDB the form events come from ``form_events`` (sessions already cut at the default
+    gap); ``events_path`` reads the events instead, as PostgreSQL always does.
     """
     if not 1 <= session_minutes <= 24 * 60:
         raise ValueError("session_minutes must be from 1 to 1440")
@@ -1202,10 +1209,16 @@ def deflection(
         f"({_FEEDBACK_EVENTS}) AND {named_form}))"
     )
     person = sql_dialect.person_key("n.person_id", "x.token")
-    ticket_source, ticket_params = events_with_persons(
+    folded = form_events.usable(store) and not events_path
+    if folded:
+        form_events.refresh(store)
+    ticket_source, ticket_params = _with_persons(
         store,
         Filters(ticket_sites, filters.start - around, filters.end + window + around),
+        presence=False,
+        since_beginning=False,
         only=("ticket_submitted",),
+        table="form_events" if folded else None,
     )
     first, last, any_of = sql_dialect.first_by, sql_dialect.last_by, sql_dialect.any_value
     gap, after = sql_dialect.seconds(), sql_dialect.seconds()
@@ -1216,8 +1229,9 @@ def deflection(
     sets = ", ".join(
         "(" + ", ".join(("ephemeral", *dims)) + ")" for dims in (*_DEFLECTION_SETS, ("question",))
     )
-    sql = (
-        f"{HASH_JOINS}WITH raw AS (SELECT event_id, site_id, id_kind, token, ephemeral, "  # noqa: S608
+    seconds = session_minutes * 60
+    numbered = (
+        f"WITH raw AS (SELECT event_id, site_id, id_kind, token, ephemeral, "  # noqa: S608
         "ts, event, ab_group, chatbot_id, popup_version, data->>'form' AS raw_form, "
         f"data->>'question' AS raw_question FROM ({source}) ev), "
         "named AS (SELECT *, coalesce(raw_form, '') AS form FROM raw "
@@ -1239,6 +1253,12 @@ def deflection(
         "counted AS (SELECT event_id, sum(starts) OVER "
         f"({order} ROWS UNBOUNDED PRECEDING) AS sn FROM marked), "
         "numbered AS (SELECT fe.*, c.sn FROM fe JOIN counted c ON c.event_id = fe.event_id), "
+    )
+    numbered_params = [*params, seconds]
+    if folded:
+        numbered, numbered_params = _folded_form_sessions(where, params, read, session_minutes)
+    sql = (
+        f"{HASH_JOINS}{numbered}"  # noqa: S608 - fixed names and placeholders only
         f"sessions AS (SELECT b, sn, {any_of('site_id')} AS site_id, {any_of('form')} AS form, "
         f"{any_of('id_kind')} AS id_kind, {any_of('token')} AS token, "
         "bool_or(ephemeral) AS ephemeral, "
@@ -1295,13 +1315,11 @@ def deflection(
         "sum(deflected), sum(deferred), sum(filed), sum(likes), sum(dislikes), "
         f"sum(open_window) FROM base GROUP BY GROUPING SETS ({sets})"
     )
-    seconds = session_minutes * 60
     window_s = window_days * 86400
     rows = store.query(
         sql,
         [
-            *params,
-            seconds,
+            *numbered_params,
             filters.start,
             filters.end,
             *ticket_params,
@@ -1311,6 +1329,33 @@ def deflection(
         ],
     )
     return _deflection_document(filters, rows, sites, session_minutes, window_days, limit)
+
+
+def _folded_form_sessions(
+    where: str, params: list[Any], read: Filters, session_minutes: int
+) -> tuple[str, list[Any]]:
+    """The CTEs numbering form sessions from ``form_events``: at the default gap by the
+    stored numbers, else with one window (a row starts a session after a ticket, a quiet
+    gap, or as its key's first row in the range read)."""
+    columns = (
+        "site_id, form, id_kind, token, ephemeral, ts, event, ab_group, chatbot_id, "
+        "popup_version, nullif(trim(raw_question), '') AS question"
+    )
+    if session_minutes == form_events.SESSION_MINUTES:
+        return (
+            f"WITH numbered AS (SELECT k AS b, session_no AS sn, {columns} "  # noqa: S608
+            f"FROM form_events WHERE {where}), ",
+            list(params),
+        )
+    gap = Dialect("duckdb").seconds()
+    return (
+        f"WITH fe AS (SELECT k % {_SESSION_BUCKETS} AS b, k, event_id, {columns}, "  # noqa: S608
+        "CASE WHEN prev_ts IS NULL OR prev_ts < ? OR prev_ticket "
+        f"OR ts > prev_ts + {gap} THEN 1 ELSE 0 END AS starts FROM form_events WHERE {where}), "
+        "numbered AS (SELECT *, sum(starts) OVER (PARTITION BY b ORDER BY k, ts, event_id "
+        "ROWS UNBOUNDED PRECEDING) AS sn FROM fe), ",
+        [read.start, session_minutes * 60, *params],
+    )
 
 
 def _deflection_document(

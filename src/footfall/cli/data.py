@@ -41,7 +41,7 @@ def demo_command(
     # Imported when used (NumPy, Arrow): other commands start faster without them.
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from footfall.analytics import funnel_steps
+    from footfall.analytics import form_events, funnel_steps
     from footfall.analytics.reports import refresh_presence
     from footfall.demo import HELP_SITE, DemoPlan, generate
 
@@ -65,9 +65,12 @@ def demo_command(
         ) as progress:
             task = progress.add_task("generating events", total=events)
             result = generate(store, plan, lambda n: progress.advance(task, n))
-        with err.status("building the daily rollup and funnel step tables the reports read"):
+        with err.status(
+            "building the daily rollup, funnel step and form event tables the reports read"
+        ):
             refresh_presence(store)
             funnel_steps.refresh(store)
+            form_events.refresh(store)
     finally:
         store.close()
     console.print(

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from footfall.access import issue_setup_token, needs_setup
-from footfall.analytics import funnel_steps
+from footfall.analytics import form_events, funnel_steps
 from footfall.analytics.reports import refresh_presence
 from footfall.config import Settings
 from footfall.http import admin, identity, operations, reports, segment, tracking, vendor
@@ -86,14 +86,15 @@ async def _apply_retention(services: Services, days: int) -> None:
 
 
 async def _fold_derived(services: Services) -> None:
-    """Fold new events and identity changes into the daily rollup and the funnel step
-    tables (DuckDB): a report's own fold then has little left to do, and a store upgraded
-    to a schema with new derived tables builds them at start-up instead of in the first
-    report that needs them."""
+    """Fold new events and identity changes into the daily rollup, the funnel step tables
+    and the form events (DuckDB): a report's own fold then has little left to do, and a
+    store upgraded to a schema with new derived tables builds them at start-up instead of
+    in the first report that needs them."""
 
     def fold(store: Store) -> None:
         refresh_presence(store)
         funnel_steps.refresh(store)
+        form_events.refresh(store)
 
     await asyncio.to_thread(fold, services.store)
 

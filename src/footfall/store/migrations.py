@@ -439,6 +439,51 @@ MIGRATIONS = (
 )
 
 
+# Version 12: the deflection report on the embedded store reads the support form's events
+# from a narrow table of their own, with each row's previous row of the same browser and
+# form and its session number (at the default 30-minute gap) worked out when folded in
+# (see footfall/analytics/form_events.py). PostgreSQL reads the events.
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        12,
+        "DuckDB: the support form's events, with their sessions, for the deflection report",
+        (
+            {
+                "duckdb": """CREATE TABLE form_events (
+                    event_id BIGINT NOT NULL,
+                    k BIGINT NOT NULL,
+                    site_id VARCHAR NOT NULL,
+                    id_kind VARCHAR,
+                    token VARCHAR NOT NULL,
+                    form VARCHAR NOT NULL,
+                    ts TIMESTAMP NOT NULL,
+                    event VARCHAR NOT NULL,
+                    ephemeral BOOLEAN NOT NULL,
+                    ab_group VARCHAR,
+                    chatbot_id VARCHAR,
+                    popup_version VARCHAR,
+                    raw_question VARCHAR,
+                    prev_ts TIMESTAMP,
+                    prev_ticket BOOLEAN NOT NULL,
+                    session_no BIGINT NOT NULL
+                )"""
+            },
+            {
+                "duckdb": """CREATE TABLE form_events_state (
+                    id INTEGER PRIMARY KEY,
+                    last_event_id BIGINT NOT NULL,
+                    hash_check BIGINT,
+                    checked_at TIMESTAMP,
+                    refreshed_at TIMESTAMP
+                )"""
+            },
+            {"duckdb": "INSERT INTO form_events_state VALUES (1, 0, NULL, NULL, NULL)"},
+        ),
+    ),
+)
+
+
 def render(statement: str | dict[str, str], json_type: str, backend: str) -> str | None:
     """The statement's text for ``backend``, or None where it has nothing to do there."""
     if isinstance(statement, dict):
