@@ -204,7 +204,7 @@ def generate(
             table = table.slice(0, left)
         store.load_arrow("events", table)
         extra = _custom_events(custom_rng, table, start_us + span_us)
-        if extra.num_rows:
+        if extra is not None:
             store.load_arrow("events", extra)
             custom += extra.num_rows
         orders += _load_orders(store, table)
@@ -216,9 +216,10 @@ def generate(
     return DemoResult(written, tokens_used, persons, orders, start, end, custom)
 
 
-def _custom_events(rng: random.Random, table: pa.Table, end_us: int) -> pa.Table:
+def _custom_events(rng: random.Random, table: pa.Table, end_us: int) -> pa.Table | None:
     """Custom events of the visits in ``table`` (one per ``visitor`` event), a few seconds
-    or minutes into the visit, by ``CUSTOM_EVENTS``."""
+    or minutes into the visit, by ``CUSTOM_EVENTS``; None when there are none (an empty
+    chunk has no column types)."""
     visits = table.filter(pc.equal(table["event"], "visitor"))
     sites = visits["site_id"].to_pylist()
     times = visits["ts"].cast(pa.int64()).to_pylist()
@@ -234,6 +235,8 @@ def _custom_events(rng: random.Random, table: pa.Table, end_us: int) -> pa.Table
                 names.append(name)
                 at.append(min(end_us, ts + (after_s + rng.randrange(60)) * 1_000_000))
                 data.append(json.dumps(rng.choice(choices)))
+    if not rows:
+        return None
     chunk = _Chunk()
     if rows:
         picked = np.array(rows)
