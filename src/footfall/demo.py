@@ -238,29 +238,28 @@ def _custom_events(rng: random.Random, table: pa.Table, end_us: int) -> pa.Table
     if not rows:
         return None
     chunk = _Chunk()
-    if rows:
-        picked = np.array(rows)
-        size = len(rows)
-        ts_us = np.array(at, dtype=np.int64)
+    picked = np.array(rows)
+    size = len(rows)
+    ts_us = np.array(at, dtype=np.int64)
 
-        def column(name: str) -> np.ndarray:
-            values: np.ndarray = np.array(visits[name].to_pylist(), dtype=object)[picked]
-            return values
+    def column(name: str) -> np.ndarray:
+        values: np.ndarray = np.array(visits[name].to_pylist(), dtype=object)[picked]
+        return values
 
-        chunk.add(
-            site_id=column("site_id"),
-            token=column("token"),
-            ab_group=column("ab_group"),
-            url=column("url"),
-            ts=ts_us,
-            received_at=ts_us,
-            event=np.full(size, CUSTOM_EVENT, dtype=object),
-            custom_event=np.array(names, dtype=object),
-            ephemeral=np.zeros(size, dtype=bool),
-            duplicate=np.zeros(size, dtype=bool),
-            data=np.array(data, dtype=object),
-            id_kind=np.full(size, "token", dtype=object),
-        )
+    chunk.add(
+        site_id=column("site_id"),
+        token=column("token"),
+        ab_group=column("ab_group"),
+        url=column("url"),
+        ts=ts_us,
+        received_at=ts_us,
+        event=np.full(size, CUSTOM_EVENT, dtype=object),
+        custom_event=np.array(names, dtype=object),
+        ephemeral=np.zeros(size, dtype=bool),
+        duplicate=np.zeros(size, dtype=bool),
+        data=np.array(data, dtype=object),
+        id_kind=np.full(size, "token", dtype=object),
+    )
     return chunk.table()
 
 
