@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from conftest import OTHER, SHOP, Server, config_with
@@ -158,3 +160,84 @@ def test_site_all_with_a_site_key_reads_every_site_of_its_tenant(tmp_path: Path)
         assert "blog, default," in table.stdout, table.stdout
     finally:
         srv.stop()
+
+
+def _report(api: httpx.Client, name: str, **params: str) -> dict[str, Any]:
+    answer = api.get(f"/api/reports/{name}", params=params)
+    assert answer.status_code == 200, answer.text
+    report: dict[str, Any] = answer.json()
+    return report
+
+
+def test_demo_writes_custom_events_into_the_file(tmp_path: Path) -> None:
+    """``footfall demo`` fills the Custom events page too (it was empty before); 30,000
+    events: a size with a slice that makes none (which failed once)."""
+    config = tmp_path / "none.toml"
+    out = footfall(
+        "demo", "--events", "30000", "--database", "demo.duckdb", cwd=tmp_path, config=config
+    )
+    assert out.returncode == 0, out.stderr
+    report = footfall(
+        "report", "custom-events", "--site", "all", "--json", "--database", "demo.duckdb",
+        cwd=tmp_path, config=config,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    names = {e["name"] for e in json.loads(report.stdout)["events"]}
+    assert {"Signed Up", "Article Read"} <= names, names
+
+
+def test_demo_through_a_running_server_stores_what_the_file_demo_writes(tmp_path: Path) -> None:
+    """``footfall demo --server URL --key K`` while the server holds its file: events,
+    custom events and merged identities go through the batch APIs, and the server's reports
+    give the numbers the same demo written into a file gives (same seed, same traffic);
+    a wrong key is refused before anything is made, with the server's reason."""
+    config = tmp_path / "none.toml"
+    srv = Server(tmp_path / "srv", config_with())
+    key = srv.start_with_key("default")
+    try:
+        wrong = footfall(
+            "demo", "--events", "2000", "--server", srv.url, "--key", "ff_not-a-key",
+            cwd=tmp_path, config=config,
+        )  # fmt: skip
+        assert wrong.returncode != 0
+        message = " ".join(wrong.stderr.split())
+        assert "refused --key" in message, message
+        assert "unknown or revoked API key" in message
+        foreign = footfall(
+            "demo", "--site", "other", "--server", srv.url, "--key", key,
+            cwd=tmp_path, config=config,
+        )  # fmt: skip
+        assert foreign.returncode == 2  # another tenant's site: not among the key's
+        assert "no site 'other' among the key's sites" in " ".join(foreign.stderr.split())
+        too_long = footfall(
+            "demo", "--days", "30", "--server", srv.url, "--key", key, cwd=tmp_path, config=config
+        )
+        assert too_long.returncode == 2
+        assert "at most 6" in " ".join(too_long.stderr.split())
+        sent = footfall(
+            "demo", "--events", "3000", "--server", srv.url, "--key", key,
+            cwd=tmp_path, config=config,
+        )  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        assert " 0 refused" in " ".join(sent.stdout.split()), sent.stdout
+        with srv.client(headers={"authorization": f"Bearer {key}"}) as api:
+            served = _report(api, "overview", days="8")
+            custom = _report(api, "custom-events", days="8")
+    finally:
+        srv.stop()
+    written = footfall(
+        "demo", "--events", "3000", "--days", "6", "--database", "file.duckdb",
+        cwd=tmp_path, config=config,
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    here = footfall(
+        "report", "overview", "--days", "8", "--site", "all", "--json", "--database",
+        "file.duckdb", cwd=tmp_path, config=config,
+    )  # fmt: skip
+    file_report = json.loads(here.stdout)
+    assert served["people"] > 0
+    assert served["events"] > 3000  # the 3,000 and the custom events
+    for field in ("events", "people", "visits", "orders", "revenue_eur"):
+        assert served[field] == file_report[field], (field, served, file_report)
+    assert custom["total"] > 0
+    assert {"Signed Up", "Article Read"} <= {e["name"] for e in custom["events"]}

@@ -8,7 +8,9 @@ feedback, fills carts and buys in several currencies, sometimes re-sending an or
 of visitors identify themselves (email, client id) on both sites, so their tokens merge into
 one person. Help-site visits use the support form with its deflector: the form is viewed,
 a question typed, an answer shown (never to the holdout's control group), liked or not,
-and a ticket filed in the visit, days later (deferred) or not at all (deflected). Everything
+and a ticket filed in the visit, days later (deferred) or not at all (deflected). Some visits
+also send custom events (sign-ups, coupons, articles read), drawn from a generator of their
+own so the rest of the traffic is the same with or without them. Everything
 is generated column-wise with numpy and bulk-loaded through the
 store in large Arrow batches, so ten million events take about a minute.
 """
@@ -16,16 +18,19 @@ store in large Arrow batches, so ten million events take about a minute.
 from __future__ import annotations
 
 import json
+import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from footfall.ingest.validate import EUR_RATES
+from footfall.ingest.segment import iso_time
+from footfall.ingest.validate import CUSTOM_EVENT, EUR_RATES
 from footfall.store.base import EVENT_COLUMNS, Store
 
 HELP_SITE = "help"
@@ -64,6 +69,16 @@ ITEMS = tuple(
 CHATBOTS = ("support-bot", "sales-bot")
 CURRENCIES_SHOP = ("EUR", "EUR", "EUR", "USD", "GBP", "CZK", "PLN", "CHF")
 ERRORS = ("widget failed to load", "network timeout", "message could not be sent")
+CUSTOM_EVENTS: tuple[tuple[str, str, float, int, tuple[dict[str, Any], ...]], ...] = (
+    ("shop", "Wishlist Added", 0.08, 120, ({"item_id": "SKU-003"}, {"item_id": "SKU-005"})),
+    ("shop", "Newsletter Subscribed", 0.05, 240, ({"source": "footer"}, {"source": "popup"})),
+    ("shop", "Coupon Applied", 0.04, 280, ({"code": "WELCOME10"}, {"code": "SPRING"})),
+    ("shop", "Signed Up", 0.03, 320, ({"plan": "free"}, {"plan": "plus"})),
+    ("help", "Article Read", 0.3, 20, tuple({"article": f"kb-{n}"} for n in range(8))),
+    ("help", "Callback Requested", 0.02, 90, ({},)),
+)
+"""(site kind, name, share of that site's visits, seconds into the visit, properties to
+pick from) of the demo's custom events."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +106,8 @@ class DemoResult:
     orders: int
     start: datetime
     end: datetime
+    custom: int = 0
+    """Custom events, written besides ``events`` (the 13 types)."""
 
 
 def _tokens(rng: np.random.Generator, count: int) -> list[str]:
@@ -162,6 +179,9 @@ def generate(
     span_us = plan.days * 86_400 * 1_000_000
     seen: list[np.ndarray] = []
     events_per_visit = 3.2
+    # Custom events come from their own generator: the numpy one draws as it did before.
+    custom_rng = random.Random(plan.seed)  # noqa: S311 - demo traffic, not secrets
+    custom = 0
     while written < plan.events:
         left = plan.events - written
         if tokens_used < tokens_total:
@@ -183,13 +203,64 @@ def generate(
         if table.num_rows > left:
             table = table.slice(0, left)
         store.load_arrow("events", table)
+        extra = _custom_events(custom_rng, table, start_us + span_us)
+        if extra is not None:
+            store.load_arrow("events", extra)
+            custom += extra.num_rows
         orders += _load_orders(store, table)
         if fresh:
             persons += _identities(store, rng, plan, tokens)
         written += table.num_rows
         if progress:
             progress(table.num_rows)
-    return DemoResult(written, tokens_used, persons, orders, start, end)
+    return DemoResult(written, tokens_used, persons, orders, start, end, custom)
+
+
+def _custom_events(rng: random.Random, table: pa.Table, end_us: int) -> pa.Table | None:
+    """Custom events of the visits in ``table`` (one per ``visitor`` event), a few seconds
+    or minutes into the visit, by ``CUSTOM_EVENTS``; None when there are none (an empty
+    chunk has no column types)."""
+    visits = table.filter(pc.equal(table["event"], "visitor"))
+    sites = visits["site_id"].to_pylist()
+    times = visits["ts"].cast(pa.int64()).to_pylist()
+    rows: list[int] = []
+    names: list[str] = []
+    at: list[int] = []
+    data: list[str] = []
+    for row, (site, ts) in enumerate(zip(sites, times, strict=True)):
+        kind = "help" if site == HELP_SITE else "shop"
+        for on, name, share, after_s, choices in CUSTOM_EVENTS:
+            if on == kind and rng.random() < share:
+                rows.append(row)
+                names.append(name)
+                at.append(min(end_us, ts + (after_s + rng.randrange(60)) * 1_000_000))
+                data.append(json.dumps(rng.choice(choices)))
+    if not rows:
+        return None
+    chunk = _Chunk()
+    picked = np.array(rows)
+    size = len(rows)
+    ts_us = np.array(at, dtype=np.int64)
+
+    def column(name: str) -> np.ndarray:
+        values: np.ndarray = np.array(visits[name].to_pylist(), dtype=object)[picked]
+        return values
+
+    chunk.add(
+        site_id=column("site_id"),
+        token=column("token"),
+        ab_group=column("ab_group"),
+        url=column("url"),
+        ts=ts_us,
+        received_at=ts_us,
+        event=np.full(size, CUSTOM_EVENT, dtype=object),
+        custom_event=np.array(names, dtype=object),
+        ephemeral=np.zeros(size, dtype=bool),
+        duplicate=np.zeros(size, dtype=bool),
+        data=np.array(data, dtype=object),
+        id_kind=np.full(size, "token", dtype=object),
+    )
+    return chunk.table()
 
 
 class _OrderNumbers:
@@ -565,3 +636,70 @@ def _identities(store: Store, rng: np.random.Generator, plan: DemoPlan, tokens: 
 def _tenant(store: Store, site: str) -> str:
     found = store.get_site(site)
     return found.scope if found else site
+
+
+def api_messages(store: Store, run: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The demo traffic ``generate`` wrote into ``store`` (a scratch store) as a running
+    server's batch APIs take it, for ``footfall demo --server``: the 13 types as tracking
+    events (``tracking``; their ``ts`` is kept within the API's seven days), custom events
+    and the identify calls that merge tokens as Segment messages (``segment``: the tracking
+    API takes neither). ``run`` makes the message ids unique to this run, so a retried batch
+    is stored once and a second run adds a second set."""
+    rows = store.query(
+        "SELECT event, token, epoch_us(ts), ab_group, chatbot_id, popup_version, open_way, "
+        "order_num, items, url, data, custom_event FROM events ORDER BY ts, event_id"
+    )
+    for n, row in enumerate(rows):
+        event, token, ts_us, group, chatbot, popup, way, order, items, url, data, name = row
+        properties: dict[str, Any] = json.loads(data) if data else {}
+        message_id = f"demo-{run}-{n}"
+        if event == CUSTOM_EVENT:
+            yield (
+                "segment",
+                {
+                    "type": "track",
+                    "event": name,
+                    "anonymousId": token,
+                    "properties": properties,
+                    "timestamp": iso_time(ts_us),
+                    "context": {"page": {"url": url}},
+                    "messageId": message_id,
+                },
+            )
+            continue
+        for key, value in (
+            ("chatbot_id", chatbot),
+            ("popup_version", popup),
+            ("open_way", way),
+            ("orderNum", order),
+        ):
+            if value is not None:
+                properties[key] = value
+        if items:
+            properties["items"] = json.loads(items)
+        yield (
+            "tracking",
+            {
+                "event": event,
+                "token": token,
+                "ts": ts_us // 1000,
+                "url": url,
+                "ab_test": group is not None,
+                "data": properties,
+                "messageId": message_id,
+            },
+        )
+    links = store.query(
+        "SELECT a_value, b_value FROM link_log WHERE a_kind = 'token' AND b_kind = 'email' "
+        "ORDER BY seq"
+    )
+    for n, (token, email) in enumerate(links):
+        yield (
+            "segment",
+            {
+                "type": "identify",
+                "anonymousId": token,
+                "traits": {"email": email},
+                "messageId": f"demo-{run}-identify-{n}",
+            },
+        )

@@ -136,9 +136,17 @@ class Remote:
         self.base = server.rstrip("/")
         self.key = key
 
-    def call(self, method: str, path: str, body: Any = None, *, missing_ok: bool = False) -> Any:
-        """The answer's JSON; exits with the server's message on an error (a 404 answers
-        None instead when ``missing_ok``)."""
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        missing_ok: bool = False,
+        what: str | None = None,
+    ) -> Any:
+        """The answer's JSON; exits with the server's message on an error (after ``what``,
+        what the call was for, when given; a 404 answers None instead when ``missing_ok``)."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # noqa: S310 - the operator's own server URL
             self.base + path,
@@ -156,7 +164,7 @@ class Remote:
                 message = json.loads(exc.read())["error"]["message"]
             except Exception:
                 message = str(exc)
-            raise fail(shown(message)) from None
+            raise fail(f"{what}: {shown(message)}" if what else shown(message)) from None
         except urllib.error.URLError as exc:
             raise fail(f"cannot reach {self.base}: {exc.reason}") from None
 

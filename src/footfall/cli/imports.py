@@ -7,17 +7,14 @@ Into the store, worker processes read and check the lines while this process wri
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from footfall.cli.batches import batches, send_batch
 from footfall.cli.common import (
     ConfigOpt,
     DatabaseOpt,
@@ -40,13 +37,11 @@ from footfall.ingest.import_workers import (
     import_workers,
 )
 from footfall.ingest.imports import FORMATS, Chunk, LineReader, Reject, line_chunks, open_lines
-from footfall.ingest.segment import MAX_BATCH_BYTES
 from footfall.store.base import Store
 from footfall.words import counted
 
 CHUNK_LINES = 20_000
 SHOWN_REJECTS = 50
-SERVER_BATCH = 500
 
 
 def import_command(
@@ -184,81 +179,10 @@ def _to_server(
             lines += chunk.lines
             for kind in ("segment", "tracking"):
                 picked = [(n, body) for n, k, body in chunk.messages if k == kind]
-                for batch in _batches(picked):
-                    sent, refused = _send(base, key, kind, site, batch)
+                for batch in batches(picked):
+                    sent, refused = send_batch(base, key, kind, site, batch)
                     accepted += sent
                     rejects.extend(refused)
             progress.update(task, completed=min(size, source.position), lines=lines)
     rejects.sort(key=lambda r: r.line)
     return rejects, accepted, lines, source.damage
-
-
-def _batches(
-    messages: list[tuple[int, dict[str, Any]]],
-) -> list[list[tuple[int, dict[str, Any], bytes]]]:
-    """Up to 500 messages and under the 500 KB batch limit each."""
-    out: list[list[tuple[int, dict[str, Any], bytes]]] = [[]]
-    size = 0
-    for number, body in messages:
-        encoded = json.dumps(body, separators=(",", ":")).encode()
-        if out[-1] and (
-            len(out[-1]) >= SERVER_BATCH or size + len(encoded) > MAX_BATCH_BYTES - 1024
-        ):
-            out.append([])
-            size = 0
-        out[-1].append((number, body, encoded))
-        size += len(encoded) + 1
-    return [batch for batch in out if batch]
-
-
-def _send(
-    base: str, key: str, kind: str, site: str | None, batch: list[tuple[int, dict[str, Any], bytes]]
-) -> tuple[int, list[Reject]]:
-    items = b",".join(encoded for _, _, encoded in batch)
-    if kind == "segment":
-        # The key's authority decides: another site of its tenant by ?site=, else refused.
-        query = f"?site={urllib.parse.quote(site)}" if site else ""
-        path, body = f"/v1/batch{query}", b'{"batch":[' + items + b"]}"
-    else:
-        named = f',"site":{json.dumps(site)}' if site else ""
-        path, body = "/api/analytics/batch", b'{"events":[' + items + b"]" + named.encode() + b"}"
-    answer = _post(base + path, key, body)
-    lines = [number for number, _, _ in batch]
-    if kind == "segment":
-        refused = [
-            Reject(lines[r["index"]], r["error"]["message"]) for r in answer.get("rejected", [])
-        ]
-    else:
-        refused = [
-            Reject(lines[r["index"]], r["error"]["message"])
-            for r in answer["results"]
-            if not r["success"]
-        ]
-    return len(batch) - len(refused), refused
-
-
-def _post(url: str, key: str, body: bytes) -> dict[str, Any]:
-    """POST with the API key; waits out 429 and 503 (up to 30 tries)."""
-    for _ in range(30):
-        request = urllib.request.Request(  # noqa: S310 - the operator's own server URL
-            url,
-            data=body,
-            method="POST",
-            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310
-                result: dict[str, Any] = json.loads(answer.read())
-                return result
-        except urllib.error.HTTPError as exc:
-            if exc.code in (429, 503):
-                time.sleep(min(60.0, float(exc.headers.get("retry-after") or 1)))
-                continue
-            try:
-                message = json.loads(exc.read())["error"]["message"]
-            except Exception:
-                message = str(exc)
-            raise fail(f"{url}: {shown(message)}") from None
-        except urllib.error.URLError as exc:
-            raise fail(f"cannot reach {url}: {exc.reason}") from None
-    raise fail(f"{url} kept answering 429/503; try again later")
