@@ -12,14 +12,14 @@ import psycopg
 from footfall.analytics import reports
 from footfall.analytics.reports import Filters
 from footfall.ingest.validate import RequestContext, validate_event
-from footfall.store.base import Store
+from footfall.store.base import EventRow, Store
 
 EPOCH = datetime(1970, 1, 1)
 DAY = datetime(2026, 3, 5)
 RANGE = Filters(None, DAY, DAY + timedelta(days=1))
 
 
-def _row(token: str) -> object:
+def _row(token: str) -> EventRow:
     ts_us = (DAY + timedelta(hours=12) - EPOCH) // timedelta(microseconds=1)
     return validate_event({"event": "visitor", "token": token}, RequestContext("default", ts_us))
 
