@@ -5,10 +5,11 @@ data, so the HTTP API, the terminal reports and the dashboard show the same numb
 heavy lifting (distinct persons, cohorts, ordered funnels, revenue) happens in the
 database; Python only shapes rows and computes the closed-form A/B statistics from the
 aggregates. Persons are the connected components of the identity graph, resolved through
-the ``event_persons`` view, so a merge changes every report at once. On DuckDB, two derived
-tables take work off the heaviest reports, both folded in before they are read so merges
-still apply at once: the daily presence rollup (``refresh_presence``) and the funnel step
-tables (``footfall.funnel_steps``).
+the ``event_persons`` view, so a merge changes every report at once. Derived tables take
+work off the heaviest reports, folded in before they are read so merges still apply at
+once: the daily presence rollup (``refresh_presence``, both stores; PostgreSQL folds it by
+a transaction-id watermark, ``footfall.analytics.watermark``) and, on DuckDB, the funnel
+step tables (``footfall.funnel_steps``).
 
 Decisions where the spec is silent:
 - Ephemeral tokens (no consent, tracking off) live for one page view; counting each as a
