@@ -391,9 +391,8 @@ def test_the_cli_retention_table_stops_at_the_range(demo_database: Path) -> None
     columns = re.findall(r"\+(\d+)", header)
     assert columns, header
     assert int(columns[-1]) <= 3, header  # 8 periods asked, 3 weeks in the range
-    data = json.loads(
-        report(demo_database, "retention", "--interval", "week", "--from", start.isoformat(), "--json")
-    )
+    asked = ("--interval", "week", "--from", start.isoformat())
+    data = json.loads(report(demo_database, "retention", *asked, "--json"))
     range_end = datetime.fromisoformat(str(data["filters"]["end"]).rstrip("Z"))
     rows = {
         line.split()[1]: line

@@ -5,10 +5,11 @@ data, so the HTTP API, the terminal reports and the dashboard show the same numb
 heavy lifting (distinct persons, cohorts, ordered funnels, revenue) happens in the
 database; Python only shapes rows and computes the closed-form A/B statistics from the
 aggregates. Persons are the connected components of the identity graph, resolved through
-the ``event_persons`` view, so a merge changes every report at once. On DuckDB, two derived
-tables take work off the heaviest reports, both folded in before they are read so merges
-still apply at once: the daily presence rollup (``refresh_presence``) and the funnel step
-tables (``footfall.funnel_steps``).
+the ``event_persons`` view, so a merge changes every report at once. Derived tables take
+work off the heaviest reports, folded in before they are read so merges still apply at
+once: the daily presence rollup (``refresh_presence``, both stores; PostgreSQL folds it by
+a transaction-id watermark, ``footfall.analytics.watermark``) and, on DuckDB, the funnel
+step tables (``footfall.funnel_steps``).
 
 Decisions where the spec is silent:
 - Ephemeral tokens (no consent, tracking off) live for one page view; counting each as a
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from footfall.analytics import form_events, funnel_steps
+from footfall.analytics import form_events, funnel_steps, watermark
 from footfall.ingest.validate import EUR_RATES, EVENT_TYPES, custom_event_name
 from footfall.store.base import HASH_JOINS, Store
 from footfall.store.migrations import FUNNEL_STEP_TYPES
@@ -217,67 +218,124 @@ _PRESENCE_LOCK = threading.Lock()
 
 
 def presence_usable(store: Store, filters: Filters) -> bool:
-    """The rollup answers whole days on the embedded store; anything else reads events.
-
-    Its refresh relies on event ids growing in commit order, which holds for DuckDB's one
-    writer; several PostgreSQL writers may commit out of order, so they read events.
-    """
+    """The rollup answers whole days (on both stores); anything else reads events."""
     midnight = datetime.min.time()
-    return (
-        store.backend == "duckdb"
-        and filters.start.time() == midnight
-        and filters.end.time() == midnight
-    )
+    return filters.start.time() == midnight and filters.end.time() == midnight
+
+
+_PRESENCE_COLUMNS = (
+    "ephemeral, min(ts), max(ts), count(*), "
+    "count(*) FILTER (WHERE event = 'visitor'), "
+    "count(*) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
+    "count(*) FILTER (WHERE event = 'convo_started'), "
+    "count(*) FILTER (WHERE event = 'message_sent'), "
+    "sum(total_value_base) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
+)
+"""The rollup's columns after (site, day, id_kind, token), over a group of events."""
 
 
 def refresh_presence(store: Store) -> int:
-    """Fold events added since the last refresh into the rollup; returns the days rebuilt.
+    """Fold events added since the last refresh into the rollup; returns the days touched.
 
-    Every day that new events touch is rebuilt from the events table in one transaction,
-    with the last event id folded in, so a reader never sees half a day.
+    The new events come from ``watermark.new_events`` (event ids on DuckDB, transaction ids
+    on PostgreSQL, where writers commit out of order). Their rows are rebuilt from the
+    events table in one transaction with the new mark, so a reader never sees half a day.
+    The rollup is per identifier, not per person: merges, splits and takeovers change the
+    join at query time and need no fold; erase and retention delete its rows themselves.
     """
     if store.backend != "duckdb":
-        return 0  # see presence_usable: only the embedded store reads the rollup
+        return _refresh_presence_postgres(store)
     with _PRESENCE_LOCK, store.transaction("rollup") as tx:
-        last = int(
-            tx.query("SELECT last_event_id FROM rollup_state WHERE name = 'daily_presence'")[0][0]
-        )
-        top = int(tx.query("SELECT coalesce(max(event_id), 0) FROM events")[0][0])
-        if top <= last:
+        last = watermark.read_mark(tx, store.backend, "daily_presence")
+        window = watermark.new_events(tx, store.backend, last, alias="e")
+        if window.empty:
             return 0
         days = [
             d
             for (d,) in tx.query(
-                "SELECT DISTINCT CAST(ts AS DATE) FROM events WHERE event_id > ? AND event_id <= ?",
-                [last, top],
+                f"SELECT DISTINCT CAST(ts AS DATE) FROM events e WHERE {window.condition}",  # noqa: S608
+                window.params,
             )
         ]
         marks = ", ".join("?" * len(days))
         tx.query(f"DELETE FROM daily_presence WHERE day IN ({marks})", days)  # noqa: S608
         tx.query(
             "INSERT INTO daily_presence SELECT site_id, CAST(ts AS DATE), id_kind, token, "  # noqa: S608
-            "ephemeral, min(ts), max(ts), count(*), "
-            "count(*) FILTER (WHERE event = 'visitor'), "
-            "count(*) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
-            "count(*) FILTER (WHERE event = 'convo_started'), "
-            "count(*) FILTER (WHERE event = 'message_sent'), "
-            "sum(total_value_base) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
+            f"{_PRESENCE_COLUMNS}"
             f"{dialect_of(store).first_by('ab_group', 'ts', 'ab_group IS NOT NULL')} "
-            f"FROM events WHERE ts >= ? AND ts < ? AND CAST(ts AS DATE) IN ({marks}) "
-            "AND event_id <= ? GROUP BY 1, 2, 3, 4, 5",
+            f"FROM events e WHERE ts >= ? AND ts < ? AND CAST(ts AS DATE) IN ({marks}) "
+            f"AND {window.folded} GROUP BY 1, 2, 3, 4, 5",
             [
                 datetime.combine(min(days), datetime.min.time()),
                 datetime.combine(max(days) + timedelta(days=1), datetime.min.time()),
                 *days,
-                top,
+                *window.folded_params,
             ],
         )
-        tx.query(
-            "UPDATE rollup_state SET last_event_id = ?, refreshed_at = ? "
-            "WHERE name = 'daily_presence'",
-            [top, utcnow()],
-        )
+        watermark.save_mark(tx, store.backend, "daily_presence", window, utcnow())
         return len(days)
+
+
+def _refresh_presence_postgres(store: Store) -> int:
+    """PostgreSQL rebuilds only the rollup rows (site, day, identifier) that new events
+    touch, reading their events by the token index, not whole days (it has no time index
+    and a day's scan is a scan of the table). The first fold builds everything at once.
+
+    It runs serialised with every identity transaction: an erase deletes events and their
+    rollup rows, and a fold reading the events before that commit must not write them back.
+    A cheap look first, without that lock, leaves a report with nothing to fold unblocked.
+    """
+    dialect = dialect_of(store)
+    last = watermark.read_mark(store, store.backend, "daily_presence")
+    window = watermark.new_events(store, store.backend, last)
+    if (
+        window.empty
+        or not store.query(
+            f"SELECT EXISTS (SELECT 1 FROM events WHERE {window.condition})",  # noqa: S608
+            window.params,
+        )[0][0]
+    ):
+        return 0
+    with _PRESENCE_LOCK, store.transaction(None) as tx:
+        last = watermark.read_mark(tx, store.backend, "daily_presence")
+        window = watermark.new_events(tx, store.backend, last, alias="e")
+        if window.empty:
+            return 0
+        days = int(
+            tx.query(
+                f"SELECT count(DISTINCT CAST(ts AS DATE)) FROM events e WHERE {window.condition}",  # noqa: S608
+                window.params,
+            )[0][0]
+        )
+        first_group = dialect.first_by("e.ab_group", "e.ts", "e.ab_group IS NOT NULL")
+        if last == 0:
+            tx.query("DELETE FROM daily_presence")
+            tx.query(
+                "INSERT INTO daily_presence SELECT site_id, CAST(ts AS DATE), id_kind, token, "  # noqa: S608
+                f"{_PRESENCE_COLUMNS}{first_group} FROM events e WHERE {window.folded} "
+                "GROUP BY 1, 2, 3, 4, 5",
+                window.folded_params,
+            )
+        elif days:
+            touched = (
+                "(SELECT DISTINCT site_id, CAST(ts AS DATE) AS day, id_kind, token "  # noqa: S608
+                f"FROM events e WHERE {window.condition})"
+            )
+            tx.query(
+                f"DELETE FROM daily_presence p USING {touched} k WHERE p.site_id = k.site_id "  # noqa: S608
+                "AND p.day = k.day AND p.id_kind = k.id_kind AND p.token = k.token",
+                window.params,
+            )
+            tx.query(
+                "INSERT INTO daily_presence SELECT e.site_id, CAST(e.ts AS DATE), e.id_kind, "  # noqa: S608
+                f"e.token, {_PRESENCE_COLUMNS}{first_group} FROM events e JOIN {touched} k "
+                "ON e.token = k.token AND e.site_id = k.site_id AND e.id_kind = k.id_kind "
+                f"AND e.ts >= k.day AND e.ts < k.day + 1 WHERE {window.folded} "
+                "GROUP BY 1, 2, 3, 4, 5",
+                [*window.params, *window.folded_params],
+            )
+        watermark.save_mark(tx, store.backend, "daily_presence", window, utcnow())
+        return days
 
 
 @dataclass(frozen=True, slots=True)

@@ -484,6 +484,32 @@ MIGRATIONS = (
 )
 
 
+# Version 13 (PostgreSQL): each event records the transaction that wrote it (``txid``), so
+# derived tables are folded by a watermark that is safe with several writers: event ids are
+# taken before commit and commit out of order, but every transaction below the snapshot's
+# xmin has ended, so "txid from the last mark up to xmin" misses no committed event
+# (footfall.analytics.watermark). ``rollup_state.last_txid`` is the daily rollup's mark.
+# Existing rows all get the migration's own txid: the first fold after it takes them all.
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        13,
+        "PostgreSQL: events record their writing transaction, for folds by watermark",
+        (
+            {
+                "postgresql": "ALTER TABLE events "
+                "ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()"
+            },
+            {"postgresql": "CREATE INDEX events_txid ON events (txid)"},
+            {
+                "postgresql": "ALTER TABLE rollup_state "
+                "ADD COLUMN last_txid BIGINT NOT NULL DEFAULT 0"
+            },
+        ),
+    ),
+)
+
+
 def render(statement: str | dict[str, str], json_type: str, backend: str) -> str | None:
     """The statement's text for ``backend``, or None where it has nothing to do there."""
     if isinstance(statement, dict):

@@ -100,6 +100,8 @@ DONE = {
     "accepted from now on.",
 }
 NEW_KEY_MESSAGE = "Copy this key now: only its hash is kept, so it is not shown again."
+
+
 class Core(Protocol):
     """What these pages need from the dashboard (``footfall.web.pages.Dashboard``)."""
 
