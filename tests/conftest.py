@@ -331,6 +331,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
+@pytest.fixture
+def duck(tmp_path: Path) -> Iterator[Store]:
+    """A fresh embedded store with the default site, for what only DuckDB keeps (the folded
+    funnel step and form event tables)."""
+    opened = _fresh_store(open_store(str(tmp_path / "store.duckdb")))
+    yield opened
+    opened.close()
+
+
 @contextmanager
 def loopback_context(browser: Browser, wait_ms: int, **options: Any) -> Iterator[BrowserContext]:
     """A fresh browser profile (``options`` as for ``new_context``) that may only talk to

@@ -12,9 +12,7 @@ The four visitors of the issue on the help site's form ``contact`` (day 0 is 202
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +23,6 @@ from footfall.demo import DemoPlan, generate
 from footfall.identity import IdentityGraph
 from footfall.ingest.validate import RequestContext, validate_event
 from footfall.retention import apply_retention
-from footfall.store import open_store
 from footfall.store.base import Store
 
 DAY0 = datetime(2026, 3, 2, 10, 0)
@@ -264,15 +261,6 @@ def test_a_funnel_may_have_form_steps(store: Store) -> None:
 
 # The folded table (DuckDB): the report through ``form_events`` must give the whole
 # document of the events path, through every change the table has to follow.
-
-
-@pytest.fixture
-def duck(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(str(tmp_path / "store.duckdb"))
-    opened.migrate()
-    opened.upsert_site("default", "Default site", ["*"])
-    yield opened
-    opened.close()
 
 
 def agree(store: Store, filters: Filters = RANGE, **options: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ from footfall.ingest.validate import (
     validate_event,
 )
 from footfall.retention import apply_retention
-from footfall.store import open_store
 from footfall.store.base import Store
 from footfall.store.migrations import FUNNEL_STEP_TYPES
 
@@ -44,15 +42,6 @@ FUNNELS: list[tuple[list[str], int]] = [
     (["bot_open", "visitor"], 3 * 86400),
     (["popup_displayed", "popup_opened", "convo_started"], WEEK),
 ]
-
-
-@pytest.fixture
-def duck(tmp_path: Path) -> Iterator[Store]:
-    store = open_store(str(tmp_path / "store.duckdb"))
-    store.migrate()
-    store.upsert_site("default", "Default site", ["*"])
-    yield store
-    store.close()
 
 
 Counts = list[tuple[int, str, int]]
