@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from footfall.analytics import form_events, funnel_steps
+from footfall.analytics import form_events, funnel_steps, person_days
+from footfall.analytics.dialect import dialect_of
 from footfall.errors import ApiError, invalid
 from footfall.ingest.validate import TOKEN_PATTERN, printable
 from footfall.store.base import Store, Transaction
@@ -976,6 +977,8 @@ class IdentityGraph:
             )
             if funnel_steps.usable(self.store):
                 funnel_steps.forget_erased(tx, values)
+            if person_days.usable(self.store):
+                person_days.forget_erased(tx, dialect_of(self.store), person_id, values, tenant)
             if form_events.usable(self.store):
                 form_events.forget_erased(tx, doomed)
             tx.query(f"DELETE FROM identity_properties WHERE node_id IN ({marks})", ids)  # noqa: S608

@@ -33,7 +33,7 @@ DELETED_EVENTS = Counter(
 )
 RUNS = Counter("footfall_retention_runs_total", "Data retention passes completed")
 
-_DERIVED_BY_DAY = (("daily_presence", "day"),)
+_DERIVED_BY_DAY = (("daily_presence", "day"), ("person_days", "day"))
 """Rollups keyed by day that exist in some schema versions: (table, day column)."""
 
 

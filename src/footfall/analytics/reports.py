@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from footfall.analytics import form_events, funnel_steps, watermark
+from footfall.analytics import form_events, funnel_steps, person_days, watermark
+from footfall.analytics.dialect import Dialect, dialect_of
 from footfall.ingest.validate import EUR_RATES, EVENT_TYPES, custom_event_name
 from footfall.store.base import HASH_JOINS, Store
 from footfall.store.migrations import FUNNEL_STEP_TYPES
@@ -78,78 +79,28 @@ class Filters:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    """The few SQL spellings that differ between DuckDB and PostgreSQL."""
-
-    name: str
-
-    def first_by(self, value: str, order: str, where: str | None = None) -> str:
-        """The value of the row with the smallest ``order`` in a group (among ``where``)."""
-        only = f" FILTER (WHERE {where})" if where else ""
-        if self.name == "duckdb":
-            return f"arg_min({value}, {order}){only}"
-        return f"(array_agg({value} ORDER BY {order}){only})[1]"
-
-    def last_by(self, value: str, order: str, where: str | None = None) -> str:
-        """The value of the row with the largest ``order`` in a group (among ``where``)."""
-        only = f" FILTER (WHERE {where})" if where else ""
-        if self.name == "duckdb":
-            return f"arg_max({value}, {order}){only}"
-        return f"(array_agg({value} ORDER BY {order} DESC){only})[1]"
-
-    def any_value(self, value: str) -> str:
-        """Any one value of a group whose rows all hold the same (DuckDB: without comparing)."""
-        return f"any_value({value})" if self.name == "duckdb" else f"min({value})"
-
-    def row_key(self, *columns: str) -> str:
-        """One BIGINT hash of several text columns, to partition and group by an integer
-        (two of a million keys collide with a probability of about 1 in 10 million)."""
-        if self.name == "duckdb":
-            return f"CAST(hash({', '.join(columns)}) >> 1 AS BIGINT)"
-        joined = " || chr(31) || ".join(columns)
-        return f"hashtextextended({joined}, 0)"
-
-    def items(self, column: str) -> str:
-        """A lateral row source with one JSON ``item`` per element of a JSON array column."""
-        if self.name == "duckdb":
-            return f"(SELECT unnest(CAST({column} AS JSON[])) AS item)"
-        return f"jsonb_array_elements({column}) AS item"
-
-    def seconds(self, placeholder: str = "?") -> str:
-        return f"({placeholder} * INTERVAL '1 second')"
-
-    def person_key(self, person_id: str, token: str) -> str:
-        """One BIGINT per person: ``-person_id`` for identity-graph persons, else a 63-bit
-        hash of the token (a person of one identifier).
-
-        Integers group and join several times faster than strings at 10M events. Two of a
-        million unlinked tokens share a hash with a probability of about 3 in 100 million.
-        """
-        if self.name == "duckdb":
-            hashed = f"CAST(hash({token}) >> 1 AS BIGINT)"
-        else:
-            hashed = f"(hashtextextended({token}, 0) & 9223372036854775807)"
-        return f"coalesce(-{person_id}, {hashed})"
-
-
-def dialect_of(store: Store) -> Dialect:
-    return Dialect("duckdb" if store.backend == "duckdb" else "postgresql")
-
-
 def events_with_persons(
     store: Store,
     filters: Filters,
     *,
     since_beginning: bool = False,
     only: Sequence[str] = (),
+    tokens: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """A row source: the filtered events, each with its ``person_id`` and person key ``pk``.
 
     ``since_beginning`` drops the range's start (cohorts need each person's first visit);
-    ``only`` keeps these event types alone, before the identity join (a few types of many).
+    ``only`` keeps these event types alone, and ``tokens`` these identifier values, before
+    the identity join (a few types of many, a few persons' identifiers).
     """
-    return _with_persons(store, filters, presence=False, since_beginning=since_beginning, only=only)
+    return _with_persons(
+        store,
+        filters,
+        presence=False,
+        since_beginning=since_beginning,
+        only=only,
+        tokens=tokens,
+    )
 
 
 def presence_with_persons(
@@ -169,6 +120,7 @@ def _with_persons(
     since_beginning: bool,
     only: Sequence[str] = (),
     table: str | None = None,
+    tokens: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """``table`` reads another table with the events' columns it needs (form_events).
 
@@ -205,12 +157,14 @@ def _with_persons(
             conditions.append(f"e.site_id IN ({', '.join('?' * len(site_ids))})")
         if only:
             conditions.append(f"e.event IN ({', '.join('?' * len(only))})")
+        if tokens:
+            conditions.append(f"e.token IN ({', '.join('?' * len(tokens))})")
         parts.append(
             f"SELECT e.*, n.person_id, {pk} AS pk FROM {table} e "  # noqa: S608
             "LEFT JOIN identity_nodes n ON n.tenant = ? AND n.value = e.token "
             f"AND n.kind = e.id_kind AND {valid} WHERE {' AND '.join(conditions)}"
         )
-        params += [tenant, *bounds, *([] if every_site else site_ids), *only]
+        params += [tenant, *bounds, *([] if every_site else site_ids), *only, *tokens]
     return " UNION ALL ".join(parts), params
 
 
@@ -223,15 +177,19 @@ def presence_usable(store: Store, filters: Filters) -> bool:
     return filters.start.time() == midnight and filters.end.time() == midnight
 
 
-_PRESENCE_COLUMNS = (
-    "ephemeral, min(ts), max(ts), count(*), "
-    "count(*) FILTER (WHERE event = 'visitor'), "
-    "count(*) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
-    "count(*) FILTER (WHERE event = 'convo_started'), "
-    "count(*) FILTER (WHERE event = 'message_sent'), "
-    "sum(total_value_base) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
-)
-"""The rollup's columns after (site, day, id_kind, token), over a group of events."""
+def _presence_columns(dialect: Dialect) -> str:
+    """The rollup's columns after (site, day, id_kind, token), over a group of events: the
+    counts, the day's first A/B group and when it was first seen."""
+    return (
+        "ephemeral, min(ts), max(ts), count(*), "
+        "count(*) FILTER (WHERE event = 'visitor'), "
+        "count(*) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
+        "count(*) FILTER (WHERE event = 'convo_started'), "
+        "count(*) FILTER (WHERE event = 'message_sent'), "
+        "sum(total_value_base) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
+        f"{dialect.first_by('ab_group', 'ts', 'ab_group IS NOT NULL')}, "
+        "min(ts) FILTER (WHERE ab_group IS NOT NULL) "
+    )
 
 
 def refresh_presence(store: Store) -> int:
@@ -242,37 +200,42 @@ def refresh_presence(store: Store) -> int:
     events table in one transaction with the new mark, so a reader never sees half a day.
     The rollup is per identifier, not per person: merges, splits and takeovers change the
     join at query time and need no fold; erase and retention delete its rows themselves.
+    On DuckDB the same transaction folds the rollup and identity changes into
+    ``person_days``, the rollup with persons resolved that the person reports read.
     """
     if store.backend != "duckdb":
         return _refresh_presence_postgres(store)
-    with _PRESENCE_LOCK, store.transaction("rollup") as tx:
+    with _PRESENCE_LOCK, store.transaction(None) as tx:
         last = watermark.read_mark(tx, store.backend, "daily_presence")
         window = watermark.new_events(tx, store.backend, last, alias="e")
-        if window.empty:
-            return 0
-        days = [
-            d
-            for (d,) in tx.query(
-                f"SELECT DISTINCT CAST(ts AS DATE) FROM events e WHERE {window.condition}",  # noqa: S608
-                window.params,
+        days: list[date] = []
+        if not window.empty:
+            days = [
+                d
+                for (d,) in tx.query(
+                    f"SELECT DISTINCT CAST(ts AS DATE) FROM events e WHERE {window.condition}",  # noqa: S608
+                    window.params,
+                )
+            ]
+        if days:
+            marks = ", ".join("?" * len(days))
+            tx.query(f"DELETE FROM daily_presence WHERE day IN ({marks})", days)  # noqa: S608
+            tx.query(
+                "INSERT INTO daily_presence SELECT site_id, CAST(ts AS DATE), id_kind, token, "
+                f"{_presence_columns(dialect_of(store))}"
+                f"FROM events e WHERE ts >= ? AND ts < ? AND CAST(ts AS DATE) IN ({marks}) "
+                f"AND {window.folded} GROUP BY 1, 2, 3, 4, 5",
+                [
+                    datetime.combine(min(days), datetime.min.time()),
+                    datetime.combine(max(days) + timedelta(days=1), datetime.min.time()),
+                    *days,
+                    *window.folded_params,
+                ],
             )
-        ]
-        marks = ", ".join("?" * len(days))
-        tx.query(f"DELETE FROM daily_presence WHERE day IN ({marks})", days)  # noqa: S608
-        tx.query(
-            "INSERT INTO daily_presence SELECT site_id, CAST(ts AS DATE), id_kind, token, "  # noqa: S608
-            f"{_PRESENCE_COLUMNS}"
-            f"{dialect_of(store).first_by('ab_group', 'ts', 'ab_group IS NOT NULL')} "
-            f"FROM events e WHERE ts >= ? AND ts < ? AND CAST(ts AS DATE) IN ({marks}) "
-            f"AND {window.folded} GROUP BY 1, 2, 3, 4, 5",
-            [
-                datetime.combine(min(days), datetime.min.time()),
-                datetime.combine(max(days) + timedelta(days=1), datetime.min.time()),
-                *days,
-                *window.folded_params,
-            ],
-        )
-        watermark.save_mark(tx, store.backend, "daily_presence", window, utcnow())
+        if person_days.usable(store):
+            person_days.fold(tx, window, dialect_of(store))
+        if not window.empty:
+            watermark.save_mark(tx, store.backend, "daily_presence", window, utcnow())
         return len(days)
 
 
@@ -284,22 +247,25 @@ def _refresh_presence_postgres(store: Store) -> int:
     It runs serialised with every identity transaction: an erase deletes events and their
     rollup rows, and a fold reading the events before that commit must not write them back.
     A cheap look first, without that lock, leaves a report with nothing to fold unblocked.
+    The same transaction folds the rollup and identity changes into ``person_days``.
     """
     dialect = dialect_of(store)
     last = watermark.read_mark(store, store.backend, "daily_presence")
     window = watermark.new_events(store, store.backend, last)
-    if (
+    nothing_new = (
         window.empty
         or not store.query(
             f"SELECT EXISTS (SELECT 1 FROM events WHERE {window.condition})",  # noqa: S608
             window.params,
         )[0][0]
-    ):
+    )
+    if nothing_new and person_days.unchanged(store):
         return 0
     with _PRESENCE_LOCK, store.transaction(None) as tx:
         last = watermark.read_mark(tx, store.backend, "daily_presence")
         window = watermark.new_events(tx, store.backend, last, alias="e")
         if window.empty:
+            person_days.fold(tx, window, dialect)
             return 0
         days = int(
             tx.query(
@@ -307,12 +273,12 @@ def _refresh_presence_postgres(store: Store) -> int:
                 window.params,
             )[0][0]
         )
-        first_group = dialect.first_by("e.ab_group", "e.ts", "e.ab_group IS NOT NULL")
+        columns = _presence_columns(dialect)
         if last == 0:
             tx.query("DELETE FROM daily_presence")
             tx.query(
                 "INSERT INTO daily_presence SELECT site_id, CAST(ts AS DATE), id_kind, token, "  # noqa: S608
-                f"{_PRESENCE_COLUMNS}{first_group} FROM events e WHERE {window.folded} "
+                f"{columns} FROM events e WHERE {window.folded} "
                 "GROUP BY 1, 2, 3, 4, 5",
                 window.folded_params,
             )
@@ -328,19 +294,20 @@ def _refresh_presence_postgres(store: Store) -> int:
             )
             tx.query(
                 "INSERT INTO daily_presence SELECT e.site_id, CAST(e.ts AS DATE), e.id_kind, "  # noqa: S608
-                f"e.token, {_PRESENCE_COLUMNS}{first_group} FROM events e JOIN {touched} k "
+                f"e.token, {columns} FROM events e JOIN {touched} k "
                 "ON e.token = k.token AND e.site_id = k.site_id AND e.id_kind = k.id_kind "
                 f"AND e.ts >= k.day AND e.ts < k.day + 1 WHERE {window.folded} "
                 "GROUP BY 1, 2, 3, 4, 5",
                 [*window.params, *window.folded_params],
             )
+        person_days.fold(tx, window, dialect)
         watermark.save_mark(tx, store.backend, "daily_presence", window, utcnow())
         return days
 
 
 @dataclass(frozen=True, slots=True)
 class PersonRows:
-    """A row source with persons, and how to read its time and counts: the rollup has a
+    """A row source with persons, and how to read its time and counts: the rollups have a
     day and per-day counts where the events table has a time and an event name."""
 
     source: str
@@ -353,28 +320,26 @@ class PersonRows:
     messages: str
     orders: str
     revenue: str
-    first_seen: str
-    """What orders rows in time (the rollup: the row's first event)."""
+    group_seen: str
+    """When the row's A/B group was first seen: a person's group is their earliest."""
+
+
+_ROLLUP_COUNTS = ("orders > 0", "conversations", "messages", "orders", "revenue")
 
 
 def person_rows(
     store: Store, filters: Filters, *, since_beginning: bool = False, rollup: bool = True
 ) -> PersonRows:
-    """The presence rollup when it can answer (refreshed first), else the events."""
+    """Person days when the store keeps them, else the presence rollup with the identity
+    join, when a rollup can answer (folded first); else the events."""
     if rollup and presence_usable(store, filters):
         refresh_presence(store)
+        moment = "CAST(day AS TIMESTAMP)"
+        if person_days.usable(store):
+            source, params = _person_days_rows(filters, since_beginning=since_beginning)
+            return PersonRows(source, params, moment, *_ROLLUP_COUNTS, "ab_ts")
         source, params = presence_with_persons(store, filters, since_beginning=since_beginning)
-        return PersonRows(
-            source,
-            params,
-            "CAST(day AS TIMESTAMP)",
-            "orders > 0",
-            "conversations",
-            "messages",
-            "orders",
-            "revenue",
-            "first_ts",
-        )
+        return PersonRows(source, params, moment, *_ROLLUP_COUNTS, "first_ts")
     source, params = events_with_persons(store, filters, since_beginning=since_beginning)
     return PersonRows(
         source,
@@ -387,6 +352,23 @@ def person_rows(
         "CASE WHEN event = 'purchase' AND NOT duplicate THEN total_value_base END",
         "ts",
     )
+
+
+def _person_days_rows(filters: Filters, *, since_beginning: bool) -> tuple[str, list[Any]]:
+    """The range's person days: no identity join, the fold resolved every row."""
+    conditions = ["day < ?"] if since_beginning else ["day >= ?", "day < ?"]
+    params: list[Any] = (
+        [filters.end.date()]
+        if since_beginning
+        else [
+            filters.start.date(),
+            filters.end.date(),
+        ]
+    )
+    if filters.sites is not None:
+        conditions.append(f"site_id IN ({', '.join('?' * len(filters.sites)) or 'NULL'})")
+        params += filters.sites
+    return f"SELECT * FROM person_days WHERE {' AND '.join(conditions)}", params  # noqa: S608
 
 
 def _iso(value: datetime | date | None) -> str | None:
@@ -443,13 +425,17 @@ def people_count(store: Store, filters: Filters, *, resolve_identities: bool = T
     return int(store.query(sql, params)[0][0])
 
 
-def unique_people(store: Store, filters: Filters, interval: str = "day") -> dict[str, Any]:
+def unique_people(
+    store: Store, filters: Filters, interval: str = "day", *, events_path: bool = False
+) -> dict[str, Any]:
     """Distinct persons per period and over the whole range, after identity resolution.
 
     One pass over the events reduces them to (period, person) pairs; both the series and
     the range total are counted from those pairs, a few times fewer rows than events.
+    ``events_path`` (here and in the other person reports) skips the rollups: tests and
+    benchmarks compare the two.
     """
-    rows_of = person_rows(store, filters)
+    rows_of = person_rows(store, filters, rollup=not events_path)
     period = f"date_trunc('{_interval(interval)}', {rows_of.moment})"
     # (period, person) pairs once; each period counts its pairs, the range its persons.
     rows = store.query(
@@ -475,14 +461,14 @@ def unique_people(store: Store, filters: Filters, interval: str = "day") -> dict
     }
 
 
-def overview(store: Store, filters: Filters) -> dict[str, Any]:
+def overview(store: Store, filters: Filters, *, events_path: bool = False) -> dict[str, Any]:
     """The headline numbers and daily trends of the dashboard's first page.
 
     Event counts come straight from the events table; only the people counts need the
     identity join, and they are counted from (day, person) pairs.
     """
-    rows_of = person_rows(store, filters)
-    daily_counts = _daily_counts(store, filters)
+    rows_of = person_rows(store, filters, rollup=not events_path)
+    daily_counts = _daily_counts(store, filters, events_path=events_path)
     people_rows = store.query(
         f"WITH seen AS MATERIALIZED (SELECT date_trunc('day', {rows_of.moment}) "  # noqa: S608
         f"AS day, pk, bool_or({rows_of.bought}) AS bought "
@@ -521,10 +507,12 @@ def overview(store: Store, filters: Filters) -> dict[str, Any]:
     }
 
 
-def _daily_counts(store: Store, filters: Filters) -> list[tuple[Any, ...]]:
+def _daily_counts(
+    store: Store, filters: Filters, *, events_path: bool = False
+) -> list[tuple[Any, ...]]:
     """Per day: visits, conversations, messages, orders, revenue, events; from the rollup
     (no identity join: these count events, not people) when it can answer."""
-    if presence_usable(store, filters):
+    if presence_usable(store, filters) and not events_path:
         sql = (
             "SELECT day, sum(visits), sum(conversations), sum(messages), sum(orders), "
             "coalesce(sum(revenue), 0), sum(events) FROM daily_presence "
@@ -549,7 +537,12 @@ def _daily_counts(store: Store, filters: Filters) -> list[tuple[Any, ...]]:
 
 
 def retention(
-    store: Store, filters: Filters, interval: str = "week", periods: int = 8
+    store: Store,
+    filters: Filters,
+    interval: str = "week",
+    periods: int = 8,
+    *,
+    events_path: bool = False,
 ) -> dict[str, Any]:
     """Cohorts by the period of each person's first event; who came back k periods later.
 
@@ -557,7 +550,7 @@ def retention(
     first came before the range is not a new cohort member inside it.
     """
     interval = _interval(interval)
-    rows_of = person_rows(store, filters, since_beginning=True)
+    rows_of = person_rows(store, filters, since_beginning=True, rollup=not events_path)
     if interval == "month":
         offset = (
             "CAST((EXTRACT(YEAR FROM a.period) - EXTRACT(YEAR FROM f.cohort)) * 12 "
@@ -622,13 +615,21 @@ def retention_columns(report: Mapping[str, Any]) -> int:
 
 
 def power_users(
-    store: Store, filters: Filters, limit: int = 20, questions: int = 3, common: int = 20
+    store: Store,
+    filters: Filters,
+    limit: int = 20,
+    questions: int = 3,
+    common: int = 20,
+    *,
+    events_path: bool = False,
 ) -> dict[str, Any]:
     """The persons with the most conversations and messages, and what they ask most.
 
     Texts are grouped raw first and normalised once per distinct text, not once per message.
+    The chosen persons' questions are read by their identifiers' values (a person's nodes,
+    an unlinked token's own value), not through the identity join of every message.
     """
-    rows_of = person_rows(store, filters)
+    rows_of = person_rows(store, filters, rollup=not events_path)
     text = _NORMALISED_TEXT.format(col="raw")
     top = store.query(
         "SELECT pk, max(person_id), min(token), "  # noqa: S608
@@ -638,16 +639,19 @@ def power_users(
         "ORDER BY conversations DESC, messages DESC, pk LIMIT ?",
         [*rows_of.params, limit],
     )
-    source, params = events_with_persons(store, filters)
     chosen = [int(row[0]) for row in top]
-    marks = ", ".join("?" * len(chosen)) or "NULL"
-    asked = store.query(
-        f"WITH raw_asked AS (SELECT pk, data->>'text' AS raw, count(*) AS n FROM ({source}) ev "  # noqa: S608
-        f"WHERE event = 'message_sent' AND pk IN ({marks}) GROUP BY 1, 2) "
-        f"SELECT pk, {text} AS question, sum(n) AS n FROM raw_asked WHERE raw IS NOT NULL "
-        "GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
-        [*params, *chosen],
-    )
+    asked: list[tuple[Any, ...]] = []
+    if chosen:
+        source, params = events_with_persons(
+            store, filters, only=("message_sent",), tokens=_identifier_values(store, top)
+        )
+        asked = store.query(
+            f"WITH raw_asked AS (SELECT pk, data->>'text' AS raw, count(*) AS n FROM ({source}) "  # noqa: S608
+            f"ev WHERE pk IN ({', '.join('?' * len(chosen))}) GROUP BY 1, 2) "
+            f"SELECT pk, {text} AS question, sum(n) AS n FROM raw_asked WHERE raw IS NOT NULL "
+            "GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
+            [*params, *chosen],
+        )
     questions_of: dict[int, list[dict[str, Any]]] = {}
     for pk, question, n in asked:
         found = questions_of.setdefault(int(pk), [])
@@ -679,6 +683,22 @@ def power_users(
         "users": users,
         "common_questions": [{"text": q, "count": int(n)} for q, n in asked_most],
     }
+
+
+def _identifier_values(store: Store, top: Sequence[Sequence[Any]]) -> list[str]:
+    """Every value an event of these (pk, person_id, token) rows can carry."""
+    values = {str(token) for pk, _, token, *_ in top if int(pk) >= 0}
+    persons = [int(person_id) for _, person_id, *_ in top if person_id is not None]
+    if persons:
+        marks = ", ".join("?" * len(persons))
+        values.update(
+            str(value)
+            for (value,) in store.query(
+                f"SELECT DISTINCT value FROM identity_nodes WHERE person_id IN ({marks})",  # noqa: S608
+                persons,
+            )
+        )
+    return sorted(values)
 
 
 def _label_persons(store: Store, users: list[dict[str, Any]]) -> None:
@@ -912,7 +932,9 @@ def _funnel_group(name: str, counts: list[int], steps: list[str]) -> dict[str, A
     }
 
 
-def ab_test(store: Store, filters: Filters, goal: str = "purchase") -> dict[str, Any]:
+def ab_test(
+    store: Store, filters: Filters, goal: str = "purchase", *, events_path: bool = False
+) -> dict[str, Any]:
     """Per A/B group: people, converters, conversion, revenue per person; z-test of the two.
 
     A person's group is the group of their earliest assigned event in the range.
@@ -921,7 +943,7 @@ def ab_test(store: Store, filters: Filters, goal: str = "purchase") -> dict[str,
         raise ValueError(f"unknown event type '{goal}'")
     sql_dialect = dialect_of(store)
     # A purchase goal is answered from the daily rollup when it can; other goals need events.
-    if goal == "purchase":
+    if goal == "purchase" and not events_path:
         rows_of = person_rows(store, filters)
         reached = f"sum({rows_of.orders}) > 0"
         goal_params: list[Any] = []
@@ -929,7 +951,7 @@ def ab_test(store: Store, filters: Filters, goal: str = "purchase") -> dict[str,
         rows_of = person_rows(store, filters, rollup=False)
         reached = "count(*) FILTER (WHERE event = ?) > 0"
         goal_params = [goal]
-    first_group = sql_dialect.first_by("ab_group", rows_of.first_seen, "ab_group IS NOT NULL")
+    first_group = sql_dialect.first_by("ab_group", rows_of.group_seen, "ab_group IS NOT NULL")
     # One pass: each person's group (from their earliest assigned row) and outcome.
     rows = store.query(
         f"WITH persons AS (SELECT pk, {first_group} AS grp, {reached} AS converted, "  # noqa: S608

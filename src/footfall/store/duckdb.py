@@ -234,8 +234,9 @@ class DuckDBStore:
         if table not in self._LOADABLE:
             raise ValueError(f"bulk load into {table!r} is not supported")
         columns = ", ".join(data.column_names)
-        with self._write_lock:
-            cur = self._cursor()
+        # A cursor of its own: the thread's cursor may hold the unfinished result of a
+        # COMMIT, and DuckDB refuses to register a table on it then.
+        with self._write_lock, self._conn.cursor() as cur:
             cur.register("_ff_load", data)
             try:
                 # Table and column names come from the constant set above and the caller's

@@ -510,6 +510,62 @@ MIGRATIONS = (
 )
 
 
+# Version 14: the person reports read ``person_days``, the daily rollup
+# with each row's person resolved by a fold (footfall/analytics/person_days.py), instead of
+# joining every rollup row of the range to the identity graph. The rollup also records when
+# each identifier's day first had an A/B group, so a person's group (their earliest) is
+# exact from the rollup; the rollup is rebuilt once to fill it in.
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        14,
+        "person days: the daily rollup with persons resolved; first A/B time",
+        (
+            "ALTER TABLE daily_presence ADD COLUMN ab_ts TIMESTAMP",
+            {
+                "duckdb": "UPDATE rollup_state SET last_event_id = 0 WHERE name = 'daily_presence'",
+                "postgresql": "UPDATE rollup_state SET last_txid = 0 WHERE name = 'daily_presence'",
+            },
+            """CREATE TABLE person_days (
+                    site_id VARCHAR NOT NULL,
+                    day DATE NOT NULL,
+                    pk BIGINT NOT NULL,
+                    person_id BIGINT,
+                    token VARCHAR NOT NULL,
+                    ephemeral BOOLEAN NOT NULL,
+                    first_ts TIMESTAMP NOT NULL,
+                    events BIGINT NOT NULL,
+                    visits BIGINT NOT NULL,
+                    orders BIGINT NOT NULL,
+                    conversations BIGINT NOT NULL,
+                    messages BIGINT NOT NULL,
+                    revenue DOUBLE PRECISION,
+                    ab_group VARCHAR,
+                    ab_ts TIMESTAMP
+                )""",
+            """CREATE TABLE person_days_nodes (
+                    tenant VARCHAR NOT NULL,
+                    kind VARCHAR NOT NULL,
+                    value VARCHAR NOT NULL,
+                    person_id BIGINT NOT NULL,
+                    valid_from TIMESTAMP NOT NULL,
+                    valid_to TIMESTAMP
+                )""",
+            "CREATE TABLE person_days_sites (site_id VARCHAR NOT NULL, tenant VARCHAR NOT NULL)",
+            """CREATE TABLE person_days_state (
+                    id INTEGER PRIMARY KEY,
+                    built BOOLEAN NOT NULL,
+                    hash_check BIGINT,
+                    nodes_check VARCHAR,
+                    checked_at TIMESTAMP,
+                    refreshed_at TIMESTAMP
+                )""",
+            "INSERT INTO person_days_state VALUES (1, FALSE, NULL, NULL, NULL, NULL)",
+        ),
+    ),
+)
+
+
 def render(statement: str | dict[str, str], json_type: str, backend: str) -> str | None:
     """The statement's text for ``backend``, or None where it has nothing to do there."""
     if isinstance(statement, dict):
