@@ -4,8 +4,10 @@ The person reports (overview, people per period, retention, power users, A/B) us
 every rollup row of the range to the identity graph at query time: at 100M events that is
 some 25M rows hashed against the nodes before anything is counted, and every report grew
 with the events. ``person_days`` holds one row per (site, day, person key ``pk``, ephemeral)
-with the counts those reports sum, so a report reads a few million integers-keyed rows
-and never touches the graph.
+with the counts those reports sum, so a report reads a few million integer-keyed rows and
+never touches the graph. ``first_of_day`` marks one row of each person and day (the first
+site's): with every site chosen, people per day is a count of those rows, not a distinct
+count.
 
 It is derived from ``daily_presence`` and the identity graph, folded in the daily rollup's
 own transaction (``reports.refresh_presence``), so a report never sees one without the
@@ -16,7 +18,7 @@ other:
 - identity changes (merge, split, a token taken over, an erase) are found by comparing the
   nodes with a copy taken at the last fold, as the funnel step tables do; the rows of every
   person an identifier whose nodes changed belonged to, before or after, are rebuilt;
-- a site whose tenant changed has its rows rebuilt;
+- a site new, gone or moved to another tenant rebuilds the table;
 - erase and data retention delete rows in their own transactions.
 
 A rollup row is per identifier and day. When one of the identifier's nodes begins or ends
@@ -83,20 +85,20 @@ def fold(tx: Transaction, window: Window, dialect: Dialect) -> int:
     current_hash = int(tx.query("SELECT " + dialect.unlinked_key("'footfall person days'"))[0][0])
     fingerprint = nodes_fingerprint(tx, dialect)
     sites_changed = sites_moved(tx)
-    rebuild = not built or (hash_check is not None and int(hash_check) != current_hash)
-    if not rebuild and new_events is None and fingerprint == nodes_check and not sites_changed:
+    # A site new, gone or moved changes which of a person's rows comes first on a day on the
+    # other sites too: rare enough to rebuild everything.
+    rebuild = (
+        not built or sites_changed or (hash_check is not None and int(hash_check) != current_hash)
+    )
+    if not rebuild and new_events is None and fingerprint == nodes_check:
         return 0
-    written = 0
     if rebuild:
         written = _build(tx, folded, dialect)
         checked_at = None
     else:
-        if sites_changed:
-            written += _rebuild_sites(tx, folded, dialect)
-        if fingerprint != nodes_check or new_events is not None:
-            written += _rebuild_dirty(
-                tx, new_events, params, folded, dialect, identities=fingerprint != nodes_check
-            )
+        written = _rebuild_dirty(
+            tx, new_events, params, folded, dialect, identities=fingerprint != nodes_check
+        )
     if checked_at is None or now - checked_at > CHECK_EVERY:
         checked_at = now
         if not _counts_agree(tx):
@@ -152,16 +154,6 @@ def _build(tx: Transaction, folded: tuple[str, list[Any]], dialect: Dialect) -> 
     return _resolve(tx, "TRUE", [], folded, dialect, scoped=False)
 
 
-def _rebuild_sites(tx: Transaction, folded: tuple[str, list[Any]], dialect: Dialect) -> int:
-    """Sites new, gone or moved to another tenant: all their rows again."""
-    changed = [r[0] for r in tx.query(_SITE_CHANGES)]
-    marks = ", ".join("?" * len(changed))
-    tx.query(f"DELETE FROM person_days WHERE site_id IN ({marks})", changed)  # noqa: S608
-    tx.query("DELETE FROM person_days_sites")
-    tx.query(f"INSERT INTO person_days_sites {_CURRENT_SITES}")
-    return _resolve(tx, f"p.site_id IN ({marks})", changed, folded, dialect, scoped=False)
-
-
 def _rebuild_dirty(
     tx: Transaction,
     new_events: str | None,
@@ -209,9 +201,9 @@ def _rebuild_dirty(
             params,
         )
         tx.query(
-            f"INSERT INTO pd_dirty SELECT site_id, day, {dialect.unlinked_key('value')} "  # noqa: S608
-            "FROM pd_new "
-            "UNION SELECT x.site_id, x.day, -n.person_id FROM pd_new x JOIN identity_nodes n "
+            "INSERT INTO pd_dirty SELECT CAST(NULL AS VARCHAR), day, "  # noqa: S608
+            f"{dialect.unlinked_key('value')} FROM pd_new UNION SELECT CAST(NULL AS VARCHAR), "
+            "x.day, -n.person_id FROM pd_new x JOIN identity_nodes n "
             "ON n.tenant = x.tenant AND n.kind = x.kind AND n.value = x.value"
         )
         tx.query("INSERT INTO pd_members SELECT DISTINCT tenant, kind, value FROM pd_new")
@@ -313,7 +305,8 @@ def _resolve(
     sums = ", ".join(f"sum({c})" for c in _COUNTS)
     written = affected_rows(
         tx.query(
-            "INSERT INTO person_days SELECT * FROM (SELECT site_id, day, pk, max(person_id), "  # noqa: S608
+            "INSERT INTO person_days SELECT g.*, row_number() OVER (PARTITION BY day, pk, "  # noqa: S608
+            "ephemeral ORDER BY site_id) = 1 FROM (SELECT site_id, day, pk, max(person_id), "
             f"min(token), ephemeral, min(first_ts), {sums}, sum(revenue), "
             f"{dialect.first_by('ab_group', 'ab_ts', 'ab_group IS NOT NULL')}, min(ab_ts) "
             f"FROM ({' UNION ALL '.join(parts)}) u GROUP BY site_id, day, pk, ephemeral) g "

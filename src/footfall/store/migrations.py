@@ -541,7 +541,8 @@ MIGRATIONS = (
                     messages BIGINT NOT NULL,
                     revenue DOUBLE PRECISION,
                     ab_group VARCHAR,
-                    ab_ts TIMESTAMP
+                    ab_ts TIMESTAMP,
+                    first_of_day BOOLEAN NOT NULL
                 )""",
             """CREATE TABLE person_days_nodes (
                     tenant VARCHAR NOT NULL,
