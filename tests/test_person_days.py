@@ -9,12 +9,16 @@ and once with ``events_path=True`` (every event joined to the identity graph).
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from analytics_data import EPOCH, load
+from conftest import Server, config_with
 from footfall.analytics import person_days, reports, watermark
 from footfall.analytics.dialect import Dialect
 from footfall.analytics.reports import INTERVALS, Filters
@@ -22,6 +26,7 @@ from footfall.demo import DemoPlan, generate
 from footfall.identity import IdentityGraph
 from footfall.ingest.validate import RequestContext, validate_event
 from footfall.retention import apply_retention
+from footfall.store import open_store
 from footfall.store.base import Store
 
 TODAY = datetime.now(UTC).replace(tzinfo=None)
@@ -158,3 +163,29 @@ def test_reports_read_person_days_on_duckdb(duck: Store, caplog: pytest.LogCaptu
     # Alice, Bob, Carol, Erin (the rival site) and now Frank; Dave is ephemeral.
     assert assert_reports_agree(duck, range_) == 5
     assert "person days disagreed with the daily rollup: rebuilt" in caplog.text
+
+
+def test_a_postgres_server_folds_person_days_in_the_background(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    server = Server(
+        tmp_path / "srv", config_with("rollup_refresh_seconds = 0.2"), database_url=postgres_url
+    ).start()
+    reader = open_store(postgres_url)
+    try:
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            for n in range(5):
+                answer = client.post(
+                    "/api/events/track", json={"event": "visitor", "token": f"background{n:02d}"}
+                )
+                assert answer.status_code == 200
+        # No report is asked for: the server's own folds bring the rows in.
+        folded = [(0,)]
+        deadline = time.monotonic() + 30
+        while folded != [(5,)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            folded = reader.query("SELECT count(*) FROM person_days")
+        assert folded == [(5,)]
+    finally:
+        reader.close()
+        server.stop()

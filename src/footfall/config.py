@@ -152,9 +152,9 @@ class Settings(BaseSettings):
     retention_interval_minutes: float = Field(default=60.0, gt=0, le=10_080)
     """How often a server applies ``retention_days`` (first at start-up)."""
     rollup_refresh_seconds: float = Field(default=60.0, ge=0, le=86_400)
-    """How often a server on the embedded store folds new events and identity changes into
-    the daily rollup and the funnel step tables in the background (first at start-up), so a
-    report's own fold has little left to do; 0: only when a report runs."""
+    """How often a server folds new events and identity changes into the derived tables in
+    the background (first at start-up), so a report's own fold has little left to do; 0:
+    only when a report runs."""
     cache_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
     """How often a server re-reads tombstones and sites that other processes sharing its
     (PostgreSQL) database wrote: an erase elsewhere stops late events here within this time."""

@@ -60,7 +60,7 @@ _SCOPED = (
     "AND (d.day IS NULL OR d.day = {t}.day)"
 )
 """A row of ``{t}`` lies in the dirty scope ``pd_dirty d`` (a NULL site or day: all)."""
-_TEMP_TABLES = ("pd_new", "pd_changed", "pd_dirty", "pd_members")
+_TEMP_TABLES = ("pd_new", "pd_changed", "pd_dirty", "pd_members", "pd_member_nodes")
 
 
 def usable(store: Store) -> bool:
@@ -225,7 +225,16 @@ def _rebuild_dirty(
         " AND EXISTS (SELECT 1 FROM pd_members m WHERE m.tenant = s.tenant "
         "AND m.kind = p.id_kind AND m.value = p.token)"
     )
-    written = _resolve(tx, selection, selection_params, folded, dialect, scoped=True)
+    # Their nodes alone: a small table to join, where the whole graph would be hashed.
+    _temp(
+        tx,
+        "pd_member_nodes",
+        "AS SELECT n.* FROM identity_nodes n WHERE EXISTS (SELECT 1 FROM pd_members m "
+        "WHERE m.tenant = n.tenant AND m.kind = n.kind AND m.value = n.value)",
+    )
+    written = _resolve(
+        tx, selection, selection_params, folded, dialect, scoped=True, nodes="pd_member_nodes"
+    )
     for table in _TEMP_TABLES:
         tx.query(f"DROP TABLE IF EXISTS {table}")
     return written
@@ -245,15 +254,17 @@ def _resolve(
     dialect: Dialect,
     *,
     scoped: bool,
+    nodes: str = "identity_nodes",
 ) -> int:
     """Resolve the selected rollup rows (``p``, with their site ``s``) and insert their
-    person days; ``scoped`` keeps only the keys in ``pd_dirty``."""
+    person days; ``scoped`` keeps only the keys in ``pd_dirty``; ``nodes`` holds at least
+    the selected identifiers' nodes."""
     _temp(
         tx,
         "pd_rows",
         "AS SELECT p.*, n.person_id, n.valid_from, n.valid_to "  # noqa: S608
         "FROM daily_presence p JOIN person_days_sites s ON s.site_id = p.site_id "
-        "LEFT JOIN identity_nodes n ON n.tenant = s.tenant AND n.value = p.token "
+        f"LEFT JOIN {nodes} n ON n.tenant = s.tenant AND n.value = p.token "
         "AND n.kind = p.id_kind AND n.valid_from <= p.last_ts AND p.first_ts < n.valid_to "
         f"WHERE {selection}",
         params,
@@ -290,7 +301,7 @@ def _resolve(
             "FROM events e JOIN pd_split x ON x.site_id = e.site_id AND x.id_kind = e.id_kind "
             "AND x.token = e.token AND x.day = CAST(e.ts AS DATE) "
             "JOIN person_days_sites s ON s.site_id = e.site_id "
-            "LEFT JOIN identity_nodes n ON n.tenant = s.tenant AND n.value = e.token "
+            f"LEFT JOIN {nodes} n ON n.tenant = s.tenant AND n.value = e.token "
             "AND n.kind = e.id_kind AND e.ts >= n.valid_from AND e.ts < n.valid_to "
             f"WHERE e.ts >= ? AND e.ts < ? AND {folded[0]} "
             "GROUP BY 1, 2, 3, 4, 5, 6"

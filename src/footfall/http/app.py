@@ -86,10 +86,11 @@ async def _apply_retention(services: Services, days: int) -> None:
 
 
 async def _fold_derived(services: Services) -> None:
-    """Fold new events and identity changes into the daily rollup, the funnel step tables
-    and the form events (DuckDB): a report's own fold then has little left to do, and a
-    store upgraded to a schema with new derived tables builds them at start-up instead of
-    in the first report that needs them."""
+    """Fold new events and identity changes into the daily rollup and person days (both
+    stores), the funnel step tables and the form events (DuckDB): a report's own fold then
+    has little left to do, and a store upgraded to a schema with new derived tables builds
+    them at start-up instead of in the first report that needs them. On PostgreSQL every
+    process folds; the folds take turns on the store's lock and a late one finds nothing."""
 
     def fold(store: Store) -> None:
         refresh_presence(store)
@@ -217,7 +218,7 @@ def create_app(
                     "folding the derived tables failed; retried next time",
                 )
             )
-            if store.backend == "duckdb" and settings.rollup_refresh_seconds
+            if settings.rollup_refresh_seconds
             else None
         )
         pruning = asyncio.create_task(
