@@ -977,8 +977,7 @@ class IdentityGraph:
             )
             if funnel_steps.usable(self.store):
                 funnel_steps.forget_erased(tx, values)
-            if person_days.usable(self.store):
-                person_days.forget_erased(tx, dialect_of(self.store), person_id, values, tenant)
+            person_days.forget_erased(tx, dialect_of(self.store), person_id, values, tenant)
             if form_events.usable(self.store):
                 form_events.forget_erased(tx, doomed)
             tx.query(f"DELETE FROM identity_properties WHERE node_id IN ({marks})", ids)  # noqa: S608

@@ -63,11 +63,6 @@ _SCOPED = (
 _TEMP_TABLES = ("pd_new", "pd_changed", "pd_dirty", "pd_members", "pd_member_nodes")
 
 
-def usable(store: Store) -> bool:
-    """Both stores keep person days (the store's schema has the table from version 14)."""
-    return store.backend in ("duckdb", "postgresql")
-
-
 def fold(tx: Transaction, window: Window, dialect: Dialect) -> int:
     """Bring person days up to date inside the rollup's fold; returns rows written.
 

@@ -96,27 +96,16 @@ def events_with_persons(
     return _with_persons(
         store,
         filters,
-        presence=False,
         since_beginning=since_beginning,
         only=only,
         tokens=tokens,
     )
 
 
-def presence_with_persons(
-    store: Store, filters: Filters, *, since_beginning: bool = False
-) -> tuple[str, list[Any]]:
-    """Like ``events_with_persons`` over the daily presence rollup (one row per site, day
-    and identifier). A token moved to another person during a day joins both persons'
-    nodes: each was there that day. Refresh the rollup first (``refresh_presence``)."""
-    return _with_persons(store, filters, presence=True, since_beginning=since_beginning)
-
-
 def _with_persons(
     store: Store,
     filters: Filters,
     *,
-    presence: bool,
     since_beginning: bool,
     only: Sequence[str] = (),
     table: str | None = None,
@@ -132,18 +121,14 @@ def _with_persons(
     for site_id, tenant in store.query("SELECT site_id, coalesce(tenant, site_id) FROM sites"):
         if filters.sites is None or site_id in filters.sites:
             tenants.setdefault(tenant, []).append(site_id)
-    table = table or ("daily_presence" if presence else "events")
+    table = table or "events"
     if not tenants:
         return (
             "SELECT e.*, CAST(NULL AS BIGINT) AS person_id, CAST(NULL AS BIGINT) AS pk "  # noqa: S608
             f"FROM {table} e WHERE FALSE"
         ), []
-    if presence:
-        column, bounds = "e.day", [filters.start.date(), filters.end.date()]
-        valid = "n.valid_from <= e.last_ts AND e.first_ts < n.valid_to"
-    else:
-        column, bounds = "e.ts", [filters.start, filters.end]
-        valid = "e.ts >= n.valid_from AND e.ts < n.valid_to"
+    column, bounds = "e.ts", [filters.start, filters.end]
+    valid = "e.ts >= n.valid_from AND e.ts < n.valid_to"
     if since_beginning:
         bounds = bounds[1:]
     # All sites of a single-tenant install: no site condition to test on every row.
@@ -198,10 +183,9 @@ def refresh_presence(store: Store) -> int:
     The new events come from ``watermark.new_events`` (event ids on DuckDB, transaction ids
     on PostgreSQL, where writers commit out of order). Their rows are rebuilt from the
     events table in one transaction with the new mark, so a reader never sees half a day.
-    The rollup is per identifier, not per person: merges, splits and takeovers change the
-    join at query time and need no fold; erase and retention delete its rows themselves.
-    On DuckDB the same transaction folds the rollup and identity changes into
-    ``person_days``, the rollup with persons resolved that the person reports read.
+    The rollup is per identifier, not per person; the same transaction folds it and the
+    identity graph's changes into ``person_days``, the rollup with persons resolved that the
+    person reports read. Erase and retention delete the rows of both themselves.
     """
     if store.backend != "duckdb":
         return _refresh_presence_postgres(store)
@@ -232,8 +216,7 @@ def refresh_presence(store: Store) -> int:
                     *window.folded_params,
                 ],
             )
-        if person_days.usable(store):
-            person_days.fold(tx, window, dialect_of(store))
+        person_days.fold(tx, window, dialect_of(store))
         if not window.empty:
             watermark.save_mark(tx, store.backend, "daily_presence", window, utcnow())
         return len(days)
@@ -330,23 +313,27 @@ class PersonRows:
     grouped copy (the events' identity join is the other way round)."""
 
 
-_ROLLUP_COUNTS = ("orders > 0", "conversations", "messages", "orders", "revenue")
-
-
 def person_rows(
     store: Store, filters: Filters, *, since_beginning: bool = False, rollup: bool = True
 ) -> PersonRows:
-    """Person days when the store keeps them, else the presence rollup with the identity
-    join, when a rollup can answer (folded first); else the events."""
+    """Person days when they can answer (whole days; folded first), else the events."""
     if rollup and presence_usable(store, filters):
         refresh_presence(store)
-        moment = "CAST(day AS TIMESTAMP)"
-        if person_days.usable(store):
-            source, params = _person_days_rows(filters, since_beginning=since_beginning)
-            first = "first_of_day" if filters.sites is None else None
-            return PersonRows(source, params, moment, *_ROLLUP_COUNTS, "ab_ts", first, True)
-        source, params = presence_with_persons(store, filters, since_beginning=since_beginning)
-        return PersonRows(source, params, moment, *_ROLLUP_COUNTS, "first_ts")
+        source, params = _person_days_rows(filters, since_beginning=since_beginning)
+        first = "first_of_day" if filters.sites is None else None
+        return PersonRows(
+            source,
+            params,
+            "CAST(day AS TIMESTAMP)",
+            "orders > 0",
+            "conversations",
+            "messages",
+            "orders",
+            "revenue",
+            "ab_ts",
+            first,
+            rescan=True,
+        )
     source, params = events_with_persons(store, filters, since_beginning=since_beginning)
     return PersonRows(
         source,
@@ -363,15 +350,11 @@ def person_rows(
 
 def _person_days_rows(filters: Filters, *, since_beginning: bool) -> tuple[str, list[Any]]:
     """The range's person days: no identity join, the fold resolved every row."""
-    conditions = ["day < ?"] if since_beginning else ["day >= ?", "day < ?"]
-    params: list[Any] = (
-        [filters.end.date()]
-        if since_beginning
-        else [
-            filters.start.date(),
-            filters.end.date(),
-        ]
-    )
+    conditions = ["day < ?"]
+    params: list[Any] = [filters.end.date()]
+    if not since_beginning:
+        conditions.append("day >= ?")
+        params.append(filters.start.date())
     if filters.sites is not None:
         conditions.append(f"site_id IN ({', '.join('?' * len(filters.sites)) or 'NULL'})")
         params += filters.sites
@@ -1358,7 +1341,6 @@ def deflection(
     ticket_source, ticket_params = _with_persons(
         store,
         Filters(ticket_sites, filters.start - around, filters.end + window + around),
-        presence=False,
         since_beginning=False,
         only=("ticket_submitted",),
         table="form_events" if folded else None,
