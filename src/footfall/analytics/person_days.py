@@ -67,8 +67,8 @@ def fold(tx: Transaction, window: Window, dialect: Dialect) -> int:
     """Bring person days up to date inside the rollup's fold; returns rows written.
 
     ``window`` (on ``events e``) is the rollup's: its new events are the ones just taken
-    in; ``folded`` selects every event the rollup holds, for identifier-days read event by
-    event. Cheap when nothing changed: a hash over the nodes and two small lookups."""
+    in, and its ``folded`` condition every event the rollup holds (for identifier-days read
+    event by event). Cheap when nothing changed: a hash over the nodes, two small lookups."""
     new_events = None if window.empty else window.condition
     params = window.params
     folded = (window.folded, window.folded_params)
@@ -112,7 +112,7 @@ def fold(tx: Transaction, window: Window, dialect: Dialect) -> int:
     return written
 
 
-def unchanged(store: Store, nodes_check: str | None = None) -> bool:
+def unchanged(store: Store) -> bool:
     """Nothing for a fold without new events to do: a look outside the fold's lock (a
     change committed meanwhile is seen by the next one)."""
     dialect = dialect_of(store)
