@@ -237,6 +237,16 @@ def eventually(check: Callable[[], bool], seconds: float = 20.0) -> bool:
     return check()
 
 
+def post_visitors(server: Server, count: int, prefix: str = "background") -> None:
+    """``count`` visitor events with tokens of their own, each answered 200."""
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        for n in range(count):
+            answer = client.post(
+                "/api/events/track", json={"event": "visitor", "token": f"{prefix}{n:02d}"}
+            )
+            assert answer.status_code == 200
+
+
 SETUP_LINE = re.compile(r"First sign-in: (http://\S+/dashboard/setup\?token=(\S+))")
 
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from analytics_data import EPOCH, load
-from conftest import Server, config_with
+from conftest import Server, config_with, post_visitors
 from footfall.analytics import funnel_steps, reports
 from footfall.analytics.reports import BREAKDOWNS, DEFAULT_FUNNEL, Filters
 from footfall.demo import DemoPlan, generate
@@ -249,12 +249,7 @@ def _folded(server: Server) -> float:
 def test_a_server_folds_new_events_in_the_background(tmp_path: Path) -> None:
     server = Server(tmp_path / "srv", config_with("rollup_refresh_seconds = 0.2")).start()
     try:
-        with httpx.Client(base_url=server.url, timeout=5) as client:
-            for n in range(5):
-                answer = client.post(
-                    "/api/events/track", json={"event": "visitor", "token": f"background{n:02d}"}
-                )
-                assert answer.status_code == 200
+        post_visitors(server, 5)
         # No report is asked for: the server's own folds bring the rows in.
         deadline = time.monotonic() + 30
         while _folded(server) < 5 and time.monotonic() < deadline:

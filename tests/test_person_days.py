@@ -9,16 +9,14 @@ and once with ``events_path=True`` (every event joined to the identity graph).
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from analytics_data import EPOCH, load
-from conftest import Server, config_with
+from conftest import Server, config_with, eventually, post_visitors
 from footfall.analytics import person_days, reports, watermark
 from footfall.analytics.dialect import Dialect
 from footfall.analytics.reports import INTERVALS, Filters
@@ -173,19 +171,11 @@ def test_a_postgres_server_folds_person_days_in_the_background(
     ).start()
     reader = open_store(postgres_url)
     try:
-        with httpx.Client(base_url=server.url, timeout=5) as client:
-            for n in range(5):
-                answer = client.post(
-                    "/api/events/track", json={"event": "visitor", "token": f"background{n:02d}"}
-                )
-                assert answer.status_code == 200
+        post_visitors(server, 5)
         # No report is asked for: the server's own folds bring the rows in.
-        folded = [(0,)]
-        deadline = time.monotonic() + 30
-        while folded != [(5,)] and time.monotonic() < deadline:
-            time.sleep(0.1)
-            folded = reader.query("SELECT count(*) FROM person_days")
-        assert folded == [(5,)]
+        assert eventually(
+            lambda: reader.query("SELECT count(*) FROM person_days") == [(5,)], seconds=30
+        )
     finally:
         reader.close()
         server.stop()
