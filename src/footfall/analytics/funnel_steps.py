@@ -40,6 +40,8 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from footfall.analytics.dialect import Dialect
+from footfall.analytics.person_days import nodes_fingerprint
 from footfall.store.base import Store, Transaction, affected_rows
 from footfall.store.migrations import FUNNEL_STEP_TYPES
 
@@ -119,7 +121,7 @@ def _fold(tx: Transaction) -> int:
     now = datetime.now(UTC).replace(tzinfo=None)
     top = int(tx.query("SELECT coalesce(max(event_id), 0) FROM events")[0][0])
     current_hash = int(tx.query(_HASH_CHECK)[0][0])
-    fingerprint = _nodes_fingerprint(tx)
+    fingerprint = nodes_fingerprint(tx, Dialect("duckdb"))
     sites_changed = bool(tx.query(f"SELECT count(*) FROM ({_SITE_CHANGES})")[0][0])  # noqa: S608
     if hash_check is not None and int(hash_check) != current_hash:
         log.warning("DuckDB's hash function changed: rebuilding the funnel step tables")
@@ -222,14 +224,6 @@ def _resolve_identities(tx: Transaction) -> int:
     tx.query("DROP TABLE funnel_changed_nodes")
     tx.query("DROP TABLE funnel_changed_keys")
     return written
-
-
-def _nodes_fingerprint(tx: Transaction) -> str:
-    """Changes when any node changes (one pass over the nodes, no comparison with the copy)."""
-    count, mixed = tx.query(
-        f"SELECT count(*), coalesce(bit_xor(hash({_NODE_COLUMNS})), 0) FROM identity_nodes"  # noqa: S608
-    )[0]
-    return f"{count}:{mixed}"
 
 
 def _clear(tx: Transaction) -> None:

@@ -63,6 +63,23 @@ _SCOPED = (
 _TEMP_TABLES = ("pd_new", "pd_changed", "pd_dirty", "pd_members", "pd_member_nodes")
 
 
+def event_counts(dialect: Dialect, prefix: str = "") -> str:
+    """Over a group of events (columns of ``prefix``, e.g. ``e.``): how many, visits,
+    orders (re-sent purchases once), conversations, messages, EUR revenue, the first A/B
+    group and when it was seen; the rollup's counts and the person days' alike."""
+    ts, group = f"{prefix}ts", f"{prefix}ab_group"
+    purchase = f"{prefix}event = 'purchase' AND NOT {prefix}duplicate"
+    return (
+        f"count(*), count(*) FILTER (WHERE {prefix}event = 'visitor'), "
+        f"count(*) FILTER (WHERE {purchase}), "
+        f"count(*) FILTER (WHERE {prefix}event = 'convo_started'), "
+        f"count(*) FILTER (WHERE {prefix}event = 'message_sent'), "
+        f"sum({prefix}total_value_base) FILTER (WHERE {purchase}), "
+        f"{dialect.first_by(group, ts, f'{group} IS NOT NULL')}, "
+        f"min({ts}) FILTER (WHERE {group} IS NOT NULL)"
+    )
+
+
 def fold(tx: Transaction, window: Window, dialect: Dialect) -> int:
     """Bring person days up to date inside the rollup's fold; returns rows written.
 
@@ -285,16 +302,10 @@ def _resolve(
         key = dialect.unlinked_key("e.token")
         parts.append(
             "SELECT e.site_id, CAST(e.ts AS DATE), coalesce(-n.person_id, "  # noqa: S608
-            f"{key}), n.person_id, e.token, e.ephemeral, min(e.ts), count(*), "
-            "count(*) FILTER (WHERE e.event = 'visitor'), "
-            "count(*) FILTER (WHERE e.event = 'purchase' AND NOT e.duplicate), "
-            "count(*) FILTER (WHERE e.event = 'convo_started'), "
-            "count(*) FILTER (WHERE e.event = 'message_sent'), "
-            "sum(e.total_value_base) FILTER (WHERE e.event = 'purchase' AND NOT e.duplicate), "
-            f"{dialect.first_by('e.ab_group', 'e.ts', 'e.ab_group IS NOT NULL')}, "
-            "min(e.ts) FILTER (WHERE e.ab_group IS NOT NULL) "
-            "FROM events e JOIN pd_split x ON x.site_id = e.site_id AND x.id_kind = e.id_kind "
-            "AND x.token = e.token AND x.day = CAST(e.ts AS DATE) "
+            f"{key}), n.person_id, e.token, e.ephemeral, min(e.ts), "
+            f"{event_counts(dialect, 'e.')} FROM events e JOIN pd_split x "
+            "ON x.site_id = e.site_id AND x.id_kind = e.id_kind AND x.token = e.token "
+            "AND x.day = CAST(e.ts AS DATE) "
             "JOIN person_days_sites s ON s.site_id = e.site_id "
             f"LEFT JOIN {nodes} n ON n.tenant = s.tenant AND n.value = e.token "
             "AND n.kind = e.id_kind AND e.ts >= n.valid_from AND e.ts < n.valid_to "

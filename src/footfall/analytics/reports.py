@@ -163,18 +163,8 @@ def presence_usable(store: Store, filters: Filters) -> bool:
 
 
 def _presence_columns(dialect: Dialect) -> str:
-    """The rollup's columns after (site, day, id_kind, token), over a group of events: the
-    counts, the day's first A/B group and when it was first seen."""
-    return (
-        "ephemeral, min(ts), max(ts), count(*), "
-        "count(*) FILTER (WHERE event = 'visitor'), "
-        "count(*) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
-        "count(*) FILTER (WHERE event = 'convo_started'), "
-        "count(*) FILTER (WHERE event = 'message_sent'), "
-        "sum(total_value_base) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
-        f"{dialect.first_by('ab_group', 'ts', 'ab_group IS NOT NULL')}, "
-        "min(ts) FILTER (WHERE ab_group IS NOT NULL) "
-    )
+    """The rollup's columns after (site, day, id_kind, token), over a group of events."""
+    return f"ephemeral, min(ts), max(ts), {person_days.event_counts(dialect)} "
 
 
 def refresh_presence(store: Store) -> int:
