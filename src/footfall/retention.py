@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from prometheus_client import Counter
 
-from footfall.analytics import form_events, funnel_steps
+from footfall.analytics import form_events, funnel_steps, person_days
 from footfall.store.base import Store, Transaction, affected_rows
 
 log = logging.getLogger("footfall.retention")
@@ -33,7 +33,7 @@ DELETED_EVENTS = Counter(
 )
 RUNS = Counter("footfall_retention_runs_total", "Data retention passes completed")
 
-_DERIVED_BY_DAY = (("daily_presence", "day"), ("person_days", "day"))
+_DERIVED_BY_DAY = (("daily_presence", "day"),)
 """Rollups keyed by day that exist in some schema versions: (table, day column)."""
 
 
@@ -71,6 +71,8 @@ def apply_retention(store: Store, days: int, now: datetime | None = None) -> Ret
             if _has_table(tx, table):
                 # Fixed names from the constant above, never from input.
                 rollup += affected_rows(tx.query(f"DELETE FROM {table} WHERE {column} < ?", [day]))  # noqa: S608
+        if _has_table(tx, "person_days"):
+            rollup += person_days.forget_before(tx, day)
         if funnel_steps.usable(store) and _has_table(tx, "funnel_state"):
             rollup += funnel_steps.forget_before(tx, cutoff)
         if form_events.usable(store) and _has_table(tx, "form_events_state"):

@@ -7,7 +7,11 @@ with the events. ``person_days`` holds one row per (site, day, person key ``pk``
 with the counts those reports sum, so a report reads a few million integer-keyed rows and
 never touches the graph. ``first_of_day`` marks one row of each person and day (the first
 site's): with every site chosen, people per day is a count of those rows, not a distinct
-count.
+count. Each row also carries the person's previous active day and first day, over every
+site (``prev_day`` on the ``first_of_day`` rows, ``first_day``) and on its own site
+(``site_prev_day``, ``site_first_day``): the persons active in any range or period are the
+rows whose previous day lies before it, and retention cohorts come from the first day, so
+those reports count rows too.
 
 It is derived from ``daily_presence`` and the identity graph, folded in the daily rollup's
 own transaction (``reports.refresh_presence``), so a report never sees one without the
@@ -19,7 +23,12 @@ other:
   nodes with a copy taken at the last fold, as the funnel step tables do; the rows of every
   person an identifier whose nodes changed belonged to, before or after, are rebuilt;
 - a site new, gone or moved to another tenant rebuilds the table;
-- erase and data retention delete rows in their own transactions.
+- erase and data retention delete rows in their own transactions (retention then takes
+  the marks that pointed at deleted days from the days kept).
+
+The marks of a key rebuilt on every day come with its rows; a key rebuilt on some days only
+(new events) is marked again over all its rows, since a late event on an old day moves the
+previous day of its later rows.
 
 A rollup row is per identifier and day. When one of the identifier's nodes begins or ends
 inside the row's first and last event (a token taken over that day), the row belongs to
@@ -60,6 +69,16 @@ _SCOPED = (
     "AND (d.day IS NULL OR d.day = {t}.day)"
 )
 """A row of ``{t}`` lies in the dirty scope ``pd_dirty d`` (a NULL site or day: all)."""
+_SITE_KEY = "site_id, pk, ephemeral"
+_MARK_COLUMNS = ("prev_day", "first_day", "site_prev_day", "site_first_day")
+_MARKS = (
+    "CASE WHEN first_of_day THEN lag(day) OVER (PARTITION BY pk, ephemeral, first_of_day "
+    "ORDER BY day) END AS prev_day, min(day) OVER (PARTITION BY pk, ephemeral) AS first_day, "
+    f"lag(day) OVER (PARTITION BY {_SITE_KEY} ORDER BY day) AS site_prev_day, "
+    f"min(day) OVER (PARTITION BY {_SITE_KEY}) AS site_first_day"
+)
+"""A row's previous active day and first day: over every site on the day's first row
+(``first_of_day``, one per key and day), and on the row's own site."""
 _TEMP_TABLES = ("pd_new", "pd_changed", "pd_dirty", "pd_members", "pd_member_nodes")
 
 
@@ -320,20 +339,58 @@ def _resolve(
     in_scope = _SCOPED.format(t="g")
     keep = f"WHERE EXISTS (SELECT 1 FROM pd_dirty d WHERE {in_scope})" if scoped else ""  # noqa: S608
     sums = ", ".join(f"sum({c})" for c in _COUNTS)
+    # The marks are exact where every day of a key is written (a build, a key dirty on
+    # every day); keys dirty on some days are marked again over all their rows below.
     written = affected_rows(
         tx.query(
-            "INSERT INTO person_days SELECT g.*, row_number() OVER (PARTITION BY day, pk, "  # noqa: S608
-            "ephemeral ORDER BY site_id) = 1 FROM (SELECT site_id, day, pk, max(person_id), "
+            f"INSERT INTO person_days SELECT m.*, {_MARKS} FROM (SELECT g.*, "  # noqa: S608
+            "row_number() OVER (PARTITION BY day, pk, ephemeral ORDER BY site_id) = 1 "
+            "AS first_of_day FROM (SELECT site_id, day, pk, max(person_id), "
             f"min(token), ephemeral, min(first_ts), {sums}, sum(revenue), "
             f"{dialect.first_by('ab_group', 'ab_ts', 'ab_group IS NOT NULL')}, min(ab_ts) "
             f"FROM ({' UNION ALL '.join(parts)}) u GROUP BY site_id, day, pk, ephemeral) g "
-            f"{keep}",
+            f"{keep}) m",
             part_params,
         )
     )
+    if scoped:
+        _mark_again(tx)
     tx.query("DROP TABLE pd_rows")
     tx.query("DROP TABLE pd_split")
     return written
+
+
+def _mark_again(tx: Transaction) -> None:
+    """Marks of every row of the keys dirty on some days only: a late event on an old day
+    changes the previous day of the key's later rows, a new first day all its rows'."""
+    differs = " OR ".join(f"p.{c} IS DISTINCT FROM w.{c}" for c in _MARK_COLUMNS)
+    tx.query(
+        f"UPDATE person_days p SET {', '.join(f'{c} = w.{c}' for c in _MARK_COLUMNS)} "  # noqa: S608
+        f"FROM (SELECT site_id, day, pk, ephemeral, {_MARKS} FROM person_days "
+        "WHERE pk IN (SELECT pk FROM pd_dirty WHERE day IS NOT NULL)) w "
+        "WHERE p.site_id = w.site_id AND p.day = w.day AND p.pk = w.pk "
+        f"AND p.ephemeral = w.ephemeral AND ({differs})"
+    )
+
+
+def forget_before(tx: Transaction, day: date) -> int:
+    """Data retention: drop the days before ``day``; the marks that pointed at them are
+    taken from the days kept (a person's first day is then their first day kept)."""
+    deleted = affected_rows(tx.query("DELETE FROM person_days WHERE day < ?", [day]))
+    if deleted:
+        for previous in ("prev_day", "site_prev_day"):
+            tx.query(
+                f"UPDATE person_days SET {previous} = NULL WHERE {previous} < ?",  # noqa: S608
+                [day],
+            )
+        for first, keys in (("first_day", "pk, ephemeral"), ("site_first_day", _SITE_KEY)):
+            joined = " AND ".join(f"p.{k} = f.{k}" for k in keys.split(", "))
+            tx.query(
+                f"UPDATE person_days p SET {first} = f.kept FROM (SELECT {keys}, min(day) "  # noqa: S608
+                f"AS kept FROM person_days WHERE {first} < ? GROUP BY {keys}) f WHERE {joined}",
+                [day],
+            )
+    return deleted
 
 
 def nodes_fingerprint(tx: Transaction | Store, dialect: Dialect) -> str:

@@ -297,10 +297,20 @@ class PersonRows:
     """When the row's A/B group was first seen: a person's group is their earliest."""
     day_first: str | None = None
     """True on exactly one row per (day, person, ephemeral), when the source has such a
-    mark (person days over every site): people per day is then a plain count."""
+    mark (person days over every site, or one site's): people per day is then a count."""
+    prev_day: str | None = None
+    """On the ``day_first`` rows: the person's previous active day (NULL on their first).
+    Persons active in a range are its rows whose previous day lies before the range: a
+    filtered count, not a distinct count."""
+    first_day: str | None = None
+    """The person's first active day (for retention cohorts), beside ``prev_day``."""
     rescan: bool = False
     """The source is a table read: reading it twice costs less than materialising a
     grouped copy (the events' identity join is the other way round)."""
+
+    @property
+    def marked(self) -> bool:
+        return None not in (self.day_first, self.prev_day, self.first_day)
 
 
 def person_rows(
@@ -310,7 +320,12 @@ def person_rows(
     if rollup and presence_usable(store, filters):
         refresh_presence(store)
         source, params = _person_days_rows(filters, since_beginning=since_beginning)
-        first = "first_of_day" if filters.sites is None else None
+        # Marks over every site, or the one site's own; a subset of sites has none.
+        marks: tuple[str | None, str | None, str | None] = (None, None, None)
+        if filters.sites is None:
+            marks = ("first_of_day", "prev_day", "first_day")
+        elif len(filters.sites) == 1:
+            marks = ("TRUE", "site_prev_day", "site_first_day")
         return PersonRows(
             source,
             params,
@@ -321,7 +336,7 @@ def person_rows(
             "orders",
             "revenue",
             "ab_ts",
-            first,
+            *marks,
             rescan=True,
         )
     source, params = events_with_persons(store, filters, since_beginning=since_beginning)
@@ -417,14 +432,22 @@ def unique_people(
     """
     rows_of = person_rows(store, filters, rollup=not events_path)
     period = f"date_trunc('{_interval(interval)}', {rows_of.moment})"
-    if interval == "day" and rows_of.day_first:
-        # One marked row per person and day: counts, and one distinct count for the range.
-        first = rows_of.day_first
+    if rows_of.marked:
+        # A person counts in a period on their first row in it: the one whose previous
+        # day lies before the period (clipped to the range), or the range for the total.
+        start = filters.start.date()
+        if interval == "day":
+            in_period, period_params = rows_of.day_first, []  # every marked row is new that day
+        else:
+            since = f"greatest(CAST({period} AS DATE), CAST(? AS DATE))"
+            in_period, period_params = _new_since(rows_of, since), [start]
+        counts = "count(*) FILTER (WHERE NOT ephemeral), count(*) FILTER (WHERE ephemeral)"
         rows = store.query(
-            f"SELECT {period}, count(*) FILTER (WHERE {first} AND NOT ephemeral), "  # noqa: S608
-            f"count(*) FILTER (WHERE {first} AND ephemeral) FROM ({rows_of.source}) ev "
-            f"GROUP BY 1 UNION ALL {_distinct_persons(rows_of)} ORDER BY 1 NULLS FIRST",
-            [*rows_of.params, *rows_of.params, *rows_of.params],
+            f"SELECT period, {counts} FROM (SELECT {period} AS period, ephemeral "  # noqa: S608
+            f"FROM ({rows_of.source}) ev WHERE {in_period}) firsts GROUP BY 1 "
+            f"UNION ALL SELECT NULL, {counts} FROM ({rows_of.source}) ev "
+            f"WHERE {_new_since(rows_of, 'CAST(? AS DATE)')} ORDER BY 1 NULLS FIRST",
+            [*rows_of.params, *period_params, *rows_of.params, start],
         )
         return _people_document(filters, interval, rows)
     if rows_of.rescan:
@@ -447,6 +470,12 @@ def unique_people(
         rows_of.params,
     )
     return _people_document(filters, interval, rows)
+
+
+def _new_since(rows_of: PersonRows, since: str) -> str:
+    """True on a person's first row from ``since`` (a DATE expression) on."""
+    prev = rows_of.prev_day
+    return f"{rows_of.day_first} AND ({prev} IS NULL OR {prev} < {since})"
 
 
 def _distinct_persons(rows_of: PersonRows, second: str = "ephemeral") -> str:
@@ -484,12 +513,14 @@ def overview(store: Store, filters: Filters, *, events_path: bool = False) -> di
     """
     rows_of = person_rows(store, filters, rollup=not events_path)
     daily_counts = _daily_counts(store, filters, events_path=events_path)
-    if rows_of.day_first:
+    if rows_of.marked:
         people_rows = store.query(
             f"SELECT {rows_of.moment}, count(*) FILTER (WHERE {rows_of.day_first}), 0 "  # noqa: S608
             f"FROM ({rows_of.source}) ev WHERE NOT ephemeral GROUP BY 1 UNION ALL "
-            f"{_distinct_persons(rows_of, f'NOT ephemeral AND {rows_of.bought}')}",
-            [*rows_of.params, *rows_of.params, *rows_of.params],
+            f"SELECT NULL, (SELECT count(*) FROM ({rows_of.source}) ev WHERE NOT ephemeral "
+            f"AND {_new_since(rows_of, 'CAST(? AS DATE)')}), (SELECT count(DISTINCT pk) "
+            f"FROM ({rows_of.source}) ev WHERE NOT ephemeral AND {rows_of.bought})",
+            [*rows_of.params, *rows_of.params, filters.start.date(), *rows_of.params],
         )
     else:
         people_rows = store.query(
@@ -574,23 +605,32 @@ def retention(
     """
     interval = _interval(interval)
     rows_of = person_rows(store, filters, since_beginning=True, rollup=not events_path)
-    if interval == "month":
-        offset = (
-            "CAST((EXTRACT(YEAR FROM a.period) - EXTRACT(YEAR FROM f.cohort)) * 12 "
-            "+ EXTRACT(MONTH FROM a.period) - EXTRACT(MONTH FROM f.cohort) AS INTEGER)"
+    period = f"date_trunc('{interval}', {rows_of.moment})"
+    first_cohort = f"date_trunc('{interval}', CAST(? AS TIMESTAMP))"
+    if rows_of.marked:
+        # Each person's first row in a period, with the period of their first day: counted
+        # as they are, no distinct pairs and no join of persons to their cohort.
+        cohort = f"date_trunc('{interval}', CAST({rows_of.first_day} AS TIMESTAMP))"
+        rows = store.query(
+            f"SELECT f.cohort, {_periods_between(interval, 'f.period', 'f.cohort')}, n FROM "  # noqa: S608
+            f"(SELECT {cohort} AS cohort, {period} AS period, count(*) AS n "
+            f"FROM ({rows_of.source}) ev WHERE NOT ephemeral "
+            f"AND {_new_since(rows_of, f'CAST({period} AS DATE)')} "
+            f"AND {rows_of.first_day} >= CAST({first_cohort} AS DATE) "
+            f"AND day >= CAST({first_cohort} AS DATE) GROUP BY 1, 2) f ORDER BY 1, 2",
+            [*rows_of.params, filters.start, filters.start],
         )
     else:
-        seconds = 86400 if interval == "day" else 7 * 86400
-        offset = f"CAST(round(EXTRACT(EPOCH FROM (a.period - f.cohort)) / {seconds}) AS INTEGER)"
-    rows = store.query(
-        f"WITH active AS (SELECT DISTINCT pk, date_trunc('{interval}', {rows_of.moment}) "  # noqa: S608
-        f"AS period FROM ({rows_of.source}) ev WHERE NOT ephemeral), "
-        "firsts AS (SELECT pk, min(period) AS cohort FROM active GROUP BY pk) "
-        f"SELECT f.cohort, {offset} AS k, count(*) FROM active a JOIN firsts f ON f.pk = a.pk "
-        f"WHERE f.cohort >= date_trunc('{interval}', CAST(? AS TIMESTAMP)) "
-        "GROUP BY 1, 2 ORDER BY 1, 2",
-        [*rows_of.params, filters.start],
-    )
+        rows = store.query(
+            f"WITH active AS (SELECT DISTINCT pk, {period} "  # noqa: S608
+            f"AS period FROM ({rows_of.source}) ev WHERE NOT ephemeral), "
+            "firsts AS (SELECT pk, min(period) AS cohort FROM active GROUP BY pk) "
+            f"SELECT f.cohort, {_periods_between(interval, 'a.period', 'f.cohort')}, count(*) "
+            "FROM active a "
+            f"JOIN firsts f ON f.pk = a.pk WHERE f.cohort >= {first_cohort} "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            [*rows_of.params, filters.start],
+        )
     cohorts: dict[str, list[int]] = {}
     for cohort, k, count in rows:
         if k is None or not 0 <= int(k) < periods:
@@ -610,6 +650,17 @@ def retention(
             for cohort, counts in sorted(cohorts.items())
         ],
     }
+
+
+def _periods_between(interval: str, later: str, earlier: str) -> str:
+    """How many periods (period starts, TIMESTAMP expressions) ``later`` is after ``earlier``."""
+    if interval == "month":
+        return (
+            f"CAST((EXTRACT(YEAR FROM {later}) - EXTRACT(YEAR FROM {earlier})) * 12 "
+            f"+ EXTRACT(MONTH FROM {later}) - EXTRACT(MONTH FROM {earlier}) AS INTEGER)"
+        )
+    seconds = 86400 if interval == "day" else 7 * 86400
+    return f"CAST(round(EXTRACT(EPOCH FROM ({later} - {earlier})) / {seconds}) AS INTEGER)"
 
 
 def period_start(period: str, interval: str, k: int = 0) -> datetime:
@@ -654,27 +705,37 @@ def power_users(
     """
     rows_of = person_rows(store, filters, rollup=not events_path)
     text = _NORMALISED_TEXT.format(col="raw")
-    # Only rows with a conversation or a message can rank (the counts are never negative).
-    active = f"({rows_of.conversations}) + ({rows_of.messages}) > 0" if rows_of.rescan else "TRUE"
-    top = store.query(
-        "SELECT pk, max(person_id), min(token), "  # noqa: S608
+    sums = (
         f"sum({rows_of.conversations}) AS conversations, sum({rows_of.messages}) AS messages "
-        f"FROM ({rows_of.source}) ev WHERE NOT ephemeral AND {active} GROUP BY pk "
-        f"HAVING sum({rows_of.conversations}) + sum({rows_of.messages}) > 0 "
-        "ORDER BY conversations DESC, messages DESC, pk LIMIT ?",
-        [*rows_of.params, limit],
+        f"FROM ({rows_of.source}) ev WHERE NOT ephemeral"
     )
-    if rows_of.rescan and top:
-        # The chosen persons' first identifier among all their rows, not only the active.
-        marks = ", ".join("?" * len(top))
-        first_token = dict(
-            store.query(
-                f"SELECT pk, min(token) FROM ({rows_of.source}) ev WHERE NOT ephemeral "  # noqa: S608
-                f"AND pk IN ({marks}) GROUP BY pk",
-                [*rows_of.params, *(row[0] for row in top)],
-            )
+    ranking = (
+        f"HAVING sum({rows_of.conversations}) + sum({rows_of.messages}) > 0 "
+        "ORDER BY conversations DESC, messages DESC, pk LIMIT ?"
+    )
+    if rows_of.rescan:
+        # Integers only: rows with a conversation or a message (the only ones that can
+        # rank), a person's id is -pk; the chosen persons' first identifier (among all
+        # their rows, not only the active) is read for them alone.
+        ranked = store.query(
+            f"SELECT pk, {sums} AND conversations + messages > 0 GROUP BY pk {ranking}",
+            [*rows_of.params, limit],
         )
-        top = [(pk, person, first_token[pk], *rest) for pk, person, _, *rest in top]
+        first_token: dict[int, str] = {}
+        if ranked:
+            first_token = dict(
+                store.query(
+                    f"SELECT pk, min(token) FROM ({rows_of.source}) ev WHERE NOT ephemeral "  # noqa: S608
+                    f"AND pk IN ({', '.join('?' * len(ranked))}) GROUP BY pk",
+                    [*rows_of.params, *(row[0] for row in ranked)],
+                )
+            )
+        top = [(pk, -pk if pk < 0 else None, first_token[pk], *rest) for pk, *rest in ranked]
+    else:
+        top = store.query(
+            f"SELECT pk, max(person_id), min(token), {sums} GROUP BY pk {ranking}",
+            [*rows_of.params, limit],
+        )
     chosen = [int(row[0]) for row in top]
     asked: list[tuple[Any, ...]] = []
     if chosen:
@@ -985,7 +1046,8 @@ def ab_test(
         goal_params: list[Any] = []
     else:
         rows_of = person_rows(store, filters, rollup=False)
-        reached = "count(*) FILTER (WHERE event = ?) > 0"
+        # A re-sent order (``duplicate``) is no new purchase, as in the orders counted.
+        reached = "count(*) FILTER (WHERE event = ? AND NOT (duplicate AND event = 'purchase')) > 0"
         goal_params = [goal]
     first_group = sql_dialect.first_by("ab_group", rows_of.group_seen, "ab_group IS NOT NULL")
     # One pass: each person's group (from their earliest assigned row) and outcome.
@@ -1054,8 +1116,16 @@ def _eur_case(value: str, currency: str) -> str:
     return f"({value} * CASE {currency} {whens} END)"
 
 
-def revenue(store: Store, filters: Filters, interval: str = "day", top: int = 10) -> dict[str, Any]:
-    """Revenue in EUR, orders (repeated orderNums once), average order value, top items."""
+def revenue(
+    store: Store,
+    filters: Filters,
+    interval: str = "day",
+    top: int = 10,
+    *,
+    events_path: bool = False,
+) -> dict[str, Any]:
+    """Revenue in EUR, orders (repeated orderNums once), average order value, top items;
+    buyers from person days when they can answer."""
     interval = _interval(interval)
     sql_dialect = dialect_of(store)
     where, params = filters.where()
@@ -1066,11 +1136,11 @@ def revenue(store: Store, filters: Filters, interval: str = "day", top: int = 10
         "GROUP BY 1 ORDER BY 1",
         params,
     )
-    source, person_params = events_with_persons(store, filters)
+    rows_of = person_rows(store, filters, rollup=not events_path)
     buyers = store.query(
-        f"SELECT count(DISTINCT pk) FROM ({source}) ev "  # noqa: S608
-        "WHERE event = 'purchase' AND NOT duplicate AND NOT ephemeral",
-        person_params,
+        f"SELECT count(DISTINCT pk) FROM ({rows_of.source}) ev "  # noqa: S608
+        f"WHERE {rows_of.bought} AND NOT ephemeral",
+        rows_of.params,
     )[0][0]
     orders = sum(int(r[1]) for r in rows)
     unpriced = sum(int(r[2]) for r in rows)

@@ -567,6 +567,26 @@ MIGRATIONS = (
 )
 
 
+# Version 15: each person day knows the person's previous active day and first day (over
+# every site, and on its own site), so distinct persons over any range or period are a
+# filtered count of rows (the row whose previous day lies before the period) instead of a
+# distinct count; person days are rebuilt once to fill them in.
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        15,
+        "person days: previous and first active day, over every site and per site",
+        (
+            "ALTER TABLE person_days ADD COLUMN prev_day DATE",
+            "ALTER TABLE person_days ADD COLUMN first_day DATE",
+            "ALTER TABLE person_days ADD COLUMN site_prev_day DATE",
+            "ALTER TABLE person_days ADD COLUMN site_first_day DATE",
+            "UPDATE person_days_state SET built = FALSE WHERE id = 1",
+        ),
+    ),
+)
+
+
 def render(statement: str | dict[str, str], json_type: str, backend: str) -> str | None:
     """The statement's text for ``backend``, or None where it has nothing to do there."""
     if isinstance(statement, dict):
