@@ -183,3 +183,33 @@ def test_a_postgres_server_folds_person_days_in_the_background(
     finally:
         reader.close()
         server.stop()
+
+
+def test_the_rollup_folded_in_batches_equals_one_built_from_the_events(store: Store) -> None:
+    """New events join the rows the rollup already holds for their identifier and day."""
+    load(store)
+    start = datetime(2026, 3, 10, 9, 0)
+    for batch in range(4):
+        for i in range(6):
+            moment = start + timedelta(minutes=10 * batch + i)
+            token = f"batchtoken{i % 3}"
+            _insert(store, "default", token, ("visitor", "message_sent")[i % 2], moment)
+            if batch == 2 and i == 0:
+                _insert(store, "help", token, "purchase", moment, orderNum=f"o-{i}", totalValue=5)
+        reports.refresh_presence(store)
+    columns = (
+        "site_id, day, id_kind, token, ephemeral, first_ts, last_ts, events, visits, orders, "
+        "conversations, messages, revenue"
+    )
+    expected = store.query(
+        "SELECT site_id, CAST(ts AS DATE), id_kind, token, ephemeral, min(ts), max(ts), "
+        "count(*), count(*) FILTER (WHERE event = 'visitor'), "
+        "count(*) FILTER (WHERE event = 'purchase' AND NOT duplicate), "
+        "count(*) FILTER (WHERE event = 'convo_started'), "
+        "count(*) FILTER (WHERE event = 'message_sent'), "
+        "sum(total_value_base) FILTER (WHERE event = 'purchase' AND NOT duplicate) "
+        "FROM events GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+    )
+    folded = store.query(f"SELECT {columns} FROM daily_presence ORDER BY 1, 2, 3, 4, 5")  # noqa: S608
+    assert folded == expected
+    assert [r for r in folded if str(r[3]).startswith("batchtoken") and r[7] == 8]  # 4 batches of 2

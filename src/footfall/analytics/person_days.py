@@ -135,7 +135,7 @@ def fold(tx: Transaction, window: Window, dialect: Dialect) -> int:
         if not _counts_agree(tx):
             log.warning("person days disagreed with the daily rollup: rebuilt")
             written = _build(tx, folded, dialect)
-    if fingerprint != nodes_check or rebuild:
+    if rebuild:
         tx.query("DELETE FROM person_days_nodes")
         tx.query(f"INSERT INTO person_days_nodes SELECT {_NODE_COLUMNS} FROM identity_nodes")  # noqa: S608
     tx.query(
@@ -222,6 +222,16 @@ def _rebuild_dirty(
             "JOIN pd_changed c ON c.tenant = o.tenant AND c.kind = o.kind AND c.value = o.value"
         )
         tx.query("INSERT INTO pd_members SELECT tenant, kind, value FROM pd_changed")
+        # The copy takes the changed identifiers' nodes alone, not the whole graph again.
+        changed = " AND ".join(f"c.{k} = {{t}}.{k}" for k in ("tenant", "kind", "value"))
+        tx.query(
+            "DELETE FROM person_days_nodes USING pd_changed c "  # noqa: S608
+            f"WHERE {changed.format(t='person_days_nodes')}"
+        )
+        tx.query(
+            f"INSERT INTO person_days_nodes SELECT {_NODE_COLUMNS} FROM identity_nodes n "  # noqa: S608
+            f"WHERE EXISTS (SELECT 1 FROM pd_changed c WHERE {changed.format(t='n')})"
+        )
     if new_events is not None:
         _temp(
             tx,

@@ -34,7 +34,7 @@ from typing import Any
 from footfall.analytics import form_events, funnel_steps, person_days, watermark
 from footfall.analytics.dialect import Dialect, dialect_of
 from footfall.ingest.validate import EUR_RATES, EVENT_TYPES, custom_event_name
-from footfall.store.base import HASH_JOINS, Store
+from footfall.store.base import HASH_JOINS, Store, Transaction
 from footfall.store.migrations import FUNNEL_STEP_TYPES
 
 INTERVALS = ("day", "week", "month")
@@ -171,8 +171,10 @@ def refresh_presence(store: Store) -> int:
     """Fold events added since the last refresh into the rollup; returns the days touched.
 
     The new events come from ``watermark.new_events`` (event ids on DuckDB, transaction ids
-    on PostgreSQL, where writers commit out of order). Their rows are rebuilt from the
-    events table in one transaction with the new mark, so a reader never sees half a day.
+    on PostgreSQL, where writers commit out of order). On DuckDB they are grouped and
+    combined with the rows already held; on PostgreSQL their identifiers' rows are rebuilt
+    from the events; either way in one transaction with the new mark, so a reader never
+    sees half a fold.
     The rollup is per identifier, not per person; the same transaction folds it and the
     identity graph's changes into ``person_days``, the rollup with persons resolved that the
     person reports read. Erase and retention delete the rows of both themselves.
@@ -191,25 +193,64 @@ def refresh_presence(store: Store) -> int:
                     window.params,
                 )
             ]
-        if days:
-            marks = ", ".join("?" * len(days))
-            tx.query(f"DELETE FROM daily_presence WHERE day IN ({marks})", days)  # noqa: S608
-            tx.query(
-                "INSERT INTO daily_presence SELECT site_id, CAST(ts AS DATE), id_kind, token, "
-                f"{_presence_columns(dialect_of(store))}"
-                f"FROM events e WHERE ts >= ? AND ts < ? AND CAST(ts AS DATE) IN ({marks}) "
-                f"AND {window.folded} GROUP BY 1, 2, 3, 4, 5",
-                [
-                    datetime.combine(min(days), datetime.min.time()),
-                    datetime.combine(max(days) + timedelta(days=1), datetime.min.time()),
-                    *days,
-                    *window.folded_params,
-                ],
-            )
+        if last == 0 and days:  # a first fold, or a migration's rebuild
+            _build_presence(tx, window, dialect_of(store))
+        elif days:
+            _merge_presence(tx, window, days, dialect_of(store))
         person_days.fold(tx, window, dialect_of(store))
         if not window.empty:
             watermark.save_mark(tx, store.backend, "daily_presence", window, utcnow())
         return len(days)
+
+
+def _build_presence(tx: Transaction, window: watermark.Window, dialect: Dialect) -> None:
+    tx.query("DELETE FROM daily_presence")
+    tx.query(
+        "INSERT INTO daily_presence SELECT site_id, CAST(ts AS DATE), id_kind, token, "  # noqa: S608
+        f"{_presence_columns(dialect)} FROM events e WHERE {window.folded} GROUP BY 1, 2, 3, 4, 5",
+        window.folded_params,
+    )
+
+
+_PRESENCE_KEY = ("site_id", "day", "id_kind", "token", "ephemeral")
+
+
+def _merge_presence(
+    tx: Transaction, window: watermark.Window, days: list[date], dialect: Dialect
+) -> None:
+    """Only the new events are grouped; each of their rows is combined with the row the
+    rollup already holds for that identifier and day (every column is a count, a sum, a
+    first or a last), so a fold costs what it brings in, not a day of events."""
+    tx.query("DROP TABLE IF EXISTS presence_new")
+    tx.query(
+        "CREATE TEMP TABLE presence_new AS SELECT site_id, CAST(ts AS DATE) AS day, id_kind, "  # noqa: S608
+        f"token, {_presence_columns(dialect)} FROM events e WHERE {window.condition} "
+        "GROUP BY 1, 2, 3, 4, 5",
+        window.params,
+    )
+    same_key = " AND ".join(f"p.{c} = n.{c}" for c in _PRESENCE_KEY)
+    on_days = f"p.day IN ({', '.join('?' * len(days))})"
+    tx.query("DROP TABLE IF EXISTS presence_old")
+    tx.query(
+        f"CREATE TEMP TABLE presence_old AS SELECT p.* FROM daily_presence p "  # noqa: S608
+        f"WHERE {on_days} AND EXISTS (SELECT 1 FROM presence_new n WHERE {same_key})",
+        days,
+    )
+    tx.query(
+        f"DELETE FROM daily_presence p USING presence_new n WHERE {on_days} AND {same_key}",  # noqa: S608
+        days,
+    )
+    sums = ", ".join(
+        f"sum({c})" for c in ("events", "visits", "orders", "conversations", "messages", "revenue")
+    )
+    tx.query(
+        f"INSERT INTO daily_presence SELECT {', '.join(_PRESENCE_KEY)}, min(first_ts), "  # noqa: S608
+        f"max(last_ts), {sums}, {dialect.first_by('ab_group', 'ab_ts', 'ab_group IS NOT NULL')}, "
+        "min(ab_ts) FROM (SELECT * FROM presence_old UNION ALL SELECT * FROM presence_new) u "
+        f"GROUP BY {', '.join(_PRESENCE_KEY)}"
+    )
+    tx.query("DROP TABLE presence_new")
+    tx.query("DROP TABLE presence_old")
 
 
 def _refresh_presence_postgres(store: Store) -> int:
@@ -248,13 +289,7 @@ def _refresh_presence_postgres(store: Store) -> int:
         )
         columns = _presence_columns(dialect)
         if last == 0:
-            tx.query("DELETE FROM daily_presence")
-            tx.query(
-                "INSERT INTO daily_presence SELECT site_id, CAST(ts AS DATE), id_kind, token, "  # noqa: S608
-                f"{columns} FROM events e WHERE {window.folded} "
-                "GROUP BY 1, 2, 3, 4, 5",
-                window.folded_params,
-            )
+            _build_presence(tx, window, dialect)
         elif days:
             touched = (
                 "(SELECT DISTINCT site_id, CAST(ts AS DATE) AS day, id_kind, token "  # noqa: S608
