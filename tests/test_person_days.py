@@ -127,7 +127,12 @@ def test_reports_equal_the_events_path_through_every_identity_change(
     # Erasure, then retention of the last 10 days of March, then the help site leaving.
     alice = graph.find("default", "alice@example.test")
     assert alice is not None
+    alice_rows = "SELECT count(*) FROM {} WHERE token IN ('aliceshop1', 'alicehelp1')"
+    rollups = ("daily_presence", "daily_questions", "daily_items")
+    assert all(store.query(alice_rows.format(t))[0][0] for t in rollups)
     graph.erase("default", alice.person_id)
+    # Her texts and purchases leave the rollups with her events.
+    assert [store.query(alice_rows.format(t))[0][0] for t in rollups] == [0, 0, 0]
     assert assert_reports_agree(store) == people
     # Gone in the erase itself, before any fold.
     gone = store.query("SELECT count(*) FROM person_days WHERE pk = ?", [-alice.person_id])

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from footfall.analytics import form_events, funnel_steps, person_days
+from footfall.analytics import form_events, funnel_steps, identifier_days, person_days
 from footfall.analytics.dialect import dialect_of
 from footfall.errors import ApiError, invalid
 from footfall.ingest.validate import TOKEN_PATTERN, printable
@@ -969,12 +969,8 @@ class IdentityGraph:
                     f"DELETE FROM events WHERE event_id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
                     chunk,
                 )
-            # The daily rollup is derived from the events just deleted: its rows go too.
-            tx.query(
-                f"DELETE FROM daily_presence WHERE token IN ({vmarks}) AND site_id IN "  # noqa: S608
-                "(SELECT site_id FROM sites WHERE coalesce(tenant, site_id) = ?)",
-                [*values, tenant],
-            )
+            # The daily rollups are derived from the events just deleted: their rows go too.
+            identifier_days.forget_erased(tx, values, tenant)
             if funnel_steps.usable(self.store):
                 funnel_steps.forget_erased(tx, values)
             person_days.forget_erased(tx, dialect_of(self.store), person_id, values, tenant)

@@ -4,8 +4,8 @@ from them.
 The cut-off is midnight (UTC) ``retention_days`` days before today, so whole days go and a
 daily rollup never keeps a day half-built from deleted events. Derived data goes in the same
 transaction: the ``orders`` rows of purchases first seen before the cut-off (a re-sent old
-order number then counts as new: its first sighting is forgotten too) and the rows of the
-daily presence rollup for days before the cut-off, and the funnel step tables' rows of
+order number then counts as new: its first sighting is forgotten too), the rows of the
+daily rollups and person days for days before the cut-off, and the funnel step tables' rows of
 the deleted events. Identity profiles (identifiers, links, metadata) are not events and
 stay until erased.
 
@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from prometheus_client import Counter
 
-from footfall.analytics import form_events, funnel_steps, person_days
+from footfall.analytics import form_events, funnel_steps, identifier_days, person_days
 from footfall.store.base import Store, Transaction, affected_rows
 
 log = logging.getLogger("footfall.retention")
@@ -32,9 +32,6 @@ DELETED_EVENTS = Counter(
     "footfall_retention_deleted_events_total", "Events deleted by the data retention setting"
 )
 RUNS = Counter("footfall_retention_runs_total", "Data retention passes completed")
-
-_DERIVED_BY_DAY = (("daily_presence", "day"),)
-"""Rollups keyed by day that exist in some schema versions: (table, day column)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +63,7 @@ def apply_retention(store: Store, days: int, now: datetime | None = None) -> Ret
     with store.transaction(None) as tx:
         events = affected_rows(tx.query("DELETE FROM events WHERE ts < ?", [cutoff]))
         orders = affected_rows(tx.query("DELETE FROM orders WHERE first_seen < ?", [cutoff]))
-        rollup = 0
-        for table, column in _DERIVED_BY_DAY:
-            if _has_table(tx, table):
-                # Fixed names from the constant above, never from input.
-                rollup += affected_rows(tx.query(f"DELETE FROM {table} WHERE {column} < ?", [day]))  # noqa: S608
-        if _has_table(tx, "person_days"):
-            rollup += person_days.forget_before(tx, day)
+        rollup = identifier_days.forget_before(tx, day) + person_days.forget_before(tx, day)
         if funnel_steps.usable(store) and _has_table(tx, "funnel_state"):
             rollup += funnel_steps.forget_before(tx, cutoff)
         if form_events.usable(store) and _has_table(tx, "form_events_state"):

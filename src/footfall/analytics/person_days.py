@@ -49,6 +49,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from footfall.analytics.dialect import Dialect, dialect_of
+from footfall.analytics.identifier_days import event_counts
 from footfall.analytics.watermark import Window
 from footfall.store.base import Store, Transaction, affected_rows
 
@@ -80,23 +81,6 @@ _MARKS = (
 """A row's previous active day and first day: over every site on the day's first row
 (``first_of_day``, one per key and day), and on the row's own site."""
 _TEMP_TABLES = ("pd_new", "pd_changed", "pd_dirty", "pd_members", "pd_member_nodes")
-
-
-def event_counts(dialect: Dialect, prefix: str = "") -> str:
-    """Over a group of events (columns of ``prefix``, e.g. ``e.``): how many, visits,
-    orders (re-sent purchases once), conversations, messages, EUR revenue, the first A/B
-    group and when it was seen; the rollup's counts and the person days' alike."""
-    ts, group = f"{prefix}ts", f"{prefix}ab_group"
-    purchase = f"{prefix}event = 'purchase' AND NOT {prefix}duplicate"
-    return (
-        f"count(*), count(*) FILTER (WHERE {prefix}event = 'visitor'), "
-        f"count(*) FILTER (WHERE {purchase}), "
-        f"count(*) FILTER (WHERE {prefix}event = 'convo_started'), "
-        f"count(*) FILTER (WHERE {prefix}event = 'message_sent'), "
-        f"sum({prefix}total_value_base) FILTER (WHERE {purchase}), "
-        f"{dialect.first_by(group, ts, f'{group} IS NOT NULL')}, "
-        f"min({ts}) FILTER (WHERE {group} IS NOT NULL)"
-    )
 
 
 def fold(tx: Transaction, window: Window, dialect: Dialect) -> int:
@@ -359,7 +343,9 @@ def _resolve(
             f"min(token), ephemeral, min(first_ts), {sums}, sum(revenue), "
             f"{dialect.first_by('ab_group', 'ab_ts', 'ab_group IS NOT NULL')}, min(ab_ts) "
             f"FROM ({' UNION ALL '.join(parts)}) u GROUP BY site_id, day, pk, ephemeral) g "
-            f"{keep}) m",
+            # By day: each day's rows close together, so a fold's look at a few days skips
+            # the other row groups by their statistics.
+            f"{keep}) m ORDER BY m.day",
             part_params,
         )
     )
@@ -374,12 +360,19 @@ def _mark_again(tx: Transaction) -> None:
     """Marks of every row of the keys dirty on some days only: a late event on an old day
     changes the previous day of the key's later rows, a new first day all its rows'."""
     differs = " OR ".join(f"p.{c} IS DISTINCT FROM w.{c}" for c in _MARK_COLUMNS)
+    # Rows before a key's first dirty day keep their marks (their previous days lie before
+    # it; a first day moves only when no row was there before): the update looks at the
+    # days from the earliest dirty one.
+    since = tx.query("SELECT min(day) FROM pd_dirty WHERE day IS NOT NULL")[0][0]
+    if since is None:
+        return
     tx.query(
         f"UPDATE person_days p SET {', '.join(f'{c} = w.{c}' for c in _MARK_COLUMNS)} "  # noqa: S608
         f"FROM (SELECT site_id, day, pk, ephemeral, {_MARKS} FROM person_days "
         "WHERE pk IN (SELECT pk FROM pd_dirty WHERE day IS NOT NULL)) w "
         "WHERE p.site_id = w.site_id AND p.day = w.day AND p.pk = w.pk "
-        f"AND p.ephemeral = w.ephemeral AND ({differs})"
+        f"AND p.ephemeral = w.ephemeral AND p.day >= ? AND w.day >= ? AND ({differs})",
+        [since, since],
     )
 
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from footfall.analytics import form_events, funnel_steps, person_days, watermark
+from footfall.analytics import form_events, funnel_steps, identifier_days, person_days, watermark
 from footfall.analytics.dialect import Dialect, dialect_of
-from footfall.ingest.validate import EUR_RATES, EVENT_TYPES, custom_event_name
-from footfall.store.base import HASH_JOINS, Store, Transaction
+from footfall.ingest.validate import EVENT_TYPES, custom_event_name
+from footfall.store.base import HASH_JOINS, Store
 from footfall.store.migrations import FUNNEL_STEP_TYPES
 
 INTERVALS = ("day", "week", "month")
@@ -162,11 +162,6 @@ def presence_usable(store: Store, filters: Filters) -> bool:
     return filters.start.time() == midnight and filters.end.time() == midnight
 
 
-def _presence_columns(dialect: Dialect) -> str:
-    """The rollup's columns after (site, day, id_kind, token), over a group of events."""
-    return f"ephemeral, min(ts), max(ts), {person_days.event_counts(dialect)} "
-
-
 def refresh_presence(store: Store) -> int:
     """Fold events added since the last refresh into the rollup; returns the days touched.
 
@@ -194,63 +189,13 @@ def refresh_presence(store: Store) -> int:
                 )
             ]
         if last == 0 and days:  # a first fold, or a migration's rebuild
-            _build_presence(tx, window, dialect_of(store))
+            identifier_days.build(tx, window, dialect_of(store))
         elif days:
-            _merge_presence(tx, window, days, dialect_of(store))
+            identifier_days.merge_new(tx, window, days, dialect_of(store))
         person_days.fold(tx, window, dialect_of(store))
         if not window.empty:
             watermark.save_mark(tx, store.backend, "daily_presence", window, utcnow())
         return len(days)
-
-
-def _build_presence(tx: Transaction, window: watermark.Window, dialect: Dialect) -> None:
-    tx.query("DELETE FROM daily_presence")
-    tx.query(
-        "INSERT INTO daily_presence SELECT site_id, CAST(ts AS DATE), id_kind, token, "  # noqa: S608
-        f"{_presence_columns(dialect)} FROM events e WHERE {window.folded} GROUP BY 1, 2, 3, 4, 5",
-        window.folded_params,
-    )
-
-
-_PRESENCE_KEY = ("site_id", "day", "id_kind", "token", "ephemeral")
-
-
-def _merge_presence(
-    tx: Transaction, window: watermark.Window, days: list[date], dialect: Dialect
-) -> None:
-    """Only the new events are grouped; each of their rows is combined with the row the
-    rollup already holds for that identifier and day (every column is a count, a sum, a
-    first or a last), so a fold costs what it brings in, not a day of events."""
-    tx.query("DROP TABLE IF EXISTS presence_new")
-    tx.query(
-        "CREATE TEMP TABLE presence_new AS SELECT site_id, CAST(ts AS DATE) AS day, id_kind, "  # noqa: S608
-        f"token, {_presence_columns(dialect)} FROM events e WHERE {window.condition} "
-        "GROUP BY 1, 2, 3, 4, 5",
-        window.params,
-    )
-    same_key = " AND ".join(f"p.{c} = n.{c}" for c in _PRESENCE_KEY)
-    on_days = f"p.day IN ({', '.join('?' * len(days))})"
-    tx.query("DROP TABLE IF EXISTS presence_old")
-    tx.query(
-        f"CREATE TEMP TABLE presence_old AS SELECT p.* FROM daily_presence p "  # noqa: S608
-        f"WHERE {on_days} AND EXISTS (SELECT 1 FROM presence_new n WHERE {same_key})",
-        days,
-    )
-    tx.query(
-        f"DELETE FROM daily_presence p USING presence_new n WHERE {on_days} AND {same_key}",  # noqa: S608
-        days,
-    )
-    sums = ", ".join(
-        f"sum({c})" for c in ("events", "visits", "orders", "conversations", "messages", "revenue")
-    )
-    tx.query(
-        f"INSERT INTO daily_presence SELECT {', '.join(_PRESENCE_KEY)}, min(first_ts), "  # noqa: S608
-        f"max(last_ts), {sums}, {dialect.first_by('ab_group', 'ab_ts', 'ab_group IS NOT NULL')}, "
-        "min(ab_ts) FROM (SELECT * FROM presence_old UNION ALL SELECT * FROM presence_new) u "
-        f"GROUP BY {', '.join(_PRESENCE_KEY)}"
-    )
-    tx.query("DROP TABLE presence_new")
-    tx.query("DROP TABLE presence_old")
 
 
 def _refresh_presence_postgres(store: Store) -> int:
@@ -287,27 +232,10 @@ def _refresh_presence_postgres(store: Store) -> int:
                 window.params,
             )[0][0]
         )
-        columns = _presence_columns(dialect)
         if last == 0:
-            _build_presence(tx, window, dialect)
+            identifier_days.build(tx, window, dialect)
         elif days:
-            touched = (
-                "(SELECT DISTINCT site_id, CAST(ts AS DATE) AS day, id_kind, token "  # noqa: S608
-                f"FROM events e WHERE {window.condition})"
-            )
-            tx.query(
-                f"DELETE FROM daily_presence p USING {touched} k WHERE p.site_id = k.site_id "  # noqa: S608
-                "AND p.day = k.day AND p.id_kind = k.id_kind AND p.token = k.token",
-                window.params,
-            )
-            tx.query(
-                "INSERT INTO daily_presence SELECT e.site_id, CAST(e.ts AS DATE), e.id_kind, "  # noqa: S608
-                f"e.token, {columns} FROM events e JOIN {touched} k "
-                "ON e.token = k.token AND e.site_id = k.site_id AND e.id_kind = k.id_kind "
-                f"AND e.ts >= k.day AND e.ts < k.day + 1 WHERE {window.folded} "
-                "GROUP BY 1, 2, 3, 4, 5",
-                [*window.params, *window.folded_params],
-            )
+            identifier_days.rebuild_touched(tx, window, dialect)
         person_days.fold(tx, window, dialect)
         watermark.save_mark(tx, store.backend, "daily_presence", window, utcnow())
         return days
@@ -424,14 +352,9 @@ def _ratio(part: float, whole: float) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
-_NORMALISED_TEXT = (
-    "trim(regexp_replace(regexp_replace(lower({col}), '\\s+', ' ', 'g'), "
-    "'[[:space:][:punct:]]+$', '', 'g'))"
-)
-
-
 def normalise_question(text: str) -> str:
-    """What ``_NORMALISED_TEXT`` does in SQL, for the tests and the dashboard's search."""
+    """What ``identifier_days.normalised_text`` does in SQL, for the tests and the
+    dashboard's search."""
     import re
 
     collapsed = re.sub(r"\s+", " ", text.lower())
@@ -596,22 +519,29 @@ def overview(store: Store, filters: Filters, *, events_path: bool = False) -> di
     }
 
 
+def _rollup_days(filters: Filters) -> tuple[str, list[Any]]:
+    """``filters.where()`` for a rollup by day: the same sites, whole days."""
+    condition = "day >= ? AND day < ?"
+    params: list[Any] = [filters.start.date(), filters.end.date()]
+    if filters.sites:
+        condition += f" AND site_id IN ({', '.join('?' * len(filters.sites))})"
+        params += filters.sites
+    return condition, params
+
+
 def _daily_counts(
     store: Store, filters: Filters, *, events_path: bool = False
 ) -> list[tuple[Any, ...]]:
     """Per day: visits, conversations, messages, orders, revenue, events; from the rollup
     (no identity join: these count events, not people) when it can answer."""
     if presence_usable(store, filters) and not events_path:
-        sql = (
-            "SELECT day, sum(visits), sum(conversations), sum(messages), sum(orders), "
-            "coalesce(sum(revenue), 0), sum(events) FROM daily_presence "
-            "WHERE day >= ? AND day < ?"
+        on_days, params = _rollup_days(filters)
+        return store.query(
+            "SELECT day, sum(visits), sum(conversations), sum(messages), sum(orders), "  # noqa: S608
+            f"coalesce(sum(revenue), 0), sum(events) FROM daily_presence WHERE {on_days} "
+            "GROUP BY day ORDER BY day",
+            params,
         )
-        params: list[Any] = [filters.start.date(), filters.end.date()]
-        if filters.sites:
-            sql += f" AND site_id IN ({', '.join('?' * len(filters.sites))})"
-            params += filters.sites
-        return store.query(sql + " GROUP BY day ORDER BY day", params)
     where, plain = filters.where()
     return store.query(
         "SELECT date_trunc('day', ts), "  # noqa: S608
@@ -739,7 +669,7 @@ def power_users(
     an unlinked token's own value), not through the identity join of every message.
     """
     rows_of = person_rows(store, filters, rollup=not events_path)
-    text = _NORMALISED_TEXT.format(col="raw")
+    text = identifier_days.normalised_text("raw")
     sums = (
         f"sum({rows_of.conversations}) AS conversations, sum({rows_of.messages}) AS messages "
         f"FROM ({rows_of.source}) ev WHERE NOT ephemeral"
@@ -800,16 +730,24 @@ def power_users(
         for pk, person_id, token, convos, messages_ in top
     ]
     _label_persons(store, users)
-    where, plain = filters.where()
-    asked_most = store.query(
-        f"WITH texts AS (SELECT data->>'text' AS raw FROM events WHERE {where} "  # noqa: S608
-        "AND event = 'message_sent'), "
-        "by_raw AS (SELECT raw, count(*) AS n FROM texts WHERE raw IS NOT NULL GROUP BY raw), "
-        f"norm AS (SELECT raw, {text} AS question FROM by_raw) "
-        "SELECT norm.question, sum(by_raw.n) AS n FROM by_raw JOIN norm ON norm.raw = by_raw.raw "
-        "WHERE norm.question <> '' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
-        [*plain, common],
-    )
+    if rows_of.rescan:  # the rollups answer: the day's texts are counted already
+        on_days, day_params = _rollup_days(filters)
+        asked_most = store.query(
+            f"SELECT question, sum(n) FROM daily_questions WHERE {on_days} "  # noqa: S608
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
+            [*day_params, common],
+        )
+    else:
+        where, plain = filters.where()
+        asked_most = store.query(
+            f"WITH texts AS (SELECT data->>'text' AS raw FROM events WHERE {where} "  # noqa: S608
+            "AND event = 'message_sent'), by_raw AS (SELECT raw, count(*) AS n FROM texts "
+            f"WHERE raw IS NOT NULL GROUP BY raw), norm AS (SELECT raw, {text} AS question "
+            "FROM by_raw) SELECT norm.question, sum(by_raw.n) AS n FROM by_raw "
+            "JOIN norm ON norm.raw = by_raw.raw WHERE norm.question <> '' "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
+            [*plain, common],
+        )
     return {
         "filters": filters.describe(),
         "users": users,
@@ -1145,12 +1083,6 @@ def two_proportion_test(c1: int, n1: int, c2: int, n2: int) -> dict[str, Any] | 
     }
 
 
-def _eur_case(value: str, currency: str) -> str:
-    """EUR value of an item, with the static rate table written into the SQL as constants."""
-    whens = " ".join(f"WHEN '{code}' THEN {rate!r}" for code, rate in sorted(EUR_RATES.items()))
-    return f"({value} * CASE {currency} {whens} END)"
-
-
 def revenue(
     store: Store,
     filters: Filters,
@@ -1180,16 +1112,16 @@ def revenue(
     orders = sum(int(r[1]) for r in rows)
     unpriced = sum(int(r[2]) for r in rows)
     amount = sum(float(r[3]) for r in rows)
-    qty = "CAST(coalesce(item->>'quantity', '1') AS BIGINT)"
-    price = "CAST(item->>'value' AS DOUBLE PRECISION)"
-    eur = _eur_case(f"{price} * {qty}", "item->>'currency'")
-    where_e, params_e = filters.where("e")
+    if rows_of.rescan:  # the rollups answer: items are summed per identifier and day
+        on_days, item_params = _rollup_days(filters)
+        items_of = f"daily_items WHERE {on_days}"
+    else:
+        where_e, item_params = filters.where("e")
+        items_of = f"({identifier_days.rows_from_events('daily_items', sql_dialect, where_e)}) i"
     items = store.query(
-        f"SELECT item->>'item_id' AS item_id, sum({qty}), count(*), "  # noqa: S608
-        f"coalesce(sum({eur}), 0) FROM events e CROSS JOIN LATERAL {sql_dialect.items('e.items')} "
-        f"WHERE {where_e} AND e.event = 'purchase' AND NOT e.duplicate "
-        "AND e.items IS NOT NULL GROUP BY 1 ORDER BY 4 DESC, 2 DESC, 1 LIMIT ?",
-        [*params_e, top],
+        f"SELECT item_id, sum(quantity), sum(orders), coalesce(sum(revenue_eur), 0) "  # noqa: S608
+        f"FROM {items_of} GROUP BY 1 ORDER BY 4 DESC, 2 DESC, 1 LIMIT ?",
+        [*item_params, top],
     )
     priced = orders - unpriced
     return {
@@ -1444,7 +1376,7 @@ def deflection(
     gap, after = sql_dialect.seconds(), sql_dialect.seconds()
     order = "PARTITION BY b ORDER BY k, ts, event_id"
     key = sql_dialect.row_key("site_id", "id_kind", "token", "form")
-    text = _NORMALISED_TEXT.format(col="raw")
+    text = identifier_days.normalised_text("raw")
     columns = ", ".join(_DEFLECTION_DIMENSIONS)
     sets = ", ".join(
         "(" + ", ".join(("ephemeral", *dims)) + ")" for dims in (*_DEFLECTION_SETS, ("question",))

@@ -587,6 +587,46 @@ MIGRATIONS = (
 )
 
 
+# Version 16: two more rollups per identifier and day, folded with the daily presence rollup
+# (footfall/analytics/identifier_days.py): the items of purchases (revenue's top items) and
+# the normalised message texts (power users' most asked questions), so neither report reads
+# every event's JSON. The rollups are built once from the events.
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        16,
+        "daily items and questions per identifier",
+        (
+            """CREATE TABLE daily_items (
+                    site_id VARCHAR NOT NULL,
+                    day DATE NOT NULL,
+                    id_kind VARCHAR NOT NULL,
+                    token VARCHAR NOT NULL,
+                    ephemeral BOOLEAN NOT NULL,
+                    item_id VARCHAR,
+                    quantity BIGINT NOT NULL,
+                    orders BIGINT NOT NULL,
+                    revenue_eur DECIMAL(38, 6)
+                )""",
+            """CREATE TABLE daily_questions (
+                    site_id VARCHAR NOT NULL,
+                    day DATE NOT NULL,
+                    id_kind VARCHAR NOT NULL,
+                    token VARCHAR NOT NULL,
+                    ephemeral BOOLEAN NOT NULL,
+                    question VARCHAR NOT NULL,
+                    n BIGINT NOT NULL
+                )""",
+            {
+                "duckdb": "UPDATE rollup_state SET last_event_id = 0 WHERE name = 'daily_presence'",
+                "postgresql": "UPDATE rollup_state SET last_txid = 0 WHERE name = 'daily_presence'",
+            },
+            "UPDATE person_days_state SET built = FALSE WHERE id = 1",
+        ),
+    ),
+)
+
+
 def render(statement: str | dict[str, str], json_type: str, backend: str) -> str | None:
     """The statement's text for ``backend``, or None where it has nothing to do there."""
     if isinstance(statement, dict):
