@@ -199,9 +199,6 @@ def rebuild_touched(tx: Transaction, window: Window, dialect: Dialect) -> None:
         f"id_kind, token FROM events e WHERE {window.condition}",
         window.params,
     )
-    # A temporary table has no statistics until analysed: without them the planner takes
-    # it for a big one and scans the events and the rollups instead of using the indexes.
-    tx.query("ANALYZE touched_days")
     events = (
         "events e JOIN touched_days k ON e.token = k.token AND e.site_id = k.site_id "
         "AND e.id_kind = k.id_kind AND e.ts >= k.day AND e.ts < k.day + 1"

@@ -239,10 +239,6 @@ def _rebuild_dirty(
         "INSERT INTO pd_members SELECT n.tenant, n.kind, n.value FROM identity_nodes n "
         "WHERE n.person_id IN (SELECT -pk FROM pd_dirty WHERE pk < 0)"
     )
-    if dialect.name != "duckdb":
-        # PostgreSQL plans a temporary table as a big one until it is analysed.
-        tx.query("ANALYZE pd_dirty")
-        tx.query("ANALYZE pd_members")
     by_day, day_params = _days_condition("person_days.day", days)
     tx.query(
         "DELETE FROM person_days USING pd_dirty d "  # noqa: S608 - fixed names
