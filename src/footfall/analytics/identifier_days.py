@@ -116,7 +116,8 @@ def _questions_rows(dialect: Dialect, events: str, where: str) -> str:
     # Texts are grouped raw first and normalised once per distinct text of a day.
     question = normalised_text("raw")
     return (
-        f"SELECT site_id, day, id_kind, token, ephemeral, {question}, sum(n) FROM ("  # noqa: S608
+        f"SELECT site_id, day, id_kind, token, ephemeral, {question} AS question, "  # noqa: S608
+        "sum(n) AS n FROM ("
         f"SELECT {_KEY_OF_EVENT}, "
         f"e.data->>'text' AS raw, count(*) AS n FROM {events} WHERE {where} "
         "AND e.event = 'message_sent' GROUP BY 1, 2, 3, 4, 5, 6) texts "

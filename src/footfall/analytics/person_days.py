@@ -27,8 +27,8 @@ other:
   the marks that pointed at deleted days from the days kept).
 
 The marks of a key rebuilt on every day come with its rows; a key rebuilt on some days only
-(new events) is marked again over all its rows, since a late event on an old day moves the
-previous day of its later rows.
+(new events) is marked again from the earliest such day on, since a late event on an old
+day moves the previous day of its later rows (rows before that day keep theirs).
 
 A rollup row is per identifier and day. When one of the identifier's nodes begins or ends
 inside the row's first and last event (a token taken over that day), the row belongs to
@@ -357,8 +357,9 @@ def _resolve(
 
 
 def _mark_again(tx: Transaction) -> None:
-    """Marks of every row of the keys dirty on some days only: a late event on an old day
-    changes the previous day of the key's later rows, a new first day all its rows'."""
+    """Marks again of the keys dirty on some days only, on the days from the earliest
+    dirty one: a late event on an old day changes the previous day of the key's later rows,
+    a new first day all its rows' (and then no row lies before it)."""
     differs = " OR ".join(f"p.{c} IS DISTINCT FROM w.{c}" for c in _MARK_COLUMNS)
     # Rows before a key's first dirty day keep their marks (their previous days lie before
     # it; a first day moves only when no row was there before): the update looks at the
