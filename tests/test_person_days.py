@@ -124,6 +124,16 @@ def test_reports_equal_the_events_path_through_every_identity_change(
     assert assert_reports_agree(store, today) == 2  # Bob and the newcomer, one token
     assert assert_reports_agree(store) == people + 1
 
+    # Bob erased: the newcomer's events on the token he had stay, and so do their rows.
+    bob = graph.find("default", "bob@example.test")
+    assert bob is not None
+    graph.erase("default", bob.person_id)
+    kept = "SELECT count(*) FROM {} WHERE token = 'bobshop000'"
+    kept_rows = [store.query(kept.format(t))[0][0] for t in ("daily_presence", "daily_questions")]
+    assert kept_rows == [1, 1]  # today's, with the newcomer's "hi"
+    assert assert_reports_agree(store, today) == 1
+    assert assert_reports_agree(store) == people
+
     # Erasure, then retention of the last 10 days of March, then the help site leaving.
     alice = graph.find("default", "alice@example.test")
     assert alice is not None
@@ -133,7 +143,7 @@ def test_reports_equal_the_events_path_through_every_identity_change(
     graph.erase("default", alice.person_id)
     # Her texts and purchases leave the rollups with her events.
     assert [store.query(alice_rows.format(t))[0][0] for t in rollups] == [0, 0, 0]
-    assert assert_reports_agree(store) == people
+    assert assert_reports_agree(store) == people - 1
     # Gone in the erase itself, before any fold.
     gone = store.query("SELECT count(*) FROM person_days WHERE pk = ?", [-alice.person_id])
     assert gone == [(0,)]

@@ -970,7 +970,7 @@ class IdentityGraph:
                     chunk,
                 )
             # The daily rollups are derived from the events just deleted: their rows go too.
-            identifier_days.forget_erased(tx, values, tenant)
+            identifier_days.forget_erased(tx, dialect_of(self.store), values, tenant)
             if funnel_steps.usable(self.store):
                 funnel_steps.forget_erased(tx, values)
             person_days.forget_erased(tx, dialect_of(self.store), person_id, values, tenant)

@@ -3,9 +3,11 @@ modules that write SQL for both stores."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from footfall.store.base import Store
+from footfall.store.base import Store, Transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,34 @@ class Dialect:
         if self.name == "duckdb":
             return f"CAST(hash({token}) >> 1 AS BIGINT)"
         return f"(hashtextextended({token}, 0) & 9223372036854775807)"
+
+    def index_lookup(self, table: str, alias: str, condition: str) -> str:
+        """PostgreSQL: a FROM item after a fold's small temporary table: for each of its
+        rows, the rows of ``table`` (as ``alias``, with their ``ctid``) matching
+        ``condition``, looked up one by one by the index of its equality. OFFSET 0 keeps the
+        planner from flattening the look-ups into a join: without statistics on a table made
+        a moment ago it would hash or sort the whole big table (seconds at 10M events, where
+        the look-ups take milliseconds)."""
+        return (
+            f"CROSS JOIN LATERAL (SELECT {alias}.*, {alias}.ctid FROM {table} {alias} "  # noqa: S608
+            f"WHERE {condition} OFFSET 0) {alias}"
+        )
+
+    @contextmanager
+    def row_joins(self, tx: Transaction) -> Iterator[None]:
+        """PostgreSQL: inside, joins are nested loops, so a join on ``ctid`` fetches each
+        row by its address instead of hashing the whole table (see ``index_lookup``). The
+        settings return when the block ends; a failing block's transaction ends and takes
+        them with it."""
+        if self.name == "duckdb":
+            yield
+            return
+        knobs = ("enable_hashjoin", "enable_mergejoin")
+        before = tx.query("SELECT " + ", ".join(f"current_setting('{k}')" for k in knobs))[0]
+        setting = "SELECT " + ", ".join(f"set_config('{k}', ?, true)" for k in knobs)
+        tx.query(setting, ["off"] * len(knobs))
+        yield
+        tx.query(setting, list(before))
 
 
 def dialect_of(store: Store) -> Dialect:

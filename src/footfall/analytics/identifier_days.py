@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from footfall.analytics import watermark
 from footfall.analytics.dialect import Dialect
 from footfall.analytics.watermark import Window
 from footfall.ingest.validate import EUR_RATES
@@ -200,14 +201,18 @@ def rebuild_touched(tx: Transaction, window: Window, dialect: Dialect) -> None:
         f"id_kind, token FROM events e WHERE {window.condition}",
         window.params,
     )
-    events = (
-        "events e JOIN touched_days k ON e.token = k.token AND e.site_id = k.site_id "
-        "AND e.id_kind = k.id_kind AND e.ts >= k.day AND e.ts < k.day + 1"
-    )
+    # Each touched identifier-day's events and rollup rows by the token indexes (events'
+    # and migration 17's), whatever the planner guesses of the new temporary table.
+    same_day = "{t}.token = k.token AND {t}.site_id = k.site_id AND {t}.id_kind = k.id_kind"
+    found = same_day.format(t="e") + " AND e.ts >= k.day AND e.ts < k.day + 1"
+    events = "touched_days k " + dialect.index_lookup("events", "e", found)
     for rollup in ROLLUPS:
+        rows = dialect.index_lookup(
+            rollup.table, "p", same_day.format(t="p") + " AND p.day = k.day"
+        )
         tx.query(
-            f"DELETE FROM {rollup.table} p USING touched_days k WHERE p.site_id = k.site_id "  # noqa: S608
-            "AND p.day = k.day AND p.id_kind = k.id_kind AND p.token = k.token"
+            f"DELETE FROM {rollup.table} WHERE ctid = ANY(ARRAY("  # noqa: S608
+            f"SELECT p.ctid FROM touched_days k {rows}))"
         )
         tx.query(
             f"INSERT INTO {rollup.table} " + rollup.rows(dialect, events, window.folded),
@@ -216,16 +221,29 @@ def rebuild_touched(tx: Transaction, window: Window, dialect: Dialect) -> None:
     tx.query("DROP TABLE touched_days")
 
 
-def forget_erased(tx: Transaction, values: list[str], tenant: str) -> None:
-    """An erase: the rows of the person's identifiers on the tenant's sites."""
+def forget_erased(tx: Transaction, dialect: Dialect, values: list[str], tenant: str) -> None:
+    """An erase, after it deleted the person's events: the rows of the person's
+    identifiers on the tenant's sites, made again from the events of those identifiers it
+    kept (another person's, after a token was taken over) that the rollups had folded."""
     if not values:
         return
     marks = ", ".join("?" * len(values))
+    on_sites = (
+        f"token IN ({marks}) AND site_id IN "  # noqa: S608
+        "(SELECT site_id FROM sites WHERE coalesce(tenant, site_id) = ?)"
+    )
     for table in TABLES:
+        tx.query(f"DELETE FROM {table} WHERE {on_sites}", [*values, tenant])  # noqa: S608
+    backend = "duckdb" if dialect.name == "duckdb" else "postgresql"
+    mark = watermark.read_mark(tx, backend, "daily_presence")
+    if mark == 0:
+        return  # nothing folded yet: the first fold builds from the events as they are
+    folded, folded_params = watermark.folded_before(backend, mark, "e")
+    kept = f"e.{on_sites} AND {folded}"
+    for rollup in ROLLUPS:
         tx.query(
-            f"DELETE FROM {table} WHERE token IN ({marks}) AND site_id IN "  # noqa: S608
-            "(SELECT site_id FROM sites WHERE coalesce(tenant, site_id) = ?)",
-            [*values, tenant],
+            f"INSERT INTO {rollup.table} " + rollup.rows(dialect, "events e", kept),
+            [*values, tenant, *folded_params],
         )
 
 

@@ -239,12 +239,21 @@ def _rebuild_dirty(
         "INSERT INTO pd_members SELECT n.tenant, n.kind, n.value FROM identity_nodes n "
         "WHERE n.person_id IN (SELECT -pk FROM pd_dirty WHERE pk < 0)"
     )
-    by_day, day_params = _days_condition("person_days.day", days)
-    tx.query(
-        "DELETE FROM person_days USING pd_dirty d "  # noqa: S608 - fixed names
-        f"WHERE {_SCOPED.format(t='person_days')} AND {by_day}",
-        day_params,
-    )
+    if dialect.name == "duckdb":
+        by_day, day_params = _days_condition("person_days.day", days)
+        tx.query(
+            "DELETE FROM person_days USING pd_dirty d "  # noqa: S608 - fixed names
+            f"WHERE {_SCOPED.format(t='person_days')} AND {by_day}",
+            day_params,
+        )
+    else:  # the dirty keys' rows by the key index (migration 17)
+        by_day, day_params = _days_condition("x.day", days)
+        rows = dialect.index_lookup("person_days", "x", f"{_SCOPED.format(t='x')} AND {by_day}")
+        tx.query(
+            "DELETE FROM person_days WHERE ctid = ANY(ARRAY("  # noqa: S608 - fixed names
+            f"SELECT x.ctid FROM pd_dirty d {rows}))",
+            day_params,
+        )
     selection, selection_params = _days_condition("p.day", days)
     selection += (
         " AND EXISTS (SELECT 1 FROM pd_members m WHERE m.tenant = s.tenant "
@@ -350,13 +359,13 @@ def _resolve(
         )
     )
     if scoped:
-        _mark_again(tx)
+        _mark_again(tx, dialect)
     tx.query("DROP TABLE pd_rows")
     tx.query("DROP TABLE pd_split")
     return written
 
 
-def _mark_again(tx: Transaction) -> None:
+def _mark_again(tx: Transaction, dialect: Dialect) -> None:
     """Marks again of the keys dirty on some days only, on the days from the earliest
     dirty one: a late event on an old day changes the previous day of the key's later rows,
     a new first day all its rows' (and then no row lies before it)."""
@@ -367,14 +376,27 @@ def _mark_again(tx: Transaction) -> None:
     since = tx.query("SELECT min(day) FROM pd_dirty WHERE day IS NOT NULL")[0][0]
     if since is None:
         return
-    tx.query(
-        f"UPDATE person_days p SET {', '.join(f'{c} = w.{c}' for c in _MARK_COLUMNS)} "  # noqa: S608
-        f"FROM (SELECT site_id, day, pk, ephemeral, {_MARKS} FROM person_days "
-        "WHERE pk IN (SELECT pk FROM pd_dirty WHERE day IS NOT NULL)) w "
-        "WHERE p.site_id = w.site_id AND p.day = w.day AND p.pk = w.pk "
-        f"AND p.ephemeral = w.ephemeral AND p.day >= ? AND w.day >= ? AND ({differs})",
-        [since, since],
-    )
+    assignments = ", ".join(f"{c} = w.{c}" for c in _MARK_COLUMNS)
+    keys = "SELECT DISTINCT pk FROM pd_dirty WHERE day IS NOT NULL"
+    if dialect.name == "duckdb":
+        tx.query(
+            f"UPDATE person_days p SET {assignments} "  # noqa: S608
+            f"FROM (SELECT site_id, day, pk, ephemeral, {_MARKS} FROM person_days "
+            f"WHERE pk IN ({keys})) w "
+            "WHERE p.site_id = w.site_id AND p.day = w.day AND p.pk = w.pk "
+            f"AND p.ephemeral = w.ephemeral AND p.day >= ? AND w.day >= ? AND ({differs})",
+            [since, since],
+        )
+        return
+    # PostgreSQL: the keys' rows by the key index (migration 17), each updated by its ctid.
+    rows = dialect.index_lookup("person_days", "x", "x.pk = d.pk")
+    with dialect.row_joins(tx):
+        tx.query(
+            f"UPDATE person_days p SET {assignments} FROM (SELECT ctid, day, {_MARKS} "  # noqa: S608
+            f"FROM (SELECT x.* FROM ({keys}) d {rows}) r) w "
+            f"WHERE p.ctid = w.ctid AND w.day >= ? AND ({differs})",
+            [since],
+        )
 
 
 def forget_before(tx: Transaction, day: date) -> int:

@@ -79,6 +79,15 @@ def new_events(tx: Transaction, backend: str, last: int, alias: str = "") -> Win
     )
 
 
+def folded_before(backend: str, mark: int, alias: str = "") -> tuple[str, list[Any]]:
+    """The events a derived table holds once folded up to ``mark`` (``Window.folded`` of
+    the fold that saved it), for a change outside a fold, e.g. an erase."""
+    prefix = f"{alias}." if alias else ""
+    if backend == "duckdb":
+        return f"{prefix}event_id <= ?", [mark]
+    return f"{prefix}txid < {_xid8()}", [mark]
+
+
 def read_mark(tx: Transaction, backend: str, name: str) -> int:
     """The mark of rollup ``name`` (``rollup_state``): an event id on DuckDB, a txid on
     PostgreSQL (its own column: the two never mix on one database)."""
