@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -49,10 +50,20 @@ def serve(
     shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host  # noqa: S104
     base = f"http://{shown}:{settings.port}"
 
-    def announce(setup_token: str | None) -> None:
+    issued: list[str] = []  # the setup link's token, when the app's start issued one
+
+    class AnnouncingServer(uvicorn.Server):
+        """Prints the first sign-in's link once the port takes connections: the app's
+        start (which issues the link) runs before uvicorn binds, and a link opened in that
+        moment would be refused; a server that cannot bind prints none."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and issued:
+                announce_link(issued[-1])
+
+    def announce_link(setup_token: str) -> None:
         """The first sign-in's link, printed here only: never to the log."""
-        if setup_token is None:
-            return
         err.print(
             f"First sign-in: [bold]{setup_link(base, setup_token)}[/bold]",
             soft_wrap=True,
@@ -63,6 +74,10 @@ def serve(
             "minutes; a new link at each start until a password is set",
             soft_wrap=True,
         )
+
+    def announce(setup_token: str | None) -> None:
+        if setup_token is not None:
+            issued.append(setup_token)
 
     try:
         app = create_app(settings, announce)
@@ -81,7 +96,7 @@ def serve(
             f"http://{shown}:{settings.port}/demo/support.html",
             soft_wrap=True,
         )
-    uvicorn.Server(server_config(settings, app)).run()
+    AnnouncingServer(server_config(settings, app)).run()
 
 
 def migrate(config: ConfigOpt = None, database: DatabaseOpt = None) -> None:
