@@ -343,8 +343,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def duck(tmp_path: Path) -> Iterator[Store]:
-    """A fresh embedded store with the default site, for what only DuckDB keeps (the folded
-    funnel step and form event tables)."""
+    """A fresh embedded store with the default site, for what only DuckDB does (the funnel
+    step tables' rewrites in person order, its journal)."""
     opened = _fresh_store(open_store(str(tmp_path / "store.duckdb")))
     yield opened
     opened.close()

@@ -259,7 +259,7 @@ def test_a_funnel_may_have_form_steps(store: Store) -> None:
     assert [s["people"] for s in result["overall"]["steps"]] == [4, 3, 2]
 
 
-# The folded table (DuckDB): the report through ``form_events`` must give the whole
+# The folded table (both stores): the report through ``form_events`` must give the whole
 # document of the events path, through every change the table has to follow.
 
 
@@ -284,43 +284,43 @@ def table_rows(store: Store, token: str | None = None) -> int:
     return int(store.query("SELECT count(*) FROM form_events WHERE token = ?", [token])[0][0])
 
 
-def test_the_table_gives_the_events_paths_report_on_demo_traffic(duck: Store) -> None:
+def test_the_table_gives_the_events_paths_report_on_demo_traffic(store: Store) -> None:
     plan = DemoPlan(events=20_000, tokens=2_000, days=20, end=datetime(2026, 3, 23))
-    generate(duck, plan)
+    generate(store, plan)
     everything = Filters(None, datetime(2026, 2, 1), datetime(2026, 3, 24))
-    report = agree_everywhere(duck, everything)
+    report = agree_everywhere(store, everything)
     totals = report["totals"]
     assert totals["sessions"] > 100
     assert totals["deflected"] > 0
     assert totals["deferred"] > 0
     assert report["lift"]["comparison"] is not None
     # Not midnight-aligned (sessions cut at both ends), and the help site alone.
-    agree_everywhere(duck, Filters(None, datetime(2026, 3, 5, 13, 30), datetime(2026, 3, 19, 8)))
-    agree_everywhere(duck, Filters(("help",), everything.start, everything.end))
-    assert form_events.refresh(duck) == 0  # a quiet store: nothing folded again
+    agree_everywhere(store, Filters(None, datetime(2026, 3, 5, 13, 30), datetime(2026, 3, 19, 8)))
+    agree_everywhere(store, Filters(("help",), everything.start, everything.end))
+    assert form_events.refresh(store) == 0  # a quiet store: nothing folded again
 
 
 def test_the_table_follows_new_events_and_identity_changes(
-    duck: Store, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    graph = four_visitors(duck)
-    first = agree_everywhere(duck)
-    assert table_rows(duck) == 15  # the form events; not the widget's like, not the visit
+    graph = four_visitors(store)
+    first = agree_everywhere(store)
+    assert table_rows(store) == 15  # the form events; not the widget's like, not the visit
     assert (first["totals"]["deflected"], first["totals"]["deferred"]) == (1, 1)
 
     # New events: an answer, and the next day a ticket from another browser.
-    add(duck, "latecomer1", "answer_shown", 60, data={"question": "Refund?"})
-    add(duck, "laptop0001", "ticket_submitted", 1500)
-    report = agree_everywhere(duck)
+    add(store, "latecomer1", "answer_shown", 60, data={"question": "Refund?"})
+    add(store, "laptop0001", "ticket_submitted", 1500)
+    report = agree_everywhere(store)
     assert (report["totals"]["deflected"], report["totals"]["deferred"]) == (2, 1)
     # A merge after the fact: the answer is deferred at once, nothing refolded.
     graph.alias("default", "latecomer1", "laptop0001")
-    assert form_events.refresh(duck) == 0
-    report = agree_everywhere(duck)
+    assert form_events.refresh(store) == 0
+    report = agree_everywhere(store)
     assert (report["totals"]["deflected"], report["totals"]["deferred"]) == (1, 2)
     # ...and the split undoes it.
     graph.split("default", "latecomer1", "laptop0001")
-    report = agree_everywhere(duck)
+    report = agree_everywhere(store)
     assert (report["totals"]["deflected"], report["totals"]["deferred"]) == (2, 1)
 
     # A token taken over (another email signs in on it): its ticket from now on is the
@@ -330,128 +330,128 @@ def test_the_table_follows_new_events_and_identity_changes(
     now = datetime.now(UTC).replace(tzinfo=None)
     until_now = Filters(RANGE.sites, RANGE.start, now + timedelta(days=2))
     moment = (now + timedelta(minutes=1) - DAY0) / timedelta(minutes=1)
-    add(duck, "oldlaptop1", "answer_shown", moment, data={"question": "Takeover?"})
-    before = agree_everywhere(duck, until_now)["totals"]
+    add(store, "oldlaptop1", "answer_shown", moment, data={"question": "Takeover?"})
+    before = agree_everywhere(store, until_now)["totals"]
     assert graph.identify("default", "deflect001", email="second@example.test").moved_token
-    add(duck, "deflect001", "ticket_submitted", moment + 10, form="other")
-    after = agree_everywhere(duck, until_now)["totals"]
+    add(store, "deflect001", "ticket_submitted", moment + 10, form="other")
+    after = agree_everywhere(store, until_now)["totals"]
     assert (after["deferred"], after["tickets"]) == (before["deferred"], before["tickets"] + 1)
 
     # Erasing the client-d person drops its rows in the erase itself, before any report.
-    assert table_rows(duck, "dlogged001") == 2
+    assert table_rows(store, "dlogged001") == 2
     person = graph.find("default", "dlogged001")
     assert person is not None
     graph.erase("default", person.person_id)
-    assert table_rows(duck, "dlogged001") == table_rows(duck, "dother0001") == 0
-    report = agree_everywhere(duck)
+    assert table_rows(store, "dlogged001") == table_rows(store, "dother0001") == 0
+    report = agree_everywhere(store)
     assert (report["totals"]["sessions"], report["totals"]["deferred"]) == (5, 0)
     assert "disagreed" not in caplog.text  # every fold was right by itself
 
 
-def test_an_erase_of_some_of_a_keys_events_renumbers_its_sessions(duck: Store) -> None:
+def test_an_erase_of_some_of_a_keys_events_renumbers_its_sessions(store: Store) -> None:
     """A token taken over keeps its earlier events with the earlier person: erasing that
     person takes only those, and the newcomer's events on the same form are cut again."""
-    duck.upsert_site("help", "Help centre", ["*"], "default")
-    graph = IdentityGraph(duck)
+    store.upsert_site("help", "Help centre", ["*"], "default")
+    graph = IdentityGraph(store)
     graph.identify("default", "sharedpc01", email="before@example.test")
     now = datetime.now(UTC).replace(tzinfo=None)
     minutes = (now - DAY0) / timedelta(minutes=1)
-    add(duck, "sharedpc01", "form_viewed", minutes - 20)
-    add(duck, "sharedpc01", "form_viewed", minutes - 10)
+    add(store, "sharedpc01", "form_viewed", minutes - 20)
+    add(store, "sharedpc01", "form_viewed", minutes - 10)
     assert graph.identify("default", "sharedpc01", email="after@example.test").moved_token
-    add(duck, "sharedpc01", "answer_shown", minutes + 1)
-    add(duck, "sharedpc01", "answer_shown", minutes + 2)
+    add(store, "sharedpc01", "answer_shown", minutes + 1)
+    add(store, "sharedpc01", "answer_shown", minutes + 2)
     until_now = Filters(RANGE.sites, RANGE.start, now + timedelta(days=1))
-    assert agree_everywhere(duck, until_now)["totals"]["sessions"] == 1
+    assert agree_everywhere(store, until_now)["totals"]["sessions"] == 1
     gone = graph.find("default", "before@example.test")
     assert gone is not None
     graph.erase("default", gone.person_id)
-    assert table_rows(duck, "sharedpc01") == 2
+    assert table_rows(store, "sharedpc01") == 2
     # The two answers' first row had an erased view before it: now it has none.
-    assert duck.query("SELECT count(*) FROM form_events WHERE prev_ts IS NULL") == [(1,)]
-    report = agree_everywhere(duck, until_now)
+    assert store.query("SELECT count(*) FROM form_events WHERE prev_ts IS NULL") == [(1,)]
+    report = agree_everywhere(store, until_now)
     assert (report["totals"]["sessions"], report["totals"]["answered"]) == (1, 1)
 
 
-def test_late_events_with_an_older_time_land_in_their_sessions(duck: Store) -> None:
-    duck.upsert_site("help", "Help centre", ["*"], "default")
+def test_late_events_with_an_older_time_land_in_their_sessions(store: Store) -> None:
+    store.upsert_site("help", "Help centre", ["*"], "default")
     # 40 minutes apart: two sessions, until an event between them arrives late.
-    add(duck, "latejoin01", "form_viewed", 0)
-    add(duck, "latejoin01", "answer_shown", 40)
+    add(store, "latejoin01", "form_viewed", 0)
+    add(store, "latejoin01", "answer_shown", 40)
     # One session (an answer, then its feedback), until a late ticket cuts it.
-    add(duck, "latecut001", "answer_shown", 0)
-    add(duck, "latecut001", "message_like", 10)
-    t = agree_everywhere(duck)["totals"]
+    add(store, "latecut001", "answer_shown", 0)
+    add(store, "latecut001", "message_like", 10)
+    t = agree_everywhere(store)["totals"]
     assert (t["sessions"], t["answered"], t["tickets"], t["deflected"]) == (3, 2, 0, 2)
-    add(duck, "latejoin01", "form_viewed", 20)
-    add(duck, "latecut001", "ticket_submitted", 5)
-    t = agree_everywhere(duck)["totals"]
+    add(store, "latejoin01", "form_viewed", 20)
+    add(store, "latecut001", "ticket_submitted", 5)
+    t = agree_everywhere(store)["totals"]
     # latejoin01: one session answered; latecut001: answer + ticket, then the like alone.
     assert (t["sessions"], t["answered"], t["tickets"], t["deflected"]) == (3, 2, 1, 1)
-    assert agree(duck, session_minutes=15)["totals"]["sessions"] == 5
+    assert agree(store, session_minutes=15)["totals"]["sessions"] == 5
 
 
-def test_a_range_that_cuts_sessions_counts_them_where_they_start(duck: Store) -> None:
-    duck.upsert_site("help", "Help centre", ["*"], "default")
+def test_a_range_that_cuts_sessions_counts_them_where_they_start(store: Store) -> None:
+    store.upsert_site("help", "Help centre", ["*"], "default")
     # A session crossing midnight into the range's first day (counted before it)...
-    add(duck, "crossing01", "answer_shown", -610)
-    add(duck, "crossing01", "ticket_submitted", -590)
+    add(store, "crossing01", "answer_shown", -610)
+    add(store, "crossing01", "ticket_submitted", -590)
     # ...one crossing its end (counted whole, in the range)...
-    add(duck, "crossend01", "answer_shown", 3 * 1440 - 610)
-    add(duck, "crossend01", "ticket_submitted", 3 * 1440 - 590)
+    add(store, "crossend01", "answer_shown", 3 * 1440 - 610)
+    add(store, "crossend01", "ticket_submitted", 3 * 1440 - 590)
     # ...and two that never go quiet: from two days before the start past its first hour,
     # and from the last day until two days after the end (longer than the days read).
     for n in range(0, 2 * 1440 + 60, 20):
-        add(duck, "nonstop001", "form_viewed", n - 2 * 1440 - 600)
-        add(duck, "nonstop002", "answer_shown", 2 * 1440 + n)
-    four_visitors(duck)
-    report = agree_everywhere(duck)
+        add(store, "nonstop001", "form_viewed", n - 2 * 1440 - 600)
+        add(store, "nonstop002", "answer_shown", 2 * 1440 + n)
+    four_visitors(store)
+    report = agree_everywhere(store)
     assert report["totals"]["sessions"] == 5 + 1 + 1  # the four visitors, crossend, nonstop002
     for start, end in (
         (datetime(2026, 3, 2, 10, 1), datetime(2026, 3, 3, 10, 30)),
         (datetime(2026, 3, 1, 23, 55), datetime(2026, 3, 2, 0, 5)),
         (datetime(2026, 3, 4, 23, 55), datetime(2026, 3, 6)),
     ):
-        agree_everywhere(duck, Filters(("help",), start, end))
+        agree_everywhere(store, Filters(("help",), start, end))
 
 
-def test_retention_drops_old_rows_and_the_rest_still_agree(duck: Store) -> None:
-    four_visitors(duck)
+def test_retention_drops_old_rows_and_the_rest_still_agree(store: Store) -> None:
+    four_visitors(store)
     # A session across the retention cutoff (midnight before 2026-03-03), on several keys.
     for n in range(6):
-        add(duck, f"across00{n}", "answer_shown", 830 + n)
-        add(duck, f"across00{n}", "message_like", 850 + n)
-        add(duck, f"across00{n}", "ticket_submitted", 860 + n)
-    agree_everywhere(duck)
-    result = apply_retention(duck, 1, now=datetime(2026, 3, 4, 12, 0))
+        add(store, f"across00{n}", "answer_shown", 830 + n)
+        add(store, f"across00{n}", "message_like", 850 + n)
+        add(store, f"across00{n}", "ticket_submitted", 860 + n)
+    agree_everywhere(store)
+    result = apply_retention(store, 1, now=datetime(2026, 3, 4, 12, 0))
     assert result.cutoff == datetime(2026, 3, 3)
-    assert duck.query("SELECT count(*) FROM form_events WHERE ts < ?", [result.cutoff]) == [(0,)]
-    assert duck.query("SELECT count(*) FROM form_events WHERE prev_ts < ?", [result.cutoff]) == [
+    assert store.query("SELECT count(*) FROM form_events WHERE ts < ?", [result.cutoff]) == [(0,)]
+    assert store.query("SELECT count(*) FROM form_events WHERE prev_ts < ?", [result.cutoff]) == [
         (0,)
     ]
-    report = agree_everywhere(duck)
+    report = agree_everywhere(store)
     assert report["totals"]["sessions"] == 6 + 1  # the likes after midnight, dother0001
 
 
 def test_a_damaged_table_is_rebuilt_by_the_count_check(
-    duck: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    four_visitors(duck)
-    assert form_events.refresh(duck) == 15
-    assert form_events.refresh(duck) == 0
+    four_visitors(store)
+    assert form_events.refresh(store) == 15
+    assert form_events.refresh(store) == 0
     # Rows lost by some bug: within the hour the fold only appends...
-    duck.query("DELETE FROM form_events WHERE token = 'deflect001'")
-    add(duck, "newvisit01", "form_viewed", 90)
-    assert form_events.refresh(duck) == 1
-    assert deflection(duck, RANGE) != deflection(duck, RANGE, events_path=True)
+    store.query("DELETE FROM form_events WHERE token = 'deflect001'")
+    add(store, "newvisit01", "form_viewed", 90)
+    assert form_events.refresh(store) == 1
+    assert deflection(store, RANGE) != deflection(store, RANGE, events_path=True)
     # ...and the first fold after the hour counts, finds the gap and rebuilds.
     monkeypatch.setattr(form_events, "CHECK_EVERY", timedelta(0))
-    add(duck, "newvisit02", "form_viewed", 95)
-    assert form_events.refresh(duck) == 17
+    add(store, "newvisit02", "form_viewed", 95)
+    assert form_events.refresh(store) == 17
     assert "disagreed" in caplog.text
-    agree_everywhere(duck)
-    # Keys made by another DuckDB's hash function would not match new ones: rebuilt.
-    duck.query("UPDATE form_events_state SET hash_check = hash_check + 1")
-    assert form_events.refresh(duck) == 17
-    assert form_events.refresh(duck) == 0
-    agree_everywhere(duck)
+    agree_everywhere(store)
+    # Keys made by another hash function would not match new ones: rebuilt.
+    store.query("UPDATE form_events_state SET hash_check = hash_check + 1")
+    assert form_events.refresh(store) == 17
+    assert form_events.refresh(store) == 0
+    agree_everywhere(store)

@@ -1,4 +1,4 @@
-"""The funnel step tables (DuckDB) give the funnels of the events path, and keep doing so
+"""The funnel step tables (both stores) give the funnels of the events path, and keep doing so
 through new events, merges, splits, erasure, retention and a site changing tenant.
 
 Every comparison runs the same funnel twice on the same store: once through the step tables
@@ -20,6 +20,7 @@ import pytest
 from analytics_data import EPOCH, load
 from conftest import Server, config_with, post_visitors
 from footfall.analytics import funnel_steps, reports
+from footfall.analytics.dialect import dialect_of
 from footfall.analytics.reports import BREAKDOWNS, DEFAULT_FUNNEL, Filters
 from footfall.demo import DemoPlan, generate
 from footfall.identity import IdentityGraph
@@ -83,17 +84,17 @@ def test_every_event_type_has_a_step_table(duck: Store) -> None:
         funnel_steps.table_of("teleport")
 
 
-def test_step_tables_match_the_events_path_on_demo_traffic(duck: Store) -> None:
+def test_step_tables_match_the_events_path_on_demo_traffic(store: Store) -> None:
     plan = DemoPlan(events=12_000, tokens=1_200, days=20, end=datetime(2026, 3, 23))
-    generate(duck, plan)
+    generate(store, plan)
     everything = Filters(None, datetime(2026, 2, 1), datetime(2026, 3, 24))
-    assert assert_paths_agree(duck, everything) > 1_000
+    assert assert_paths_agree(store, everything) > 1_000
     # Not midnight-aligned, and one site only (the help site shares the shop's persons).
     unaligned = Filters(None, datetime(2026, 3, 5, 13, 30), datetime(2026, 3, 19, 8, 15))
-    assert assert_paths_agree(duck, unaligned) > 100
-    assert assert_paths_agree(duck, Filters(("help",), everything.start, everything.end)) > 10
+    assert assert_paths_agree(store, unaligned) > 100
+    assert assert_paths_agree(store, Filters(("help",), everything.start, everything.end)) > 10
     # The A/B breakdown names the demo's groups, not only "(none)".
-    split = reports.funnel(duck, everything, breakdown="ab_group")
+    split = reports.funnel(store, everything, breakdown="ab_group")
     assert {"control", "test"} <= {g["group"] for g in split["groups"]}
 
 
@@ -104,7 +105,7 @@ def _insert(store: Store, site: str, token: str, event: str, at: datetime, **dat
 
 
 def _rows_of(store: Store, token: str) -> int:
-    key = funnel_steps.TOKEN_KEY.format("CAST(? AS VARCHAR)")
+    key = funnel_steps.token_key(dialect_of(store), "CAST(? AS VARCHAR)")
     return sum(
         int(store.query(f"SELECT count(*) FROM funnel_{e} WHERE token_key = {key}", [token])[0][0])  # noqa: S608
         for e in FUNNEL_STEP_TYPES
@@ -112,101 +113,101 @@ def _rows_of(store: Store, token: str) -> int:
 
 
 def test_step_tables_follow_new_events_and_identity_changes(
-    duck: Store, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    graph: IdentityGraph = load(duck)
-    assert assert_paths_agree(duck, RANGE) > 0
-    before = default_funnel(duck)
+    graph: IdentityGraph = load(store)
+    assert assert_paths_agree(store, RANGE) > 0
+    before = default_funnel(store)
 
     # Frank buys on day 4 with no visit of his own: a new event, folded in, no funnel yet.
-    _insert(duck, "default", "frankshop1", "purchase", datetime(2026, 3, 6, 9, 0), value=5)
-    assert assert_paths_agree(duck, RANGE) > 0
-    assert default_funnel(duck) == before
+    _insert(store, "default", "frankshop1", "purchase", datetime(2026, 3, 6, 9, 0), value=5)
+    assert assert_paths_agree(store, RANGE) > 0
+    assert default_funnel(store) == before
     # Frank is Bob, who went as far as a message on day 0: Bob's person now completes the
     # funnel through Frank's token, without any event being rewritten.
     graph.alias("default", "frankshop1", "bobshop000")
-    assert assert_paths_agree(duck, RANGE) > 0
-    assert default_funnel(duck) == [*before[:4], before[4] + 1]
+    assert assert_paths_agree(store, RANGE) > 0
+    assert default_funnel(store) == [*before[:4], before[4] + 1]
 
     graph.split("default", "frankshop1", "bobshop000")
-    assert assert_paths_agree(duck, RANGE) > 0
-    assert default_funnel(duck) == before
+    assert assert_paths_agree(store, RANGE) > 0
+    assert default_funnel(store) == before
     graph.split("default", "carolone0", "caroltwo0")
-    assert assert_paths_agree(duck, RANGE) > 0
-    visitors = default_funnel(duck)[0]
+    assert assert_paths_agree(store, RANGE) > 0
+    visitors = default_funnel(store)[0]
     assert visitors == before[0] + 1  # Carol's two tokens are two persons again
 
     # The help site moves to a tenant of its own: Alice's help token is someone else there.
-    duck.upsert_site("help", "Help centre", ["*"], "helpdesk")
-    assert assert_paths_agree(duck, RANGE) > 0
-    assert default_funnel(duck)[0] == visitors + 1
-    duck.upsert_site("help", "Help centre", ["*"], "default")
-    assert assert_paths_agree(duck, RANGE) > 0
-    assert default_funnel(duck)[0] == visitors
+    store.upsert_site("help", "Help centre", ["*"], "helpdesk")
+    assert assert_paths_agree(store, RANGE) > 0
+    assert default_funnel(store)[0] == visitors + 1
+    store.upsert_site("help", "Help centre", ["*"], "default")
+    assert assert_paths_agree(store, RANGE) > 0
+    assert default_funnel(store)[0] == visitors
 
     # Bob's token is taken over (a shared computer: another email signs in on it). His
     # events stay his; the token's events from now on are the newcomer's.
     graph.identify("default", "bobshop000", email="bob@example.test")
     assert graph.identify("default", "bobshop000", email="zed@example.test").moved_token
     later = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=1)
-    _insert(duck, "default", "bobshop000", "visitor", later)
-    _insert(duck, "default", "bobshop000", "bot_open", later + timedelta(minutes=1))
+    _insert(store, "default", "bobshop000", "visitor", later)
+    _insert(store, "default", "bobshop000", "bot_open", later + timedelta(minutes=1))
     until_now = Filters(RANGE.sites, RANGE.start, later + timedelta(days=1))
-    assert assert_paths_agree(duck, until_now) > 0
-    assert default_funnel(duck, until_now)[:2] == [visitors + 1, default_funnel(duck)[1] + 1]
+    assert assert_paths_agree(store, until_now) > 0
+    assert default_funnel(store, until_now)[:2] == [visitors + 1, default_funnel(store)[1] + 1]
 
     # Erasing Alice drops her step rows in the erase itself, before any report runs.
-    assert _rows_of(duck, "aliceshop1") > 0
+    assert _rows_of(store, "aliceshop1") > 0
     alice = graph.find("default", "alice@example.test")
     assert alice is not None
     graph.erase("default", alice.person_id)
-    assert _rows_of(duck, "aliceshop1") == 0
-    assert _rows_of(duck, "alicehelp1") == 0
-    assert assert_paths_agree(duck, RANGE) > 0
-    assert default_funnel(duck)[0] == visitors - 1
+    assert _rows_of(store, "aliceshop1") == 0
+    assert _rows_of(store, "alicehelp1") == 0
+    assert assert_paths_agree(store, RANGE) > 0
+    assert default_funnel(store)[0] == visitors - 1
 
     # Retention drops the rows of the deleted days with the events.
-    result = apply_retention(duck, 10, now=datetime(2026, 3, 17, 12, 0))
+    result = apply_retention(store, 10, now=datetime(2026, 3, 17, 12, 0))
     assert result.events > 0
     oldest = [
-        duck.query(f"SELECT min(ts) FROM funnel_{e}")[0][0]  # noqa: S608
+        store.query(f"SELECT min(ts) FROM funnel_{e}")[0][0]  # noqa: S608
         for e in FUNNEL_STEP_TYPES
     ]
     assert all(ts is None or ts >= result.cutoff for ts in oldest)
-    assert assert_paths_agree(duck, RANGE) > 0
+    assert assert_paths_agree(store, RANGE) > 0
     # Every fold above kept the tables right by itself: the count check never rebuilt them.
     assert "disagreed" not in caplog.text
 
 
 def test_quiet_folds_write_nothing_and_damage_is_repaired(
-    duck: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    load(duck)
-    built = funnel_steps.refresh(duck)
-    stored = duck.query("SELECT count(*) FROM events WHERE NOT ephemeral")[0][0]
+    load(store)
+    built = funnel_steps.refresh(store)
+    stored = store.query("SELECT count(*) FROM events WHERE NOT ephemeral")[0][0]
     assert built == stored
-    assert funnel_steps.refresh(duck) == 0  # nothing new: nothing written
+    assert funnel_steps.refresh(store) == 0  # nothing new: nothing written
 
     # Rows lost by some bug: within the hour the fold only appends...
-    duck.query("DELETE FROM funnel_visitor WHERE ts < TIMESTAMP '2026-03-03'")
-    _insert(duck, "default", "frankshop1", "visitor", datetime(2026, 3, 6, 9, 0))
-    assert funnel_steps.refresh(duck) == 1
+    store.query("DELETE FROM funnel_visitor WHERE ts < TIMESTAMP '2026-03-03'")
+    _insert(store, "default", "frankshop1", "visitor", datetime(2026, 3, 6, 9, 0))
+    assert funnel_steps.refresh(store) == 1
     # ...and the first fold after the hour counts, finds the gap and rebuilds.
     monkeypatch.setattr(funnel_steps, "CHECK_EVERY", timedelta(0))
-    _insert(duck, "default", "frankshop2", "visitor", datetime(2026, 3, 6, 9, 5))
+    _insert(store, "default", "frankshop2", "visitor", datetime(2026, 3, 6, 9, 5))
     stored += 2
-    assert funnel_steps.refresh(duck) == stored
+    assert funnel_steps.refresh(store) == stored
     # The rebuild also took a fresh copy of the identity graph's nodes.
-    copied = duck.query("SELECT count(*) FROM funnel_nodes")
-    assert copied == duck.query("SELECT count(*) FROM identity_nodes")
+    copied = store.query("SELECT count(*) FROM funnel_nodes")
+    assert copied == store.query("SELECT count(*) FROM identity_nodes")
     assert copied[0][0] > 0
-    assert assert_paths_agree(duck, RANGE) > 0
+    assert assert_paths_agree(store, RANGE) > 0
 
-    # Keys made by another DuckDB's hash function would not match new ones: rebuilt.
-    duck.query("UPDATE funnel_state SET hash_check = hash_check + 1")
-    assert funnel_steps.refresh(duck) == stored
-    assert funnel_steps.refresh(duck) == 0
-    assert assert_paths_agree(duck, RANGE) > 0
+    # Keys made by another hash function would not match new ones: rebuilt.
+    store.query("UPDATE funnel_state SET hash_check = hash_check + 1")
+    assert funnel_steps.refresh(store) == stored
+    assert funnel_steps.refresh(store) == 0
+    assert assert_paths_agree(store, RANGE) > 0
 
 
 def _pk_order(store: Store) -> list[int]:

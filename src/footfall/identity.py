@@ -971,11 +971,9 @@ class IdentityGraph:
                 )
             # The daily rollups are derived from the events just deleted: their rows go too.
             identifier_days.forget_erased(tx, dialect_of(self.store), values, tenant)
-            if funnel_steps.usable(self.store):
-                funnel_steps.forget_erased(tx, values)
+            funnel_steps.forget_erased(tx, dialect_of(self.store), values)
             person_days.forget_erased(tx, dialect_of(self.store), person_id, values, tenant)
-            if form_events.usable(self.store):
-                form_events.forget_erased(tx, doomed)
+            form_events.forget_erased(tx, dialect_of(self.store), doomed)
             tx.query(f"DELETE FROM identity_properties WHERE node_id IN ({marks})", ids)  # noqa: S608
             tx.query(
                 f"DELETE FROM links WHERE a_node IN ({marks}) OR b_node IN ({marks})",  # noqa: S608

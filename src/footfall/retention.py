@@ -64,9 +64,9 @@ def apply_retention(store: Store, days: int, now: datetime | None = None) -> Ret
         events = affected_rows(tx.query("DELETE FROM events WHERE ts < ?", [cutoff]))
         orders = affected_rows(tx.query("DELETE FROM orders WHERE first_seen < ?", [cutoff]))
         rollup = identifier_days.forget_before(tx, day) + person_days.forget_before(tx, day)
-        if funnel_steps.usable(store) and _has_table(tx, "funnel_state"):
+        if _has_table(tx, "funnel_state"):
             rollup += funnel_steps.forget_before(tx, cutoff)
-        if form_events.usable(store) and _has_table(tx, "form_events_state"):
+        if _has_table(tx, "form_events_state"):
             rollup += form_events.forget_before(tx, cutoff)
     DELETED_EVENTS.inc(events)
     RUNS.inc()

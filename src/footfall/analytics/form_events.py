@@ -1,8 +1,8 @@
-"""The support form's events in a table of their own, sessions already cut (DuckDB).
+"""The support form's events in a table of their own, sessions already cut.
 
 At 10M events the deflection report spent most of its time finding the few form events
 among all the others (the feedback types need a look at their JSON) and sorting them into
-sessions. On the embedded store it reads instead ``form_events``: one narrow row per form
+sessions. It reads instead ``form_events``: one narrow row per form
 event (form_viewed, answer_shown, ticket_submitted, and the feedback and clicks that name a
 ``data.form``), ephemeral ones included, each with the time of the previous row of its key
 (site, identifier kind, token, form), whether that row was a ticket, and its session number
@@ -13,18 +13,19 @@ merges, splits and take-overs need nothing here.
 
 The table is derived data, folded in before the report runs, like the funnel step tables:
 
-- new events (event ids above the last one folded) are appended; every key they touch has
-  its previous rows and session numbers worked out again over all of its rows, so events
-  arriving late with an older time land in their place;
+- new events (DuckDB: event ids above the last one folded; PostgreSQL, where writers commit
+  ids out of order: the transactions between two watermarks, ``watermark``) are appended;
+  every key they touch has its previous rows and session numbers worked out again over all
+  of its rows, so events arriving late with an older time land in their place;
 - erasure deletes its events' rows and renumbers their keys, and data retention deletes old
   rows (the first remaining row of a key then has no previous one), each in its own
   transaction; rows older than the oldest event are dropped at each fold all the same;
-- if DuckDB's ``hash`` (which makes the keys) ever changes, everything is rebuilt.
+- if the hash function that makes the keys ever changes, everything is rebuilt.
 
 Everything runs in one store transaction, serialised with identity changes. A count check
 (every form event has one row) runs after a build and otherwise on the first fold of each
 hour that changes something; if the table disagrees with the events, it is rebuilt.
-PostgreSQL reads the events path (several writers may commit event ids out of order).
+Both stores keep it; PostgreSQL indexes it by key, for the keys a fold renumbers.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from prometheus_client import Counter
 
+from footfall.analytics import watermark
+from footfall.analytics.dialect import Dialect, dialect_of
 from footfall.store.base import Store, Transaction, affected_rows
 
 log = logging.getLogger("footfall.form_events")
@@ -44,10 +48,7 @@ SESSION_MINUTES = 30
 FORM_TYPES = ("form_viewed", "answer_shown", "ticket_submitted")
 FEEDBACK_TYPES = ("message_like", "message_dislike", "click_through")
 """Feedback and clicks are form events only when their data names a form."""
-ROW_KEY = "CAST(hash(site_id, id_kind, token, form) >> 1 AS BIGINT)"
-"""A form session's key, as the report's events path computes it."""
 CHECK_EVERY = timedelta(hours=1)
-_HASH_CHECK = "SELECT CAST(hash('footfall form events') >> 1 AS BIGINT)"
 _BASE_COLUMNS = (
     "event_id, k, site_id, id_kind, token, form, ts, event, ephemeral, ab_group, "
     "chatbot_id, popup_version, raw_question"
@@ -60,34 +61,37 @@ def _quoted(names: tuple[str, ...]) -> str:
     return ", ".join(f"'{name}'" for name in names)
 
 
-FORM_EVENT_CONDITION = (
-    f"(event IN ({_quoted(FORM_TYPES)}) OR (event IN ({_quoted(FEEDBACK_TYPES)}) "
-    "AND contains(CAST(data AS VARCHAR), '\"form\"') AND data->>'form' IS NOT NULL))"
-)
-"""The events the table holds (the report's events path reads the same)."""
+def form_event_condition(dialect: Dialect) -> str:
+    """The events the table holds (the report's events path reads the same). On DuckDB a
+    cheap text test first spares parsing the JSON of the chat widget's many others."""
+    named = "data->>'form' IS NOT NULL"
+    if dialect.name == "duckdb":
+        named = f"contains(CAST(data AS VARCHAR), '\"form\"') AND {named}"
+    return (
+        f"(event IN ({_quoted(FORM_TYPES)}) OR (event IN ({_quoted(FEEDBACK_TYPES)}) AND {named}))"
+    )
 
 
-def usable(store: Store) -> bool:
-    return store.backend == "duckdb"
+def row_key(dialect: Dialect) -> str:
+    """A form session's key: of its site, identifier and form."""
+    return dialect.row_key("site_id", "coalesce(id_kind, '')", "token", "form")
 
 
 def refresh(store: Store) -> int:
     """Bring the table up to date with the events; returns rows written."""
-    if not usable(store):
-        return 0
     with _LOCK, store.transaction(None) as tx:
-        written = _fold(tx)
+        written = _fold(tx, dialect_of(store))
     if written:
         FOLDED_ROWS.inc(written)
     return written
 
 
-def forget_erased(tx: Transaction, event_ids: list[int]) -> None:
+def forget_erased(tx: Transaction, dialect: Dialect, event_ids: list[int]) -> None:
     """Drop the rows of erased events inside the erase's own transaction and renumber the
     sessions of their keys (an erase may take only some of a token's events)."""
     if not event_ids:
         return
-    tx.query("CREATE OR REPLACE TEMP TABLE form_erased (event_id BIGINT)")
+    _temp(tx, dialect, "form_erased", "(event_id BIGINT)")
     for start in range(0, len(event_ids), 1000):
         chunk = event_ids[start : start + 1000]
         tx.query(
@@ -95,14 +99,13 @@ def forget_erased(tx: Transaction, event_ids: list[int]) -> None:
             chunk,
         )
     erased = "event_id IN (SELECT event_id FROM form_erased)"
-    tx.query(
-        "CREATE OR REPLACE TEMP TABLE form_keys AS "  # noqa: S608 - fixed names
-        f"SELECT DISTINCT k FROM form_events WHERE {erased}"
-    )
+    _temp(tx, dialect, "form_keys", f"AS SELECT DISTINCT k FROM form_events WHERE {erased}")  # noqa: S608
     tx.query(f"DELETE FROM form_events WHERE {erased}")  # noqa: S608
-    tx.query(
-        "CREATE OR REPLACE TEMP TABLE form_redo AS "  # noqa: S608 - fixed names
-        f"SELECT {_BASE_COLUMNS} FROM form_events WHERE k IN (SELECT k FROM form_keys)"
+    _temp(
+        tx,
+        dialect,
+        "form_redo",
+        f"AS SELECT {_BASE_COLUMNS} FROM form_events WHERE k IN (SELECT k FROM form_keys)",  # noqa: S608
     )
     tx.query("DELETE FROM form_events WHERE k IN (SELECT k FROM form_keys)")
     _insert_numbered(tx, "form_redo")
@@ -120,58 +123,76 @@ def forget_before(tx: Transaction, cutoff: datetime) -> int:
     return deleted
 
 
-def _fold(tx: Transaction) -> int:
+def _fold(tx: Transaction, dialect: Dialect) -> int:
     last, hash_check, checked_at = tx.query(
         "SELECT last_event_id, hash_check, checked_at FROM form_events_state WHERE id = 1"
     )[0]
-    last = int(last)
+    # First, before anything writes: on PostgreSQL the mark is the snapshot's xmin.
+    window = watermark.new_events(tx, dialect.name, int(last))
     now = datetime.now(UTC).replace(tzinfo=None)
-    top = int(tx.query("SELECT coalesce(max(event_id), 0) FROM events")[0][0])
-    current_hash = int(tx.query(_HASH_CHECK)[0][0])
-    if hash_check is not None and int(hash_check) != current_hash:
-        log.warning("DuckDB's hash function changed: rebuilding the form events table")
-        last = 0
-    elif top <= last:
+    current_hash = int(tx.query("SELECT " + dialect.unlinked_key("'footfall form events'"))[0][0])
+    rebuild = hash_check is not None and int(hash_check) != current_hash
+    if rebuild:
+        log.warning("the key hash function changed: rebuilding the form events table")
+        window = watermark.new_events(tx, dialect.name, 0)
+    elif not watermark.has_events(tx, window):
         return 0  # nothing new: the report on a quiet store pays only these few lookups
-    check = last == 0 or checked_at is None or now - checked_at > CHECK_EVERY
-    if last == 0:
+    check = rebuild or window.last == 0 or checked_at is None or now - checked_at > CHECK_EVERY
+    if rebuild or window.last == 0:
         tx.query("DELETE FROM form_events")
-    written = _append(tx, last, top)
-    oldest = tx.query("SELECT min(ts) FROM events")[0][0]
-    if oldest is None:
-        tx.query("DELETE FROM form_events")
-    else:
-        forget_before(tx, oldest)
-    top = max(top, last)
+    written = _append(tx, dialect, window.condition, window.params, renumber=window.last > 0)
+    # Rows older than every event are gone events (a safety net beside retention's own
+    # delete; on PostgreSQL, whose events have no index by time, only with the count check).
+    if check or dialect.name == "duckdb":
+        oldest = tx.query("SELECT min(ts) FROM events")[0][0]
+        if oldest is None:
+            tx.query("DELETE FROM form_events")
+        else:
+            forget_before(tx, oldest)
     if check:
         checked_at = now
-        if not _counts_agree(tx, top):
+        if not _counts_agree(tx, dialect, window):
             log.warning("the form events table disagreed with the events: rebuilt")
             tx.query("DELETE FROM form_events")
-            written = _append(tx, 0, top)
+            written = _append(tx, dialect, window.folded, window.folded_params, renumber=False)
     tx.query(
         "UPDATE form_events_state SET last_event_id = ?, hash_check = ?, checked_at = ?, "
         "refreshed_at = ? WHERE id = 1",
-        [top, current_hash, checked_at, now],
+        [window.mark, current_hash, checked_at, now],
     )
     return written
 
 
-def _append(tx: Transaction, last: int, top: int) -> int:
-    """The form events with ids in (``last``, ``top``], with the rows already stored for
-    the keys they touch, numbered again and written back."""
-    tx.query(
-        "CREATE OR REPLACE TEMP TABLE form_staged AS "  # noqa: S608 - fixed names only
-        f"SELECT event_id, {ROW_KEY} AS k, site_id, id_kind, token, form, ts, event, "
-        "ephemeral, ab_group, chatbot_id, popup_version, raw_question FROM ("
+def _temp(
+    tx: Transaction, dialect: Dialect, name: str, definition: str, params: list[Any] | None = None
+) -> None:
+    """A temporary table of the fold, with its statistics on PostgreSQL (the statements
+    after it join it with the form events table, which it should probe by index)."""
+    tx.query(f"DROP TABLE IF EXISTS {name}")
+    tx.query(f"CREATE TEMP TABLE {name} {definition}", params or [])
+    if dialect.name != "duckdb":
+        tx.query(f"ANALYZE {name}")
+
+
+def _append(
+    tx: Transaction, dialect: Dialect, selection: str, params: list[Any], *, renumber: bool
+) -> int:
+    """The selected form events, with the rows already stored for the keys they touch
+    (``renumber``), numbered again and written back."""
+    _temp(
+        tx,
+        dialect,
+        "form_staged",
+        f"AS SELECT event_id, {row_key(dialect)} AS k, site_id, id_kind, token, form, ts, "  # noqa: S608
+        "event, ephemeral, ab_group, chatbot_id, popup_version, raw_question FROM ("
         "SELECT event_id, site_id, id_kind, token, coalesce(data->>'form', '') AS form, ts, "
         "event, ephemeral, ab_group, chatbot_id, popup_version, "
         "data->>'question' AS raw_question FROM events "
-        f"WHERE event_id > ? AND event_id <= ? AND {FORM_EVENT_CONDITION}) e",
-        [last, top],
+        f"WHERE ({selection}) AND {form_event_condition(dialect)}) e",
+        params,
     )
     staged = int(tx.query("SELECT count(*) FROM form_staged")[0][0])
-    if staged and last:
+    if staged and renumber:
         touched = "k IN (SELECT DISTINCT k FROM form_staged)"
         tx.query(
             f"INSERT INTO form_staged SELECT {_BASE_COLUMNS} FROM form_events WHERE {touched}"  # noqa: S608
@@ -190,7 +211,7 @@ def _insert_numbered(tx: Transaction, source: str) -> int:
         tx.query(
             f"INSERT INTO form_events SELECT {_BASE_COLUMNS}, prev_ts, prev_ticket, "  # noqa: S608
             "sum(CASE WHEN prev_ts IS NULL OR prev_ticket "
-            f"OR ts > prev_ts + INTERVAL {SESSION_MINUTES} MINUTE THEN 1 ELSE 0 END) "
+            f"OR ts > prev_ts + INTERVAL '{SESSION_MINUTES} minutes' THEN 1 ELSE 0 END) "
             f"OVER ({order} ROWS UNBOUNDED PRECEDING) AS session_no FROM ("
             f"SELECT *, lag(ts) OVER w AS prev_ts, "
             "coalesce(lag(event) OVER w = 'ticket_submitted', FALSE) AS prev_ticket "
@@ -199,13 +220,14 @@ def _insert_numbered(tx: Transaction, source: str) -> int:
     )
 
 
-def _counts_agree(tx: Transaction, top: int) -> bool:
-    """Every form event up to ``top`` has exactly one row."""
+def _counts_agree(tx: Transaction, dialect: Dialect, window: watermark.Window) -> bool:
+    """Every form event the fold took in has exactly one row."""
     stored = int(tx.query("SELECT count(*) FROM form_events")[0][0])
     expected = int(
         tx.query(
-            f"SELECT count(*) FROM events WHERE event_id <= ? AND {FORM_EVENT_CONDITION}",  # noqa: S608
-            [top],
+            f"SELECT count(*) FROM events WHERE {window.folded} "  # noqa: S608
+            f"AND {form_event_condition(dialect)}",
+            window.folded_params,
         )[0][0]
     )
     return stored == expected

@@ -26,9 +26,13 @@ Everything runs in one store transaction, serialised with identity changes, so a
 never sees half a fold. A count check (every non-ephemeral event has one row) runs after a
 build, a site change, and otherwise on the first fold of each hour that changes something
 (it reads every event: about 80 ms at 10M); if the tables ever disagree with the events, it
-rebuilds them. PostgreSQL reads the events path
-(several writers may commit event ids out of order, so "ids above the last one" would
-miss some).
+rebuilds them.
+
+Both stores keep them. On DuckDB "new events" are the ids above the last one folded; on
+PostgreSQL, where several writers commit ids out of order, the events whose transaction
+lies between the last fold's watermark and this one's (``watermark``). PostgreSQL keeps
+no person order (its heap has none to keep): its aggregates hash, and the tables are
+indexed by identifier key for the few rows an identity change rewrites.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from footfall.analytics.dialect import Dialect
+from footfall.analytics import watermark
+from footfall.analytics.dialect import Dialect, dialect_of
 from footfall.analytics.person_days import nodes_fingerprint
 from footfall.store.base import Store, Transaction, affected_rows
 from footfall.store.migrations import FUNNEL_STEP_TYPES
@@ -48,14 +53,12 @@ from footfall.store.migrations import FUNNEL_STEP_TYPES
 log = logging.getLogger("footfall.funnel_steps")
 
 BREAKDOWN_COLUMNS = ("ab_group", "chatbot_id", "popup_version", "open_way")
-TOKEN_KEY = "CAST(hash({}) >> 1 AS BIGINT)"  # noqa: S105 - SQL, not a secret
-"""The integer key of an identifier value; ``pk`` of an unlinked token is this key."""
-_HASH_CHECK = "SELECT " + TOKEN_KEY.format("'footfall funnel steps'")
 _NODE_COLUMNS = "tenant, kind, value, person_id, valid_from, valid_to"
 _CURRENT_SITES = "SELECT site_id, coalesce(tenant, site_id) AS tenant FROM sites"
 _SITE_CHANGES = (
     f"SELECT DISTINCT site_id FROM (({_CURRENT_SITES} EXCEPT SELECT site_id, tenant FROM "  # noqa: S608
-    f"funnel_sites) UNION ALL (SELECT site_id, tenant FROM funnel_sites EXCEPT {_CURRENT_SITES}))"
+    "funnel_sites) UNION ALL (SELECT site_id, tenant FROM funnel_sites "
+    f"EXCEPT {_CURRENT_SITES})) moved"
 )
 """Sites that are new, gone or moved to another tenant since the last fold."""
 _LOCK = threading.Lock()
@@ -79,28 +82,27 @@ def table_of(event: str) -> str:
     return f"funnel_{event}"
 
 
-def usable(store: Store) -> bool:
-    return store.backend == "duckdb"
+def token_key(dialect: Dialect, value: str) -> str:
+    """The integer key of an identifier value; ``pk`` of an unlinked token is this key."""
+    return dialect.unlinked_key(value)
 
 
 def refresh(store: Store) -> int:
     """Bring the step tables up to date with events and identities; returns rows written."""
-    if not usable(store):
-        return 0
     with _LOCK, store.transaction(None) as tx:
-        written = _fold(tx)
+        written = _fold(tx, dialect_of(store))
     if written:
         FOLDS.inc()
         FOLDED_ROWS.inc(written)
     return written
 
 
-def forget_erased(tx: Transaction, values: list[str]) -> None:
+def forget_erased(tx: Transaction, dialect: Dialect, values: list[str]) -> None:
     """Drop the rows of erased identifiers inside the erase's own transaction, so nothing
     derived from them outlives it (the next fold would drop them too)."""
     if not values:
         return
-    keys = ", ".join(TOKEN_KEY.format("CAST(? AS VARCHAR)") for _ in values)
+    keys = ", ".join(token_key(dialect, "CAST(? AS VARCHAR)") for _ in values)
     for event in FUNNEL_STEP_TYPES:
         tx.query(f"DELETE FROM {table_of(event)} WHERE token_key IN ({keys})", values)  # noqa: S608
 
@@ -113,20 +115,26 @@ def forget_before(tx: Transaction, cutoff: datetime) -> int:
     return deleted
 
 
-def _fold(tx: Transaction) -> int:
+def _fold(tx: Transaction, dialect: Dialect) -> int:
     last, hash_check, nodes_check, checked_at = tx.query(
         "SELECT last_event_id, hash_check, nodes_check, checked_at FROM funnel_state WHERE id = 1"
     )[0]
-    last = int(last)
+    # First, before anything writes: on PostgreSQL the mark is the snapshot's xmin.
+    window = watermark.new_events(tx, dialect.name, int(last), "e")
+    last = window.last
     now = datetime.now(UTC).replace(tzinfo=None)
-    top = int(tx.query("SELECT coalesce(max(event_id), 0) FROM events")[0][0])
-    current_hash = int(tx.query(_HASH_CHECK)[0][0])
-    fingerprint = nodes_fingerprint(tx, Dialect("duckdb"))
-    sites_changed = bool(tx.query(f"SELECT count(*) FROM ({_SITE_CHANGES})")[0][0])  # noqa: S608
+    current_hash = int(tx.query("SELECT " + token_key(dialect, "'footfall funnel steps'"))[0][0])
+    fingerprint = nodes_fingerprint(tx, dialect)
+    sites_changed = bool(tx.query(f"SELECT count(*) FROM ({_SITE_CHANGES}) changed")[0][0])  # noqa: S608
     if hash_check is not None and int(hash_check) != current_hash:
-        log.warning("DuckDB's hash function changed: rebuilding the funnel step tables")
+        log.warning("the key hash function changed: rebuilding the funnel step tables")
         last = 0
-    elif top <= last and fingerprint == nodes_check and not sites_changed:
+        window = watermark.new_events(tx, dialect.name, 0, "e")
+    elif (
+        fingerprint == nodes_check
+        and not sites_changed
+        and not watermark.has_events(tx, window, "e")
+    ):
         return 0  # nothing new: a funnel on a quiet store pays only these few lookups
     check = last == 0 or sites_changed or checked_at is None or now - checked_at > CHECK_EVERY
     written = 0
@@ -134,26 +142,26 @@ def _fold(tx: Transaction) -> int:
         _clear(tx)
     else:
         if sites_changed:
-            written += _resolve_sites(tx, last)
+            written += _resolve_sites(tx, dialect, last)
         if fingerprint != nodes_check:
-            written += _resolve_identities(tx)
-    if top > last:
-        written += _append(tx, "e.event_id > ? AND e.event_id <= ?", [last, top])
+            written += _resolve_identities(tx, dialect)
+    written += _append(tx, dialect, window.condition, window.params)
     # Retention deletes the step rows with the events; rows older than every event are
-    # gone events all the same (a safety net, like the count check below).
-    oldest = tx.query("SELECT min(ts) FROM events")[0][0]
-    for event in FUNNEL_STEP_TYPES:
-        if oldest is None:
-            tx.query(f"DELETE FROM {table_of(event)}")  # noqa: S608
-        else:
-            tx.query(f"DELETE FROM {table_of(event)} WHERE ts < ?", [oldest])  # noqa: S608
-    top = max(top, last)
+    # gone events all the same (a safety net, like the count check below; on PostgreSQL,
+    # whose events have no index by time, only with that check).
+    if check or dialect.name == "duckdb":
+        oldest = tx.query("SELECT min(ts) FROM events")[0][0]
+        for event in FUNNEL_STEP_TYPES:
+            if oldest is None:
+                tx.query(f"DELETE FROM {table_of(event)}")  # noqa: S608
+            else:
+                tx.query(f"DELETE FROM {table_of(event)} WHERE ts < ?", [oldest])  # noqa: S608
     if check:
         checked_at = now
-        if not _counts_agree(tx, top):
+        if not _counts_agree(tx, window):
             log.warning("funnel step tables disagreed with the events: rebuilt")
             _clear(tx)
-            written = _append(tx, "e.event_id <= ?", [top])
+            written = _append(tx, dialect, window.folded, window.folded_params)
             last = 0
     if fingerprint != nodes_check or last == 0:
         tx.query("DELETE FROM funnel_nodes")
@@ -161,65 +169,84 @@ def _fold(tx: Transaction) -> int:
     if last == 0:
         # One build is one batch per table, already in person order.
         tx.query("UPDATE funnel_tables SET clustered_rows = appended_rows, appended_rows = 0")
-    else:
+    elif dialect.name == "duckdb":
         _recluster(tx)
     tx.query(
         "UPDATE funnel_state SET last_event_id = ?, hash_check = ?, nodes_check = ?, "
         "checked_at = ?, refreshed_at = ? WHERE id = 1",
-        [top, current_hash, fingerprint, checked_at, now],
+        [window.mark, current_hash, fingerprint, checked_at, now],
     )
     return written
 
 
-def _resolve_sites(tx: Transaction, last: int) -> int:
+def _temp(
+    tx: Transaction, dialect: Dialect, name: str, definition: str, params: list[Any] | None = None
+) -> None:
+    """A temporary table of the fold (both stores' spelling; dropped before the fold ends).
+    PostgreSQL gets its statistics at once: the statements after it join it with the big
+    tables, and a table without them is planned as if it held thousands of rows."""
+    tx.query(f"DROP TABLE IF EXISTS {name}")
+    tx.query(f"CREATE TEMP TABLE {name} AS {definition}", params or [])
+    if dialect.name != "duckdb":
+        tx.query(f"ANALYZE {name}")
+
+
+def _resolve_sites(tx: Transaction, dialect: Dialect, last: int) -> int:
     """Sites new, gone or moved to another tenant: their rows again from the events."""
-    tx.query("CREATE OR REPLACE TEMP TABLE funnel_changed_sites AS " + _SITE_CHANGES)
+    _temp(tx, dialect, "funnel_changed_sites", _SITE_CHANGES)
     tx.query("DELETE FROM funnel_sites")
     tx.query(f"INSERT INTO funnel_sites {_CURRENT_SITES}")
     changed = "site_id IN (SELECT site_id FROM funnel_changed_sites)"
     for event in FUNNEL_STEP_TYPES:
         tx.query(f"DELETE FROM {table_of(event)} WHERE {changed}")  # noqa: S608
-    written = _append(tx, f"e.event_id <= ? AND e.{changed}", [last])
+    folded, params = watermark.folded_before(dialect.name, last, "e")
+    written = _append(tx, dialect, f"{folded} AND e.{changed}", params)
     tx.query("DROP TABLE funnel_changed_sites")
     return written
 
 
-def _resolve_identities(tx: Transaction) -> int:
+def _resolve_identities(tx: Transaction, dialect: Dialect) -> int:
     """Identifiers whose nodes changed since the last fold (merge, split, take-over, erase):
     their rows get their persons again, from the step tables alone.
 
     Rows and nodes meet on the identifier's 63-bit key rather than its text (the rows keep
     no text), so two identifiers whose keys collide would share a person: the same odds
     as two unlinked tokens sharing a person key, about 3 in 100 million at 1M tokens."""
-    key = TOKEN_KEY.format("value")
-    tx.query(
-        "CREATE OR REPLACE TEMP TABLE funnel_changed_keys AS "  # noqa: S608 - fixed names
-        f"SELECT DISTINCT {key} AS token_key FROM ("
+    key = token_key(dialect, "value")
+    _temp(
+        tx,
+        dialect,
+        "funnel_changed_keys",
+        f"SELECT DISTINCT {key} AS token_key FROM ("  # noqa: S608 - fixed names
         f"(SELECT {_NODE_COLUMNS} FROM identity_nodes "
         f"EXCEPT SELECT {_NODE_COLUMNS} FROM funnel_nodes) UNION ALL "
         f"(SELECT {_NODE_COLUMNS} FROM funnel_nodes "
-        f"EXCEPT SELECT {_NODE_COLUMNS} FROM identity_nodes))"
+        f"EXCEPT SELECT {_NODE_COLUMNS} FROM identity_nodes)) changed",
     )
-    tx.query(
-        "CREATE OR REPLACE TEMP TABLE funnel_changed_nodes AS "  # noqa: S608 - fixed names
-        f"SELECT tenant, kind, {key} AS token_key, person_id, valid_from, valid_to "
-        f"FROM identity_nodes WHERE {key} IN (SELECT token_key FROM funnel_changed_keys)"
+    _temp(
+        tx,
+        dialect,
+        "funnel_changed_nodes",
+        f"SELECT tenant, kind, {key} AS token_key, person_id, valid_from, valid_to "  # noqa: S608
+        f"FROM identity_nodes WHERE {key} IN (SELECT token_key FROM funnel_changed_keys)",
     )
     changed = "token_key IN (SELECT token_key FROM funnel_changed_keys)"
     written = 0
     for event in FUNNEL_STEP_TYPES:
         table = table_of(event)
-        tx.query(
-            "CREATE OR REPLACE TEMP TABLE funnel_redo AS "  # noqa: S608 - fixed names
-            f"SELECT f.site_id, f.ts, f.id_kind, f.token_key, "
+        _temp(
+            tx,
+            dialect,
+            "funnel_redo",
+            f"SELECT f.site_id, f.ts, f.id_kind, f.token_key, "  # noqa: S608 - fixed names
             f"coalesce(-n.person_id, f.token_key) AS pk, {_columns('f.', BREAKDOWN_COLUMNS)} "
             f"FROM {table} f JOIN funnel_sites s ON s.site_id = f.site_id "
             "LEFT JOIN funnel_changed_nodes n ON n.tenant = s.tenant "
             "AND n.token_key = f.token_key AND n.kind = f.id_kind "
-            f"AND f.ts >= n.valid_from AND f.ts < n.valid_to WHERE f.{changed}"
+            f"AND f.ts >= n.valid_from AND f.ts < n.valid_to WHERE f.{changed}",
         )
         tx.query(f"DELETE FROM {table} WHERE {changed}")  # noqa: S608
-        written += _insert(tx, event, "funnel_redo")
+        written += _insert(tx, dialect, event, "funnel_redo")
         tx.query("DROP TABLE funnel_redo")
     tx.query("DROP TABLE funnel_changed_nodes")
     tx.query("DROP TABLE funnel_changed_keys")
@@ -235,13 +262,15 @@ def _clear(tx: Transaction) -> None:
     tx.query(f"INSERT INTO funnel_sites {_CURRENT_SITES}")
 
 
-def _append(tx: Transaction, selection: str, params: list[Any]) -> int:
+def _append(tx: Transaction, dialect: Dialect, selection: str, params: list[Any]) -> int:
     """Resolve the selected events' persons (as ``events_with_persons`` does) and append
     them to their type's table in person order."""
-    key = TOKEN_KEY.format("e.token")
-    tx.query(
-        "CREATE OR REPLACE TEMP TABLE funnel_staged AS "  # noqa: S608 - fixed names only
-        f"SELECT e.event, e.site_id, e.ts, e.id_kind, {key} AS token_key, "
+    key = token_key(dialect, "e.token")
+    _temp(
+        tx,
+        dialect,
+        "funnel_staged",
+        f"SELECT e.event, e.site_id, e.ts, e.id_kind, {key} AS token_key, "  # noqa: S608
         f"coalesce(-n.person_id, {key}) AS pk, {_columns('e.', BREAKDOWN_COLUMNS)} "
         "FROM events e JOIN funnel_sites s ON s.site_id = e.site_id "
         "LEFT JOIN identity_nodes n ON n.tenant = s.tenant AND n.value = e.token "
@@ -250,7 +279,7 @@ def _append(tx: Transaction, selection: str, params: list[Any]) -> int:
         params,
     )
     written = sum(
-        _insert(tx, event, "funnel_staged", "WHERE event = ?", [event])
+        _insert(tx, dialect, event, "funnel_staged", "WHERE event = ?", [event])
         for event in FUNNEL_STEP_TYPES
     )
     tx.query("DROP TABLE funnel_staged")
@@ -258,14 +287,20 @@ def _append(tx: Transaction, selection: str, params: list[Any]) -> int:
 
 
 def _insert(
-    tx: Transaction, event: str, source: str, where: str = "", params: list[Any] | None = None
+    tx: Transaction,
+    dialect: Dialect,
+    event: str,
+    source: str,
+    where: str = "",
+    params: list[Any] | None = None,
 ) -> int:
-    """Append ``source``'s rows to the event type's table in person order, counting them
-    towards its next rewrite."""
+    """Append ``source``'s rows to the event type's table (DuckDB: in person order),
+    counting them towards its next rewrite."""
+    order = " ORDER BY pk, ts" if dialect.name == "duckdb" else ""
     count = affected_rows(
         tx.query(
             f"INSERT INTO {table_of(event)} ({_STEP_COLUMNS}) SELECT {_STEP_COLUMNS} "  # noqa: S608
-            f"FROM {source} {where} ORDER BY pk, ts",
+            f"FROM {source} {where}{order}",
             params or [],
         )
     )
@@ -306,8 +341,8 @@ def _recluster(tx: Transaction) -> list[str]:
     return rewritten
 
 
-def _counts_agree(tx: Transaction, top: int) -> bool:
-    """Every non-ephemeral event of a known site and type up to ``top`` has exactly one row."""
+def _counts_agree(tx: Transaction, window: watermark.Window) -> bool:
+    """Every non-ephemeral event of a known site and type the fold took in has one row."""
     types = ", ".join("?" * len(FUNNEL_STEP_TYPES))
     stored = sum(
         int(tx.query(f"SELECT count(*) FROM {table_of(event)}")[0][0])  # noqa: S608
@@ -315,9 +350,9 @@ def _counts_agree(tx: Transaction, top: int) -> bool:
     )
     expected = int(
         tx.query(
-            "SELECT count(*) FROM events WHERE NOT ephemeral AND event_id <= ? "  # noqa: S608
-            f"AND site_id IN (SELECT site_id FROM sites) AND event IN ({types})",
-            [top, *FUNNEL_STEP_TYPES],
+            f"SELECT count(*) FROM events e WHERE NOT e.ephemeral AND {window.folded} "  # noqa: S608
+            f"AND e.site_id IN (SELECT site_id FROM sites) AND e.event IN ({types})",
+            [*window.folded_params, *FUNNEL_STEP_TYPES],
         )[0][0]
     )
     return stored == expected

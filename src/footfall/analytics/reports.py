@@ -34,7 +34,7 @@ from typing import Any
 from footfall.analytics import form_events, funnel_steps, identifier_days, person_days, watermark
 from footfall.analytics.dialect import Dialect, dialect_of
 from footfall.ingest.validate import EVENT_TYPES, custom_event_name
-from footfall.store.base import HASH_JOINS, Store
+from footfall.store.base import HASH_JOINS, PERSON_ORDER, Store
 from footfall.store.migrations import FUNNEL_STEP_TYPES
 
 INTERVALS = ("day", "week", "month")
@@ -829,7 +829,7 @@ def funnel_query(
 ) -> tuple[str, list[Any]]:
     """The funnel's SQL: rows of (step number, breakdown group, people).
 
-    The embedded store reads the funnel step tables (folded in first); PostgreSQL, or
+    Both stores read the funnel step tables (folded in first); a custom step, or
     ``events_path`` (tests and benchmarks compare the two), reads the events with the
     identity join. Separate from ``funnel`` so bench/funnel_bounds.py times exactly this.
     """
@@ -842,9 +842,11 @@ def funnel_query(
         raise ValueError("the conversion window must be positive")
     # The step tables hold the 13 types only: a custom or form step reads the events.
     custom = any(step not in FUNNEL_STEP_TYPES for step in steps)
-    if funnel_steps.usable(store) and not events_path and not custom:
+    if not events_path and not custom:
         funnel_steps.refresh(store)
-        return _funnel_from_step_tables(filters, list(steps), window_seconds, breakdown)
+        return _funnel_from_step_tables(
+            dialect_of(store), filters, list(steps), window_seconds, breakdown
+        )
     return _funnel_from_events(store, filters, list(steps), window_seconds, breakdown)
 
 
@@ -878,7 +880,11 @@ def _step_chain(
 
 
 def _funnel_from_step_tables(
-    filters: Filters, steps: list[str], window_seconds: int, breakdown: str | None
+    dialect: Dialect,
+    filters: Filters,
+    steps: list[str],
+    window_seconds: int,
+    breakdown: str | None,
 ) -> tuple[str, list[Any]]:
     """Each step reads its type's step table (persons resolved, see footfall.funnel_steps);
     the breakdown value, each person's earliest among their step events, is one aggregate
@@ -893,7 +899,7 @@ def _funnel_from_step_tables(
     ctes = [f"s1 AS (SELECT pk, min(ts) AS t1 FROM {first} e GROUP BY pk)"]  # noqa: S608
     params: list[Any] = list(first_params)
     chain, chain_params = _step_chain(
-        step_rows, steps, window_seconds, Dialect("duckdb"), carry_breakdown=False
+        step_rows, steps, window_seconds, dialect, carry_breakdown=False
     )
     ctes += chain
     params += chain_params
@@ -902,23 +908,27 @@ def _funnel_from_step_tables(
             f"SELECT {i} AS step, 'all' AS grp, count(*) FROM s{i} GROUP BY 2"  # noqa: S608
             for i in range(1, len(steps) + 1)
         )
-        return f"WITH {', '.join(ctes)} {counts}", params
+        return f"{PERSON_ORDER}WITH {', '.join(ctes)} {counts}", params
     kinds = sorted(set(steps))
     valued = []
     for kind in kinds:
         source, source_params = step_rows(steps.index(kind) + 1, f"pk, ts, {breakdown} AS bd")
         valued.append(f"SELECT * FROM {source} v WHERE bd IS NOT NULL")  # noqa: S608
         params += source_params
-    ctes.append(
-        f"bd AS (SELECT pk, arg_min(bd, ts) AS bd FROM ({' UNION ALL '.join(valued)}) v "  # noqa: S608
-        "GROUP BY pk)"
-    )
+    valued_rows = " UNION ALL ".join(valued)
+    if dialect.name == "duckdb":
+        first_value = f"SELECT pk, arg_min(bd, ts) AS bd FROM ({valued_rows}) v GROUP BY pk"  # noqa: S608
+    else:
+        # The step rows come in person order (their index): the first of each is a merge.
+        first_value = f"SELECT DISTINCT ON (pk) pk, bd FROM ({valued_rows}) v ORDER BY pk, ts"  # noqa: S608
+    ctes.append(f"bd AS ({first_value})")
     reached = " UNION ALL ".join(
         f"SELECT {i} AS step, pk FROM s{i}"  # noqa: S608
         for i in range(1, len(steps) + 1)
     )
     return (
-        f"WITH {', '.join(ctes)} SELECT r.step, coalesce(CAST(b.bd AS VARCHAR), '(none)'), "  # noqa: S608
+        f"{PERSON_ORDER}WITH {', '.join(ctes)} SELECT r.step, "  # noqa: S608
+        "coalesce(CAST(b.bd AS VARCHAR), '(none)'), "
         f"count(*) FROM ({reached}) r LEFT JOIN bd b ON b.pk = r.pk GROUP BY 1, 2",
         params,
     )
@@ -1341,8 +1351,8 @@ def deflection(
     than deflected. Ephemeral sessions are counted apart: their person is never known.
     One query, grouping sets for every breakdown, so the sessions are built once.
 
-    On DuckDB the form events come from ``form_events`` (sessions already cut at the default
-    gap); ``events_path`` reads the events instead, as PostgreSQL always does.
+    The form events come from ``form_events`` (sessions already cut at the default gap);
+    ``events_path`` reads the events instead.
     """
     if not 1 <= session_minutes <= 24 * 60:
         raise ValueError("session_minutes must be from 1 to 1440")
@@ -1359,20 +1369,13 @@ def deflection(
     # The form events without persons: a session's person is looked up once, below.
     read = Filters(filters.sites, filters.start - around, filters.end + around)
     where, params = read.where()
-    # Feedback and clicks belong to a form only when they name one: a cheap text test
-    # first spares parsing the JSON of the chat widget's many others.
-    named_form = (
-        "contains(CAST(data AS VARCHAR), '\"form\"')"
-        if sql_dialect.name == "duckdb"
-        else "data->'form' IS NOT NULL"
-    )
+    # Feedback and clicks belong to a form only when they name one.
     source = (
-        f"SELECT * FROM events WHERE {where} AND (event IN "  # noqa: S608
-        "('form_viewed', 'answer_shown', 'ticket_submitted') OR (event IN "
-        f"({_FEEDBACK_EVENTS}) AND {named_form}))"
+        f"SELECT * FROM events WHERE {where} "  # noqa: S608
+        f"AND {form_events.form_event_condition(sql_dialect)}"
     )
     person = sql_dialect.person_key("n.person_id", "x.token")
-    folded = form_events.usable(store) and not events_path
+    folded = not events_path
     if folded:
         form_events.refresh(store)
     ticket_source, ticket_params = _with_persons(
@@ -1443,7 +1446,10 @@ def deflection(
         f"tenanted AS (SELECT x.*, {person} AS pk FROM sited x LEFT JOIN identity_nodes n "
         "ON n.tenant = x.tenant AND n.value = x.token AND n.kind = x.id_kind "
         "AND x.first_ts >= n.valid_from AND x.first_ts < n.valid_to), "
-        "tickets AS (SELECT coalesce(s.tenant, s.site_id) AS tenant, t.pk, t.ts "
+        # PostgreSQL resolves the tickets' persons first: it guesses a handful of sessions
+        # and would otherwise pair every session with every ticket of the tenant by time.
+        f"tickets AS {'' if sql_dialect.name == 'duckdb' else 'MATERIALIZED '}"
+        "(SELECT coalesce(s.tenant, s.site_id) AS tenant, t.pk, t.ts "
         f"FROM ({ticket_source}) t JOIN sites s ON s.site_id = t.site_id "
         "WHERE t.event = 'ticket_submitted' AND NOT t.ephemeral), "
         "later AS (SELECT DISTINCT x.b, x.sn FROM tenanted x "

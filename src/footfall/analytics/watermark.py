@@ -79,6 +79,20 @@ def new_events(tx: Transaction, backend: str, last: int, alias: str = "") -> Win
     )
 
 
+def has_events(tx: Transaction, window: Window, alias: str = "") -> bool:
+    """Whether an event was written in the window (``alias`` as in ``new_events``).
+    PostgreSQL's mark moves with every transaction, events or not: one index probe tells
+    a fold on a quiet store that it has nothing to do."""
+    if window.empty:
+        return False
+    rows = tx.query(
+        f"SELECT count(*) FROM (SELECT 1 FROM events {alias} WHERE {window.condition} "  # noqa: S608
+        "LIMIT 1) probe",
+        window.params,
+    )
+    return bool(rows[0][0])
+
+
 def folded_before(backend: str, mark: int, alias: str = "") -> tuple[str, list[Any]]:
     """The events a derived table holds once folded up to ``mark`` (``Window.folded`` of
     the fold that saved it), for a change outside a fold, e.g. an erase."""

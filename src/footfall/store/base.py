@@ -260,6 +260,14 @@ DuckDB it is a comment.
 """
 
 
+PERSON_ORDER = "/* footfall:person-order */ "
+"""Prefix for a report that reads tables indexed by (person key, time), the funnel step
+tables: PostgreSQL then merges them in person order, neither hashing nor looping, instead
+of building a hash table of about a million persons per step (a 5-step funnel at 10M
+events: 3.9 s hashed, 2.0 s merged). For DuckDB it is a comment.
+"""
+
+
 class StoreBusyError(RuntimeError):
     """The database is held by another process (DuckDB allows one writer process)."""
 

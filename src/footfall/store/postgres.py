@@ -43,6 +43,7 @@ from footfall.store.base import (
     API_KEY_COLUMNS,
     EVENT_COLUMNS,
     HASH_JOINS,
+    PERSON_ORDER,
     REPEATED_MESSAGE,
     ApiKey,
     EventRow,
@@ -541,13 +542,19 @@ class PostgresStore:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """One statement with ``?`` placeholders, in autocommit (``HASH_JOINS``: in a
-        transaction of its own with nested loops off)."""
+        transaction of its own with nested loops off; ``PERSON_ORDER``: hashing off too)."""
+        off: tuple[str, ...] = ()
+        if sql.startswith(HASH_JOINS):
+            off = ("enable_nestloop",)
+        elif sql.startswith(PERSON_ORDER):
+            off = ("enable_nestloop", "enable_hashjoin", "enable_hashagg")
         with self._pool.connection() as conn, conn.cursor() as cur:
-            if not sql.startswith(HASH_JOINS):
+            if not off:
                 cur.execute(translate(sql), _params(params))
                 return _fetch(cur)
             with conn.transaction():
-                cur.execute("SET LOCAL enable_nestloop TO off")
+                for setting in off:
+                    cur.execute(f"SET LOCAL {setting} TO off")
                 cur.execute(translate(sql), _params(params))
                 return _fetch(cur)
 
