@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from footfall.store.base import Store, Transaction
 
@@ -77,6 +78,25 @@ class Dialect:
             f"CROSS JOIN LATERAL (SELECT {alias}.*, {alias}.ctid FROM {table} {alias} "  # noqa: S608
             f"WHERE {condition} OFFSET 0) {alias}"
         )
+
+    def temp_table(
+        self,
+        tx: Transaction,
+        name: str,
+        definition: str,
+        params: list[Any] | None = None,
+        *,
+        analyze: bool = False,
+    ) -> None:
+        """A fold's temporary table, ``CREATE TEMP TABLE name definition`` (``AS SELECT ...``
+        or a column list) on both stores, dropped first if a failed fold left one.
+        ``analyze``: PostgreSQL then gathers its statistics, for statements that join it with
+        big tables (without them it is planned as if it held thousands of rows); a fold that
+        looks its rows up by ``index_lookup`` needs none."""
+        tx.query(f"DROP TABLE IF EXISTS {name}")
+        tx.query(f"CREATE TEMP TABLE {name} {definition}", params or [])
+        if analyze and self.name != "duckdb":
+            tx.query(f"ANALYZE {name}")
 
     @contextmanager
     def row_joins(self, tx: Transaction) -> Iterator[None]:

@@ -91,7 +91,7 @@ def forget_erased(tx: Transaction, dialect: Dialect, event_ids: list[int]) -> No
     sessions of their keys (an erase may take only some of a token's events)."""
     if not event_ids:
         return
-    _temp(tx, dialect, "form_erased", "(event_id BIGINT)")
+    dialect.temp_table(tx, "form_erased", "(event_id BIGINT)")
     for start in range(0, len(event_ids), 1000):
         chunk = event_ids[start : start + 1000]
         tx.query(
@@ -99,13 +99,18 @@ def forget_erased(tx: Transaction, dialect: Dialect, event_ids: list[int]) -> No
             chunk,
         )
     erased = "event_id IN (SELECT event_id FROM form_erased)"
-    _temp(tx, dialect, "form_keys", f"AS SELECT DISTINCT k FROM form_events WHERE {erased}")  # noqa: S608
-    tx.query(f"DELETE FROM form_events WHERE {erased}")  # noqa: S608
-    _temp(
+    dialect.temp_table(
         tx,
-        dialect,
+        "form_keys",
+        f"AS SELECT DISTINCT k FROM form_events WHERE {erased}",  # noqa: S608
+        analyze=True,
+    )
+    tx.query(f"DELETE FROM form_events WHERE {erased}")  # noqa: S608
+    dialect.temp_table(
+        tx,
         "form_redo",
         f"AS SELECT {_BASE_COLUMNS} FROM form_events WHERE k IN (SELECT k FROM form_keys)",  # noqa: S608
+        analyze=True,
     )
     tx.query("DELETE FROM form_events WHERE k IN (SELECT k FROM form_keys)")
     _insert_numbered(tx, "form_redo")
@@ -163,25 +168,13 @@ def _fold(tx: Transaction, dialect: Dialect) -> int:
     return written
 
 
-def _temp(
-    tx: Transaction, dialect: Dialect, name: str, definition: str, params: list[Any] | None = None
-) -> None:
-    """A temporary table of the fold, with its statistics on PostgreSQL (the statements
-    after it join it with the form events table, which it should probe by index)."""
-    tx.query(f"DROP TABLE IF EXISTS {name}")
-    tx.query(f"CREATE TEMP TABLE {name} {definition}", params or [])
-    if dialect.name != "duckdb":
-        tx.query(f"ANALYZE {name}")
-
-
 def _append(
     tx: Transaction, dialect: Dialect, selection: str, params: list[Any], *, renumber: bool
 ) -> int:
     """The selected form events, with the rows already stored for the keys they touch
     (``renumber``), numbered again and written back."""
-    _temp(
+    dialect.temp_table(
         tx,
-        dialect,
         "form_staged",
         f"AS SELECT event_id, {row_key(dialect)} AS k, site_id, id_kind, token, form, ts, "  # noqa: S608
         "event, ephemeral, ab_group, chatbot_id, popup_version, raw_question FROM ("
@@ -190,6 +183,7 @@ def _append(
         "data->>'question' AS raw_question FROM events "
         f"WHERE ({selection}) AND {form_event_condition(dialect)}) e",
         params,
+        analyze=True,
     )
     staged = int(tx.query("SELECT count(*) FROM form_staged")[0][0])
     if staged and renumber:

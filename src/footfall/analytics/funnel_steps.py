@@ -30,9 +30,10 @@ rebuilds them.
 
 Both stores keep them. On DuckDB "new events" are the ids above the last one folded; on
 PostgreSQL, where several writers commit ids out of order, the events whose transaction
-lies between the last fold's watermark and this one's (``watermark``). PostgreSQL keeps
-no person order (its heap has none to keep): its aggregates hash, and the tables are
-indexed by identifier key for the few rows an identity change rewrites.
+lies between the last fold's watermark and this one's (``watermark``). Its heap keeps no
+order, so there the tables are indexed by person and time, which a funnel merges its steps
+along (``PERSON_ORDER``), and by identifier key, for the few rows an identity change or an
+erase rewrites; nothing is rewritten in person order.
 """
 
 from __future__ import annotations
@@ -179,21 +180,9 @@ def _fold(tx: Transaction, dialect: Dialect) -> int:
     return written
 
 
-def _temp(
-    tx: Transaction, dialect: Dialect, name: str, definition: str, params: list[Any] | None = None
-) -> None:
-    """A temporary table of the fold (both stores' spelling; dropped before the fold ends).
-    PostgreSQL gets its statistics at once: the statements after it join it with the big
-    tables, and a table without them is planned as if it held thousands of rows."""
-    tx.query(f"DROP TABLE IF EXISTS {name}")
-    tx.query(f"CREATE TEMP TABLE {name} AS {definition}", params or [])
-    if dialect.name != "duckdb":
-        tx.query(f"ANALYZE {name}")
-
-
 def _resolve_sites(tx: Transaction, dialect: Dialect, last: int) -> int:
     """Sites new, gone or moved to another tenant: their rows again from the events."""
-    _temp(tx, dialect, "funnel_changed_sites", _SITE_CHANGES)
+    dialect.temp_table(tx, "funnel_changed_sites", "AS " + _SITE_CHANGES, analyze=True)
     tx.query("DELETE FROM funnel_sites")
     tx.query(f"INSERT INTO funnel_sites {_CURRENT_SITES}")
     changed = "site_id IN (SELECT site_id FROM funnel_changed_sites)"
@@ -213,37 +202,37 @@ def _resolve_identities(tx: Transaction, dialect: Dialect) -> int:
     no text), so two identifiers whose keys collide would share a person: the same odds
     as two unlinked tokens sharing a person key, about 3 in 100 million at 1M tokens."""
     key = token_key(dialect, "value")
-    _temp(
+    dialect.temp_table(
         tx,
-        dialect,
         "funnel_changed_keys",
-        f"SELECT DISTINCT {key} AS token_key FROM ("  # noqa: S608 - fixed names
+        f"AS SELECT DISTINCT {key} AS token_key FROM ("  # noqa: S608 - fixed names
         f"(SELECT {_NODE_COLUMNS} FROM identity_nodes "
         f"EXCEPT SELECT {_NODE_COLUMNS} FROM funnel_nodes) UNION ALL "
         f"(SELECT {_NODE_COLUMNS} FROM funnel_nodes "
         f"EXCEPT SELECT {_NODE_COLUMNS} FROM identity_nodes)) changed",
+        analyze=True,
     )
-    _temp(
+    dialect.temp_table(
         tx,
-        dialect,
         "funnel_changed_nodes",
-        f"SELECT tenant, kind, {key} AS token_key, person_id, valid_from, valid_to "  # noqa: S608
+        f"AS SELECT tenant, kind, {key} AS token_key, person_id, valid_from, valid_to "  # noqa: S608
         f"FROM identity_nodes WHERE {key} IN (SELECT token_key FROM funnel_changed_keys)",
+        analyze=True,
     )
     changed = "token_key IN (SELECT token_key FROM funnel_changed_keys)"
     written = 0
     for event in FUNNEL_STEP_TYPES:
         table = table_of(event)
-        _temp(
+        dialect.temp_table(
             tx,
-            dialect,
             "funnel_redo",
-            f"SELECT f.site_id, f.ts, f.id_kind, f.token_key, "  # noqa: S608 - fixed names
+            f"AS SELECT f.site_id, f.ts, f.id_kind, f.token_key, "  # noqa: S608 - fixed names
             f"coalesce(-n.person_id, f.token_key) AS pk, {_columns('f.', BREAKDOWN_COLUMNS)} "
             f"FROM {table} f JOIN funnel_sites s ON s.site_id = f.site_id "
             "LEFT JOIN funnel_changed_nodes n ON n.tenant = s.tenant "
             "AND n.token_key = f.token_key AND n.kind = f.id_kind "
             f"AND f.ts >= n.valid_from AND f.ts < n.valid_to WHERE f.{changed}",
+            analyze=True,
         )
         tx.query(f"DELETE FROM {table} WHERE {changed}")  # noqa: S608
         written += _insert(tx, dialect, event, "funnel_redo")
@@ -266,17 +255,17 @@ def _append(tx: Transaction, dialect: Dialect, selection: str, params: list[Any]
     """Resolve the selected events' persons (as ``events_with_persons`` does) and append
     them to their type's table in person order."""
     key = token_key(dialect, "e.token")
-    _temp(
+    dialect.temp_table(
         tx,
-        dialect,
         "funnel_staged",
-        f"SELECT e.event, e.site_id, e.ts, e.id_kind, {key} AS token_key, "  # noqa: S608
+        f"AS SELECT e.event, e.site_id, e.ts, e.id_kind, {key} AS token_key, "  # noqa: S608
         f"coalesce(-n.person_id, {key}) AS pk, {_columns('e.', BREAKDOWN_COLUMNS)} "
         "FROM events e JOIN funnel_sites s ON s.site_id = e.site_id "
         "LEFT JOIN identity_nodes n ON n.tenant = s.tenant AND n.value = e.token "
         "AND n.kind = e.id_kind AND e.ts >= n.valid_from AND e.ts < n.valid_to "
         f"WHERE NOT e.ephemeral AND ({selection})",
         params,
+        analyze=True,
     )
     written = sum(
         _insert(tx, dialect, event, "funnel_staged", "WHERE event = ?", [event])

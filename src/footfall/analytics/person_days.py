@@ -182,13 +182,13 @@ def _rebuild_dirty(
 
     ``pd_dirty`` holds the scope (a NULL site and day: every day of that person key);
     ``pd_members`` every identifier whose rollup rows may resolve to a key in it."""
-    _temp(tx, "pd_dirty", "(site_id VARCHAR, day DATE, pk BIGINT)")
-    _temp(tx, "pd_members", "(tenant VARCHAR, kind VARCHAR, value VARCHAR)")
+    dialect.temp_table(tx, "pd_dirty", "(site_id VARCHAR, day DATE, pk BIGINT)")
+    dialect.temp_table(tx, "pd_members", "(tenant VARCHAR, kind VARCHAR, value VARCHAR)")
     days: list[date] = []
     if identities:
         # Identifiers whose nodes differ from the copy: their unlinked key and every person
         # they belonged to before or belong to now are dirty on every day.
-        _temp(
+        dialect.temp_table(
             tx,
             "pd_changed",
             "AS SELECT DISTINCT tenant, kind, value FROM ("  # noqa: S608
@@ -217,7 +217,7 @@ def _rebuild_dirty(
             f"WHERE EXISTS (SELECT 1 FROM pd_changed c WHERE {changed.format(t='n')})"
         )
     if new_events is not None:
-        _temp(
+        dialect.temp_table(
             tx,
             "pd_new",
             "AS SELECT DISTINCT e.site_id, CAST(e.ts AS DATE) AS day, s.tenant, "  # noqa: S608
@@ -260,7 +260,7 @@ def _rebuild_dirty(
         "AND m.kind = p.id_kind AND m.value = p.token)"
     )
     # Their nodes alone: a small table to join, where the whole graph would be hashed.
-    _temp(
+    dialect.temp_table(
         tx,
         "pd_member_nodes",
         "AS SELECT n.* FROM identity_nodes n WHERE EXISTS (SELECT 1 FROM pd_members m "
@@ -293,7 +293,7 @@ def _resolve(
     """Resolve the selected rollup rows (``p``, with their site ``s``) and insert their
     person days; ``scoped`` keeps only the keys in ``pd_dirty``; ``nodes`` holds at least
     the selected identifiers' nodes."""
-    _temp(
+    dialect.temp_table(
         tx,
         "pd_rows",
         "AS SELECT p.*, n.person_id, n.valid_from, n.valid_to "  # noqa: S608
@@ -304,7 +304,7 @@ def _resolve(
         params,
     )
     # Identifier-days a node begins or ends inside of: their events, one by one.
-    _temp(
+    dialect.temp_table(
         tx,
         "pd_split",
         "AS SELECT DISTINCT site_id, day, id_kind, token FROM pd_rows "
@@ -427,12 +427,6 @@ def nodes_fingerprint(tx: Transaction | Store, dialect: Dialect) -> str:
         mixed = f"sum(hashtextextended(concat_ws('|', {_NODE_COLUMNS}), 0))"
     count, total = tx.query(f"SELECT count(*), coalesce({mixed}, 0) FROM identity_nodes")[0]  # noqa: S608
     return f"{count}:{total}"
-
-
-def _temp(tx: Transaction, name: str, definition: str, params: list[Any] | None = None) -> None:
-    """A temporary table of the fold (both stores' spelling; dropped when the fold ends)."""
-    tx.query(f"DROP TABLE IF EXISTS {name}")
-    tx.query(f"CREATE TEMP TABLE {name} {definition}", params or [])
 
 
 def _counts_agree(tx: Transaction) -> bool:
