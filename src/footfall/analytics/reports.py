@@ -919,7 +919,8 @@ def _funnel_from_step_tables(
     if dialect.name == "duckdb":
         first_value = f"SELECT pk, arg_min(bd, ts) AS bd FROM ({valued_rows}) v GROUP BY pk"  # noqa: S608
     else:
-        # The step rows come in person order (their index): the first of each is a merge.
+        # One sort of the valued rows instead of an array per person (PostgreSQL has no
+        # arg_min).
         first_value = f"SELECT DISTINCT ON (pk) pk, bd FROM ({valued_rows}) v ORDER BY pk, ts"  # noqa: S608
     ctes.append(f"bd AS ({first_value})")
     reached = " UNION ALL ".join(
